@@ -1,0 +1,134 @@
+"""Model sizes as dataclasses: one code path, configs differ.
+
+`vggt-s-1b` is the published model (facebook/VGGT-1B + zbbhhh/VGGT-S). The small sizes exist for CPU
+use and tests; `testvector-backbone` / `testvector-head` reproduce the official test-vector builds in
+`shared/testvectors/` exactly.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class DinoConfig:
+    """DINOv2-style ViT patch embedding inside the aggregator (`aggregator.patch_embed.*`)."""
+
+    img_size: int = 518  # pos_embed is built for img_size / patch_size cells per side
+    patch_size: int = 14
+    embed_dim: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    num_register_tokens: int = 4
+
+
+@dataclass(frozen=True)
+class AggregatorConfig:
+    """Alternating frame / global attention (`aggregator.*`)."""
+
+    embed_dim: int = 1024
+    depth: int = 24
+    num_heads: int = 16
+    mlp_ratio: float = 4.0
+    num_register_tokens: int = 4
+    rope_freq: float = 100.0
+    dino: DinoConfig = field(default_factory=DinoConfig)
+
+
+@dataclass(frozen=True)
+class DPTConfig:
+    """The track head's DPT feature extractor (`track_head.feature_extractor.*`), feature-only."""
+
+    dim_in: int = 2048  # 2 * aggregator embed_dim
+    patch_size: int = 14
+    features: int = 128
+    out_channels: tuple[int, int, int, int] = (256, 512, 1024, 1024)
+    layer_idx: tuple[int, int, int, int] = (4, 11, 17, 23)
+    down_ratio: int = 2
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """The iterative tracker (`track_head.tracker.*`)."""
+
+    latent_dim: int = 128  # = DPT features
+    hidden_size: int = 384  # updateformer width
+    iters: int = 4
+    stride: int = 2
+    corr_levels: int = 7
+    corr_radius: int = 4
+    depth: int = 6
+    num_heads: int = 8
+    num_virtual_tracks: int = 64
+    mlp_ratio: float = 4.0
+    max_scale: int = 518
+
+
+@dataclass(frozen=True)
+class HeadConfig:
+    """The Union Segmentation Head (`Predictor`): image size, bottleneck grid, decoder sizes."""
+
+    img_size: int = 518  # model input side; feature grid is img_size // 2 = ratio * sa_tokens
+    sa_tokens: int = 37  # bottleneck grid side per view
+    embed_dim: int = 128
+    depth: int = 2
+    num_heads: int = 8
+    n_points: int = 5
+    passes: int = 2  # refinement: pass 0 without target mask, then feedback passes
+
+    @property
+    def feature_hw(self) -> int:
+        return self.img_size // 2
+
+    @property
+    def ratio(self) -> int:
+        return self.img_size // 2 // self.sa_tokens
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A whole VGGT-S: backbone (aggregator + track head) and segmentation head."""
+
+    name: str
+    img_size: int
+    aggregator: AggregatorConfig
+    dpt: DPTConfig
+    tracker: TrackerConfig
+    head: HeadConfig
+
+
+VGGT_S_1B = ModelConfig(
+    name="vggt-s-1b",
+    img_size=518,
+    aggregator=AggregatorConfig(),
+    dpt=DPTConfig(),
+    tracker=TrackerConfig(),
+    head=HeadConfig(),
+)
+
+# The official backbone test-vector build (shared/testvectors/backbone_small.json).
+TESTVECTOR_BACKBONE = ModelConfig(
+    name="testvector-backbone",
+    img_size=140,
+    aggregator=AggregatorConfig(
+        embed_dim=64, depth=5, num_heads=2, dino=DinoConfig(embed_dim=64, depth=2, num_heads=2)
+    ),
+    dpt=DPTConfig(dim_in=128, features=32, out_channels=(16, 32, 64, 64), layer_idx=(0, 1, 3, 4)),
+    tracker=TrackerConfig(latent_dim=32, hidden_size=32),
+    head=HeadConfig(img_size=40, sa_tokens=10),
+)
+
+# A small model of the same architecture for CPU work and tests: 224 px input, 112 px feature grid.
+VGGT_S_TINY = ModelConfig(
+    name="vggt-s-tiny",
+    img_size=224,
+    aggregator=AggregatorConfig(
+        embed_dim=64, depth=4, num_heads=2, dino=DinoConfig(embed_dim=64, depth=2, num_heads=2)
+    ),
+    dpt=DPTConfig(dim_in=128, features=128, out_channels=(32, 64, 128, 128), layer_idx=(0, 1, 2, 3)),
+    tracker=TrackerConfig(latent_dim=128, hidden_size=64, depth=2),
+    head=HeadConfig(img_size=224, sa_tokens=16, depth=1),
+)
+
+CONFIGS: dict[str, ModelConfig] = {c.name: c for c in (VGGT_S_1B, VGGT_S_TINY, TESTVECTOR_BACKBONE)}
