@@ -1,0 +1,56 @@
+"""What every segmentation engine receives and returns.
+
+The propagation loop (engine/propagate.py) walks the cameras over time and asks an engine, for one target
+frame at a time, to find the object given a few reference frames whose masks are known.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import numpy as np
+
+ReferenceKind = Literal["seed", "temporal", "cross"]
+
+
+@dataclass(frozen=True)
+class View:
+    """One decoded frame of one camera: `image` is (H, W, 3) uint8 RGB in display orientation."""
+
+    camera: str
+    index: int
+    image: np.ndarray
+
+
+@dataclass(frozen=True)
+class Reference:
+    """A frame whose object mask is known: `mask` is (H, W) bool at that frame's own size.
+
+    kind: "seed" — the user's mask (a long-term anchor, never drifts); "temporal" — the previous processed
+    frame of the target's own camera; "cross" — another camera at the target's instant.
+    """
+
+    view: View
+    mask: np.ndarray
+    kind: ReferenceKind
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The target's mask, (H, W) bool at the target frame's size, and a presence score in [0, 1]."""
+
+    mask: np.ndarray
+    score: float
+
+
+class Engine(ABC):
+    """A way of finding the object in a target frame from reference frames."""
+
+    name: str
+
+    @abstractmethod
+    def segment(self, target: View, refs: Sequence[Reference]) -> Prediction:
+        """Predict the object in `target` from `refs` (at least one; the seed reference is always given)."""

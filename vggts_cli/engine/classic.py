@@ -1,0 +1,336 @@
+"""The weight-free engine: feature matching across views, optical flow over time.
+
+Each reference is carried into the target as a soft candidate mask with a confidence:
+- the temporal reference (same camera, previous frame) by dense DIS optical flow, trusted per pixel where the
+  flow is forward–backward consistent and the warped reference looks like the target;
+- every other reference (the seed, the other camera's frame at this instant) by a RANSAC homography fitted to
+  SIFT/ORB matches of the keypoints on the reference object, trusted by its inlier count and ratio.
+The candidates vote per pixel, weighted by confidence: the anchors (seed, cross) keep the temporal track from
+drifting, and the temporal track gives the shape where a single homography cannot. All the work happens at a
+small working size; per-frame work (grayscale, keypoints) is cached because the same reference frames come
+back on every call.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Literal
+
+import cv2
+import numpy as np
+
+from vggts_cli.engine.base import Engine, Prediction, Reference, View
+
+Detector = Literal["sift", "orb"]
+
+
+@dataclass
+class _Frame:
+    """A view at working size: `gray` (h, w) uint8, `rgb` (h, w, 3) uint8; `scale` = working / original size.
+
+    `smooth` (h, w) float32 and the keypoints (`points` (N, 2) float32, `descriptors` (N, D)) are filled in
+    when first needed.
+    """
+
+    gray: np.ndarray
+    rgb: np.ndarray
+    scale: float
+    smooth: np.ndarray | None = None
+    points: np.ndarray | None = None
+    descriptors: np.ndarray | None = None
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    """A reference mask carried into the target: `prob` (h, w) float32 in [0, 1], its vote `weight` (a scalar
+    or (h, w) float32 per pixel) and its overall `confidence` in [0, 1]."""
+
+    prob: np.ndarray
+    weight: np.ndarray | float
+    confidence: float
+
+
+class ClassicEngine(Engine):
+    """Feature matching + RANSAC across views, DIS optical flow over time, optional GrabCut refinement.
+
+    Args:
+        work_size: long side of the internal processing size (frames are only ever shrunk to it).
+        grabcut: refine the fused mask with GrabCut in a band around its boundary.
+        detector: "sift" (robust to viewpoint and scale changes) or "orb" (several times faster).
+        max_features: keypoints kept per frame.
+        min_inliers: RANSAC inliers needed to accept a homography.
+        min_score: below this presence score the object is reported absent (empty mask).
+        cache_size: frames kept in the per-(camera, index) cache.
+    """
+
+    name = "classic"
+
+    def __init__(
+        self,
+        work_size: int = 480,
+        grabcut: bool = False,
+        detector: Detector = "sift",
+        max_features: int = 2000,
+        min_inliers: int = 12,
+        min_score: float = 0.1,
+        cache_size: int = 16,
+    ) -> None:
+        if work_size < 64:
+            raise ValueError(f"work_size must be at least 64, got {work_size}")
+        self.work_size = work_size
+        self.grabcut = grabcut
+        self.min_inliers = min_inliers
+        self.min_score = min_score
+        self.cache_size = cache_size
+        if detector == "sift":
+            self._detector = cv2.SIFT_create(nfeatures=max_features)
+            self._matcher = cv2.BFMatcher(cv2.NORM_L2)
+        elif detector == "orb":
+            self._detector = cv2.ORB_create(nfeatures=max_features)
+            self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+        else:
+            raise ValueError(f"unknown detector {detector!r} (expected 'sift' or 'orb')")
+        self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self._cache: OrderedDict[tuple[str, int], _Frame] = OrderedDict()
+        # Tolerances in working-size pixels / gray levels.
+        self._ransac_px = max(2.0, 0.0075 * work_size)
+        self._fb_px = max(1.0, 0.004 * work_size)
+        self._photo_levels = 20.0
+        self._band_px = max(3, round(0.015 * work_size))
+
+    # ------------------------------------------------------------------ contract
+
+    def segment(self, target: View, refs: Sequence[Reference]) -> Prediction:
+        """Predict the object in `target` ((H, W, 3) uint8) from `refs`; the mask is (H, W) bool."""
+        if not refs:
+            raise ValueError("segment needs at least one reference")
+        cv2.setRNGSeed(0)  # RANSAC and GrabCut's k-means draw from OpenCV's RNG: same inputs, same masks
+        tgt = self._frame(target)
+        candidates = []
+        for ref in refs:
+            if ref.mask.shape != ref.view.image.shape[:2]:
+                raise ValueError(
+                    f"reference mask {ref.mask.shape} does not match its frame {ref.view.image.shape[:2]}"
+                )
+            candidate = self._carry(ref, target, tgt)
+            if candidate is not None:
+                candidates.append(candidate)
+
+        height, width = target.image.shape[:2]
+        empty = Prediction(np.zeros((height, width), dtype=bool), 0.0)
+        if not candidates:
+            return empty
+        mask = _clean(_vote(candidates), self._band_px)
+        if self.grabcut and mask.any():
+            mask = self._refine(tgt.rgb, mask)
+        score = _presence(candidates, mask)
+        if score < self.min_score or not mask.any():
+            return Prediction(empty.mask, score)
+        full = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+        return Prediction(full >= 0.5, score)
+
+    # ------------------------------------------------------------------ per-frame work
+
+    def _frame(self, view: View) -> _Frame:
+        """The working-size frame of `view`, from a small LRU cache keyed by (camera, index)."""
+        key = (view.camera, view.index)
+        frame = self._cache.get(key)
+        if frame is not None:
+            self._cache.move_to_end(key)
+            return frame
+        height, width = view.image.shape[:2]
+        scale = min(1.0, self.work_size / max(height, width))
+        size = (max(1, round(width * scale)), max(1, round(height * scale)))
+        rgb = view.image if scale == 1.0 else cv2.resize(view.image, size, interpolation=cv2.INTER_AREA)
+        rgb = np.ascontiguousarray(rgb)
+        frame = _Frame(gray=cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), rgb=rgb, scale=scale)
+        self._cache[key] = frame
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return frame
+
+    def _keypoints(self, frame: _Frame) -> tuple[np.ndarray, np.ndarray | None]:
+        """Keypoint positions (N, 2) float32 and descriptors (N, D) of the whole frame, computed once."""
+        if frame.points is None:
+            keypoints, descriptors = self._detector.detectAndCompute(frame.gray, None)
+            frame.points = cv2.KeyPoint_convert(keypoints).reshape(-1, 2).astype(np.float32)
+            frame.descriptors = descriptors
+        return frame.points, frame.descriptors
+
+    @staticmethod
+    def _smooth(frame: _Frame) -> np.ndarray:
+        """The blurred grayscale (h, w) float32 used for photometric checks (tolerates sub-pixel error)."""
+        if frame.smooth is None:
+            frame.smooth = cv2.GaussianBlur(frame.gray.astype(np.float32), (0, 0), 1.5)
+        return frame.smooth
+
+    # ------------------------------------------------------------------ transfer
+
+    def _carry(self, ref: Reference, target: View, tgt: _Frame) -> _Candidate | None:
+        """Carry one reference mask into the target; None when this reference gives no evidence."""
+        src = self._frame(ref.view)
+        h, w = src.gray.shape
+        mask = cv2.resize(ref.mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+        if mask.max() < 0.5:
+            return None  # an empty reference (object absent there) says nothing about where it is here
+        same_grid = ref.view.camera == target.camera and src.gray.shape == tgt.gray.shape
+        if ref.kind == "temporal" and same_grid:
+            return self._by_flow(src, mask, tgt)
+        return self._by_homography(src, mask, tgt)
+
+    def _by_flow(self, src: _Frame, mask: np.ndarray, tgt: _Frame) -> _Candidate | None:
+        """Backward-warp `mask` (h, w) float32 with dense flow target→reference.
+
+        A target pixel votes where the flow is forward–backward consistent and the reference pixel it comes
+        from looks like it (an object that vanished, or an occluder, fails the second test).
+        """
+        h, w = tgt.gray.shape
+        to_ref = self._flow.calc(tgt.gray, src.gray, None)
+        to_tgt = self._flow.calc(src.gray, tgt.gray, None)
+        grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        map_x, map_y = grid_x + to_ref[..., 0], grid_y + to_ref[..., 1]
+
+        def warp(image: np.ndarray) -> np.ndarray:
+            return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
+
+        prob = warp(mask)
+        region = prob >= 0.5
+        if not region.any():
+            return None
+        round_trip = to_ref + warp(to_tgt)
+        consistent = np.hypot(round_trip[..., 0], round_trip[..., 1]) < self._fb_px
+        alike = np.abs(warp(self._smooth(src)) - self._smooth(tgt)) < self._photo_levels
+        good = (consistent & alike).astype(np.float32)
+        # Chance agreement of unrelated textures is well above 0; map it to no confidence.
+        confidence = float(np.clip((good[region].mean() - 0.3) / 0.5, 0.0, 1.0))
+        if confidence == 0.0:
+            return None
+        weight = confidence * cv2.GaussianBlur(good, (0, 0), 2.0)
+        return _Candidate(prob, weight, confidence)
+
+    def _by_homography(self, src: _Frame, mask: np.ndarray, tgt: _Frame) -> _Candidate | None:
+        """Warp `mask` (h, w) float32 by a RANSAC homography fitted to keypoint matches on the object."""
+        src_points, src_desc = self._keypoints(src)
+        tgt_points, tgt_desc = self._keypoints(tgt)
+        if src_desc is None or tgt_desc is None or len(tgt_points) < 2:
+            return None
+        # Keypoints on the object and just around it (corners on its outline are among the best).
+        region = cv2.dilate((mask >= 0.5).astype(np.uint8), _disk(self._band_px))
+        xs = np.clip(src_points[:, 0].round().astype(int), 0, mask.shape[1] - 1)
+        ys = np.clip(src_points[:, 1].round().astype(int), 0, mask.shape[0] - 1)
+        on_object = region[ys, xs] > 0
+        if on_object.sum() < self.min_inliers:
+            return None
+        matches = self._matcher.knnMatch(src_desc[on_object], tgt_desc, k=2)
+        pairs = [(m.queryIdx, m.trainIdx) for m, n in matches if m.distance < 0.8 * n.distance]
+        if len(pairs) < self.min_inliers:
+            return None
+        query, train = np.array(pairs).T
+        src_xy = src_points[on_object][query]
+        tgt_xy = tgt_points[train]
+        homography, inlier_mask = cv2.findHomography(
+            src_xy, tgt_xy, cv2.RANSAC, self._ransac_px, maxIters=2000, confidence=0.995
+        )
+        if homography is None:
+            return None
+        inliers = int(inlier_mask.sum())
+        if inliers < self.min_inliers or not _plausible(homography, mask >= 0.5):
+            return None
+        h, w = tgt.gray.shape
+        prob = cv2.warpPerspective(mask, homography, (w, h), flags=cv2.INTER_LINEAR)
+        if prob.max() < 0.5:
+            return None  # mapped outside the target frame
+        confidence = min(1.0, inliers / (3 * self.min_inliers)) * min(1.0, inliers / len(pairs) / 0.5)
+        return _Candidate(prob, confidence, confidence)
+
+    # ------------------------------------------------------------------ refinement
+
+    def _refine(self, rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        """GrabCut (h, w, 3) uint8 within a band of `band_px` around the boundary of `mask` (h, w) bool."""
+        band = _disk(self._band_px)
+        mask_u8 = mask.astype(np.uint8)
+        inner = cv2.erode(mask_u8, band) > 0
+        outer = cv2.dilate(mask_u8, band) > 0
+        if not inner.any():
+            return mask  # too thin to have a sure foreground
+        labels = np.full(mask.shape, cv2.GC_BGD, dtype=np.uint8)
+        labels[outer] = cv2.GC_PR_BGD
+        labels[mask] = cv2.GC_PR_FGD
+        labels[inner] = cv2.GC_FGD
+        # Work on a crop with a margin of sure background so the colour models see both sides.
+        x, y, w, h = cv2.boundingRect(outer.astype(np.uint8))
+        margin = 3 * self._band_px
+        x0, y0 = max(0, x - margin), max(0, y - margin)
+        x1, y1 = min(mask.shape[1], x + w + margin), min(mask.shape[0], y + h + margin)
+        crop = labels[y0:y1, x0:x1].copy()
+        if not (crop == cv2.GC_BGD).any():
+            return mask  # the object fills the frame: no background to model
+        bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+        cv2.grabCut(np.ascontiguousarray(rgb[y0:y1, x0:x1]), crop, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
+        refined = mask.copy()
+        refined[y0:y1, x0:x1] = (crop == cv2.GC_FGD) | (crop == cv2.GC_PR_FGD)
+        # GrabCut may leak into a background of the same colours: keep it only when it stays close.
+        ratio = refined.sum() / mask.sum()
+        return refined if 0.7 < ratio < 1.4 else mask
+
+
+def _disk(radius: int) -> np.ndarray:
+    """An elliptic structuring element of the given radius."""
+    return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def _plausible(homography: np.ndarray, mask: np.ndarray) -> bool:
+    """Whether `homography` maps the bounding box of `mask` (h, w) bool to a sane quadrilateral: convex, not
+    mirrored, area scaled by at most 25x either way (the scale gap between a head camera and a far camera)."""
+    x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
+    box = np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], dtype=np.float64)
+    projected = homography @ np.c_[box, np.ones(4)].T
+    if np.any(projected[2] <= 1e-9):
+        return False  # a corner goes through the horizon
+    quad = (projected[:2] / projected[2]).T
+    edges = np.roll(quad, -1, axis=0) - quad
+    turns = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    if not np.all(turns > 0):
+        return False  # mirrored (negative turns) or folded (mixed signs)
+    area = 0.5 * turns.sum() - 0.5 * float(np.cross(quad[1] - quad[0], quad[3] - quad[0]))
+    area = _polygon_area(quad)
+    return 1 / 25 < area / max(w * h, 1) < 25
+
+
+def _polygon_area(points: np.ndarray) -> float:
+    """Signed area of a polygon (N, 2) (positive for the image's clockwise-on-screen order)."""
+    x, y = points[:, 0], points[:, 1]
+    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+
+
+def _vote(candidates: Sequence[_Candidate]) -> np.ndarray:
+    """Confidence-weighted soft vote of the candidate masks: (h, w) bool."""
+    numerator = sum(c.weight * c.prob for c in candidates)
+    denominator = sum(c.weight * np.ones_like(c.prob) for c in candidates)
+    return (numerator >= 0.5 * denominator) & (denominator > 1e-3)
+
+
+def _clean(mask: np.ndarray, radius: int) -> np.ndarray:
+    """Close small gaps in `mask` (h, w) bool and keep only the components of notable size."""
+    closed = cv2.morphologyEx(mask.astype(np.uint8), cv2.MORPH_CLOSE, _disk(radius))
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
+    if count <= 1:
+        return closed > 0
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.flatnonzero(areas >= max(0.1 * areas.max(), radius * radius)) + 1
+    return np.isin(labels, keep)
+
+
+def _presence(candidates: Sequence[_Candidate], mask: np.ndarray) -> float:
+    """Presence in [0, 1]: the chance that at least one candidate is right, lowered when the fused `mask`
+    (h, w) bool is far (more than 2x) from the area the candidates expected."""
+    evidence = 1.0 - float(np.prod([1.0 - c.confidence for c in candidates]))
+    weights = np.array([c.confidence for c in candidates])
+    expected = float(np.dot(weights, [c.prob.sum() for c in candidates]) / weights.sum())
+    area = float(mask.sum())
+    if area == 0.0 or expected == 0.0:
+        return 0.0
+    agreement = min(1.0, 2.0 * min(area / expected, expected / area))
+    return evidence * agreement

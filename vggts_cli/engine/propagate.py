@@ -1,0 +1,294 @@
+"""`vggts propagate` as a function: validate a job, segment every frame of every camera, write the outputs.
+
+Two stages. (1) Segment: walk the cameras (engine/schedule.py), ask the engine for each frame, record each
+mask in the journal. (2) Render: decode each video once more, front to back, and feed frames and masks to the
+sinks. Memory holds a few frames and the compact RLE masks, never the video.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vggts_cli.engine.base import Engine, Reference, View
+from vggts_cli.engine.journal import STATE_DIR, Journal
+from vggts_cli.engine.schedule import plan_steps
+from vggts_cli.errors import UsageError
+from vggts_cli.masks import rle
+from vggts_cli.masks.io import load_seed_mask
+from vggts_cli.sinks import OUTPUT_KINDS, OUTPUT_NAMES, build_sinks
+from vggts_cli.sinks.base import SinkOptions
+from vggts_cli.video.reader import Frame, VideoInfo, VideoReader, probe
+from vggts_cli.video.sync import world_times
+
+# progress(stage, frames_done_increment): the CLI draws it; the library stays silent.
+ProgressFn = Callable[[str, int], None]
+
+
+@dataclass(frozen=True)
+class PropagateJob:
+    """Everything `vggts propagate` was asked to do."""
+
+    src: Path
+    dsts: tuple[Path, ...]
+    mask: Path
+    out: Path
+    mask_frame: int = 0
+    write: tuple[str, ...] = ("rle", "overlay")
+    sink_options: SinkOptions = field(default_factory=SinkOptions)
+    engine: str = "classic"
+    model: str | None = None
+    device: str = "auto"
+    offsets: tuple[tuple[str, float], ...] = ()
+    resume: bool = False
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One input video: its unique output name, metadata, and world-time offset (seconds)."""
+
+    name: str
+    info: VideoInfo
+    offset: float
+
+    @property
+    def world_times(self) -> np.ndarray:
+        return world_times(self.info, self.offset)
+
+
+@dataclass
+class CameraSummary:
+    name: str
+    video: str
+    frames: int
+    mean_score: float
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "camera": self.name,
+            "video": self.video,
+            "frames": self.frames,
+            "mean_score": round(self.mean_score, 4),
+            "seconds": round(self.seconds, 3),
+            "frames_per_second": round(self.fps, 2),
+        }
+
+
+def camera_names(paths: Sequence[Path]) -> list[str]:
+    """File stems made unique in order: ego, exo, exo-2, …"""
+    names: list[str] = []
+    for path in paths:
+        name, n = path.stem, 1
+        while name in names:
+            n += 1
+            name = f"{path.stem}-{n}"
+        names.append(name)
+    return names
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    job: PropagateJob
+    cameras: tuple[Camera, ...]  # cameras[0] is the seed's camera
+    seed_mask: np.ndarray
+
+    def outputs(self) -> list[Path]:
+        return [self.job.out / cam.name / OUTPUT_NAMES[k] for cam in self.cameras for k in self.job.write]
+
+
+def prepare(job: PropagateJob) -> PreparedJob:
+    """Check everything before any work starts: one clear error, nothing written."""
+    unknown = [k for k in job.write if k not in OUTPUT_KINDS]
+    if unknown or not job.write:
+        raise UsageError(
+            f"--write takes a comma list of {', '.join(OUTPUT_KINDS)}; got {','.join(job.write)}"
+        )
+    paths = (job.src, *job.dsts)
+    resolved = [p.resolve() for p in paths]
+    if len(set(resolved)) != len(resolved):
+        raise UsageError("the same video is given twice")
+    out = job.out.resolve()
+    for p in (*resolved, job.mask.resolve()):
+        if out == p or out in p.parents:
+            raise UsageError(f"--out {job.out} holds the input {p}; choose a folder outside the inputs")
+    infos = [probe(p) for p in paths]
+    names = camera_names(paths)
+    offsets = dict(job.offsets)
+    for name in offsets:
+        if name not in names:
+            raise UsageError(f"--offset names camera '{name}', but the cameras are: {', '.join(names)}")
+    cameras = tuple(Camera(n, info, offsets.get(n, 0.0)) for n, info in zip(names, infos, strict=True))
+    seed = cameras[0].info
+    if not 0 <= job.mask_frame < seed.num_frames:
+        raise UsageError(
+            f"--mask-frame {job.mask_frame} is out of range: {job.src} has {seed.num_frames} frames "
+            f"(0..{seed.num_frames - 1})"
+        )
+    seed_mask = load_seed_mask(job.mask, seed.width, seed.height)
+    prepared = PreparedJob(job, cameras, seed_mask)
+    if not (job.resume or job.overwrite):
+        if (job.out / STATE_DIR).exists():
+            raise UsageError(f"{job.out} holds an earlier job; pass --resume to continue it or --overwrite")
+        existing = [p for p in prepared.outputs() if p.exists()]
+        if existing:
+            raise UsageError(f"{existing[0]} exists; pass --overwrite to replace it or choose another --out")
+    return prepared
+
+
+def fingerprint(prepared: PreparedJob) -> dict:
+    """What must not change between a killed run and its --resume."""
+    job = prepared.job
+    mask_digest = hashlib.sha256(np.packbits(prepared.seed_mask).tobytes()).hexdigest()
+    return {
+        "videos": [
+            {
+                "path": str(c.info.path.resolve()),
+                "size": c.info.path.stat().st_size,
+                "frames": c.info.num_frames,
+            }
+            for c in prepared.cameras
+        ],
+        "offsets": [c.offset for c in prepared.cameras],
+        "mask_sha256": mask_digest,
+        "mask_frame": job.mask_frame,
+        "engine": job.engine,
+        "model": job.model,
+    }
+
+
+def run(prepared: PreparedJob, engine: Engine, progress: ProgressFn | None = None) -> list[CameraSummary]:
+    """Segment every frame of every camera, then write the requested outputs; returns per-camera figures."""
+    job = prepared.job
+    tick = progress or (lambda stage, n: None)
+    journal = Journal(job.out, fingerprint(prepared), resume=job.resume)
+    seconds = [0.0] * len(prepared.cameras)
+    try:
+        if not journal.complete:
+            _segment(prepared, engine, journal, seconds, tick)
+            journal.mark_complete()
+        else:
+            tick("segment", sum(c.info.num_frames for c in prepared.cameras))
+        for i, cam in enumerate(prepared.cameras):
+            start = time.perf_counter()
+            _render(job, cam, i, journal, tick)
+            seconds[i] += time.perf_counter() - start
+    finally:
+        journal.close()
+    summaries = []
+    for i, cam in enumerate(prepared.cameras):
+        scores = [journal.records[(i, f)][1] for f in range(cam.info.num_frames)]
+        summaries.append(
+            CameraSummary(
+                cam.name, str(cam.info.path), cam.info.num_frames, float(np.mean(scores)), seconds[i]
+            )
+        )
+    return summaries
+
+
+def _segment(
+    prepared: PreparedJob, engine: Engine, journal: Journal, seconds: list[float], tick: ProgressFn
+) -> None:
+    """Walk all frames in schedule order, segmenting those the journal does not hold yet."""
+    cams = prepared.cameras
+    s = prepared.job.mask_frame
+    steps = list(plan_steps(cams[0].world_times, [c.world_times for c in cams[1:]], s))
+    forward = [st for st in steps if st.direction > 0]
+    backward = [st for st in steps if st.direction < 0]
+
+    with ExitStack() as stack:
+        readers = [stack.enter_context(VideoReader(c.info)) for c in cams]
+        seed_frame = next(readers[0].frames(s, s + 1))
+        seed_ref = Reference(View(cams[0].name, s, seed_frame.image), prepared.seed_mask, "seed")
+        # Per camera: the last (view, mask) of the current leg, and the first of the forward leg, which
+        # is where the backward leg of that camera starts from.
+        temporal: list[Reference | None] = [None] * len(cams)
+        leg_start: list[Reference | None] = [None] * len(cams)
+
+        def segment(ci: int, frame: Frame, refs: list[Reference]) -> Reference:
+            view = View(cams[ci].name, frame.index, frame.image)
+            cached = journal.get(ci, frame.index)
+            if cached is not None:
+                mask = rle.decode({"size": [frame.image.shape[0], frame.image.shape[1]], "counts": cached[0]})
+            else:
+                start = time.perf_counter()
+                if ci == 0 and frame.index == s:
+                    mask, score = prepared.seed_mask, 1.0
+                else:
+                    pred = engine.segment(view, refs)
+                    mask, score = pred.mask, float(pred.score)
+                seconds[ci] += time.perf_counter() - start
+                journal.append(ci, frame.index, rle.encode(mask)["counts"], score)
+            tick("segment", 1)
+            return Reference(view, mask, "temporal")
+
+        def walk(steps, seed_frames: Iterator[Frame], other_frames: list[Iterator[Frame]]) -> None:
+            for step in steps:
+                frame = next(seed_frames)
+                assert frame.index == step.seed_index
+                refs = [seed_ref] + ([temporal[0]] if temporal[0] is not None else [])
+                temporal[0] = segment(0, frame, refs)
+                cross = Reference(temporal[0].view, temporal[0].mask, "cross")
+                for k, frames in enumerate(step.others, start=1):
+                    for index in frames:
+                        other = next(other_frames[k - 1])
+                        assert other.index == index
+                        refs = [cross, seed_ref] + ([temporal[k]] if temporal[k] is not None else [])
+                        temporal[k] = segment(k, other, refs)
+                        if leg_start[k] is None:
+                            leg_start[k] = temporal[k]
+                journal.flush()
+
+        def first(steps, k: int) -> int | None:
+            return next((st.others[k - 1][0] for st in steps if st.others[k - 1]), None)
+
+        walk(
+            forward,
+            readers[0].frames(s),
+            [readers[k].frames(first(forward, k) or 0) for k in range(1, len(cams))],
+        )
+        if backward:
+            temporal = [Reference(seed_ref.view, prepared.seed_mask, "temporal"), *leg_start[1:]]
+            walk(
+                backward,
+                readers[0].frames_reversed(0, s),
+                [readers[k].frames_reversed(0, _backward_stop(backward, k)) for k in range(1, len(cams))],
+            )
+
+
+def _backward_stop(backward, k: int) -> int:
+    """One past the highest frame of camera k on the backward leg (0 when it has none)."""
+    indices = [i for st in backward for i in st.others[k - 1]]
+    return max(indices) + 1 if indices else 0
+
+
+def _render(job: PropagateJob, cam: Camera, ci: int, journal: Journal, tick: ProgressFn) -> None:
+    """Decode one camera front to back and feed every frame and its mask to the sinks."""
+    out_dir = job.out / cam.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sinks = build_sinks(job.write, out_dir, cam.info, job.sink_options)
+    try:
+        with VideoReader(cam.info) as reader:
+            for frame in reader.frames():
+                counts, score = journal.records[(ci, frame.index)]
+                mask = rle.decode({"size": [cam.info.height, cam.info.width], "counts": counts})
+                for sink in sinks:
+                    sink.write(frame, mask, score)
+                tick("render", 1)
+        for sink in sinks:
+            sink.close()
+    except BaseException:
+        for sink in sinks:
+            sink.abort()
+        raise

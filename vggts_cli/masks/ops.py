@@ -1,0 +1,98 @@
+"""Small pure helpers on (H, W) bool masks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Box:
+    """A half-open pixel rectangle `[y0, y1) x [x0, x1)`."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """Index an (H, W, ...) array with `array[box.slices]`."""
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    def union(self, other: Box) -> Box:
+        return Box(
+            min(self.y0, other.y0), max(self.y1, other.y1), min(self.x0, other.x0), max(self.x1, other.x1)
+        )
+
+    def grow(self, pad: int, height: int, width: int) -> Box:
+        """The box enlarged by `pad` pixels on every side, clipped to a (height, width) frame."""
+        return Box(
+            max(0, self.y0 - pad),
+            min(height, self.y1 + pad),
+            max(0, self.x0 - pad),
+            min(width, self.x1 + pad),
+        )
+
+
+def bbox(mask: np.ndarray) -> Box | None:
+    """The tightest box around the mask's pixels; None for an empty mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
+    return Box(int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+
+
+def dilated_union(masks: Sequence[np.ndarray], margin_px: int) -> tuple[Box, np.ndarray] | None:
+    """Union of same-size masks grown by a round `margin_px`, as (box, (box.height, box.width) bool crop).
+
+    Only the union's bounding box plus the margin is touched, so the cost follows the object's size, not
+    the frame's. None when every mask is empty.
+    """
+    boxes = [b for b in map(bbox, masks) if b is not None]
+    if not boxes:
+        return None
+    height, width = masks[0].shape
+    box = boxes[0]
+    for other in boxes[1:]:
+        box = box.union(other)
+    box = box.grow(margin_px, height, width)
+    crop = np.zeros((box.height, box.width), dtype=bool)
+    for mask in masks:
+        crop |= mask[box.slices]
+    if margin_px > 0:
+        # A Euclidean distance transform grows the mask by a disc in linear time, whatever the margin
+        # (a morphological dilation with a large disc kernel costs margin x pixels).
+        distance = cv2.distanceTransform((~crop).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+        crop = distance <= margin_px
+    return box, crop
+
+
+def dilate(mask: np.ndarray, margin_px: int) -> np.ndarray:
+    """(H, W) bool mask grown by a disc of radius `margin_px` pixels."""
+    out = np.zeros_like(mask, dtype=bool)
+    grown = dilated_union([mask], margin_px)
+    if grown is not None:
+        box, crop = grown
+        out[box.slices] = crop
+    return out
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    """Intersection over union of two (H, W) bool masks; 1.0 when both are empty (they agree)."""
+    union = np.count_nonzero(a | b)
+    if union == 0:
+        return 1.0
+    return np.count_nonzero(a & b) / union

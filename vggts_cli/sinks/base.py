@@ -1,0 +1,147 @@
+"""What every output of `vggts propagate` implements, and the options that shape them."""
+
+from __future__ import annotations
+
+import math
+import re
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+
+from vggts_cli.errors import UsageError, VggtsError
+from vggts_cli.video.reader import Frame, VideoInfo
+
+RedactMode = Literal["blur", "pixelate", "fill"]
+REDACT_MODES: tuple[RedactMode, ...] = ("blur", "pixelate", "fill")
+Color = tuple[int, int, int]
+
+
+def parse_color(text: str | Color) -> Color:
+    """`"#ff8800"`, `"ff8800"` or `"255,136,0"` (or an RGB tuple) -> (r, g, b) in 0..255."""
+    if not isinstance(text, str):
+        rgb = tuple(int(c) for c in text)
+    elif re.fullmatch(r"#?[0-9a-fA-F]{6}", text.strip()):
+        hex_digits = text.strip().lstrip("#")
+        rgb = tuple(int(hex_digits[i : i + 2], 16) for i in (0, 2, 4))
+    elif re.fullmatch(r"\s*\d+\s*,\s*\d+\s*,\s*\d+\s*", text):
+        rgb = tuple(int(c) for c in text.split(","))
+    else:
+        raise UsageError(f"colour {text!r} is neither #rrggbb nor r,g,b")
+    if len(rgb) != 3 or not all(0 <= c <= 255 for c in rgb):
+        raise UsageError(f"colour {text!r} needs three components in 0..255")
+    return rgb  # type: ignore[return-value]
+
+
+def _size(value: float, extent: int, minimum: int) -> int:
+    """A size given as a fraction of `extent` (value <= 1) or in pixels (value > 1), at least `minimum`."""
+    pixels = value * extent if value <= 1 else value
+    return max(minimum, round(pixels))
+
+
+@dataclass
+class SinkOptions:
+    """How the visual outputs look. Colours accept anything `parse_color` does and are stored as RGB.
+
+    Sizes given as a float <= 1 are a fraction of the longer side of the object's bounding box, so the
+    strength follows the object as it nears or leaves the camera; a float > 1 is pixels.
+    """
+
+    overlay_color: Color | str = (255, 0, 170)
+    overlay_opacity: float = 0.5
+    redact_mode: RedactMode = "blur"
+    margin_px: int | None = None  # grow the redacted region by this much; None: 2 % of the frame diagonal
+    blur: float = 0.5  # blur kernel size
+    pixel_block: float = 0.125  # mosaic block size
+    fill_color: Color | str = (0, 0, 0)
+    # Redaction over-covers rather than leaks: a frame whose mask is empty but whose presence score is at
+    # least this keeps the last non-empty mask, and every frame also covers its neighbours' masks.
+    redact_threshold: float = 0.25
+    redact_window: int = 2  # neighbouring frames on each side whose masks are also covered
+
+    def __post_init__(self) -> None:
+        self.overlay_color = parse_color(self.overlay_color)
+        self.fill_color = parse_color(self.fill_color)
+        if self.redact_mode not in REDACT_MODES:
+            raise UsageError(f"redact mode {self.redact_mode!r} is not one of {', '.join(REDACT_MODES)}")
+        if not 0.0 <= self.overlay_opacity <= 1.0:
+            raise UsageError(f"overlay opacity {self.overlay_opacity} is not in [0, 1]")
+        if self.margin_px is not None and self.margin_px < 0:
+            raise UsageError(f"redaction margin {self.margin_px} px is negative")
+        if self.blur <= 0 or self.pixel_block <= 0:
+            raise UsageError("blur and pixel block sizes must be positive")
+        if self.redact_window < 0:
+            raise UsageError(f"redaction window {self.redact_window} is negative")
+
+    def margin_for(self, width: int, height: int) -> int:
+        """Redaction margin in pixels for a width x height frame."""
+        if self.margin_px is not None:
+            return self.margin_px
+        return max(4, round(0.02 * math.hypot(width, height)))
+
+    def blur_px(self, extent: int) -> int:
+        """Odd blur kernel size for an object whose bounding box's longer side is `extent` pixels."""
+        return _size(self.blur, extent, 9) | 1
+
+    def block_px(self, extent: int) -> int:
+        """Mosaic block size for an object whose bounding box's longer side is `extent` pixels."""
+        return _size(self.pixel_block, extent, 4)
+
+
+class Sink(ABC):
+    """One output file or folder for one camera, fed every frame in index order with its mask and score.
+
+    Use as a context manager (close on success, abort on an exception) or call `close` / `abort`.
+    Subclasses write under a partial name and implement `_write`, `_finish` (complete and rename) and
+    `abort`.
+    """
+
+    def __init__(self, path: Path, info: VideoInfo) -> None:
+        self.path = path
+        self.info = info
+        self._next_index = 0
+
+    def write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
+        """Add frame `frame.index` (must be the next one); mask: (H, W) bool at the video's display size."""
+        if frame.index != self._next_index:
+            raise VggtsError(f"{self.path}: expected frame {self._next_index}, got frame {frame.index}")
+        if mask.shape != (self.info.height, self.info.width):
+            raise VggtsError(
+                f"{self.path}: mask of frame {frame.index} is {mask.shape[1]}x{mask.shape[0]}, "
+                f"the video is {self.info.width}x{self.info.height}"
+            )
+        self._write(frame, mask.astype(bool, copy=False), float(score))
+        self._next_index += 1
+
+    def close(self) -> None:
+        """Finish the output and move it to its final name; raise (leaving nothing) if frames are missing."""
+        try:
+            if self._next_index != self.info.num_frames:
+                raise VggtsError(
+                    f"{self.path}: got {self._next_index} of {self.info.num_frames} frames; nothing written"
+                )
+            self._finish()
+        except BaseException:
+            self.abort()
+            raise
+
+    @abstractmethod
+    def abort(self) -> None:
+        """Remove the partial output; nothing appears under the final name."""
+
+    @abstractmethod
+    def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None: ...
+
+    @abstractmethod
+    def _finish(self) -> None: ...
+
+    def __enter__(self) -> Sink:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -1,0 +1,52 @@
+"""masks.json: one COCO RLE record per frame, streamed to disk so memory stays flat on long videos."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from vggts_cli.fsutil import commit, discard, partial_path
+from vggts_cli.masks import rle
+from vggts_cli.sinks.base import Sink
+from vggts_cli.video.reader import Frame, VideoInfo
+
+
+class RleSink(Sink):
+    """Writes `{"video", "width", "height", "fps", "num_frames", "frames": [{"frame", "pts", "score",
+    "segmentation"}]}`; `pts` is in seconds, `fps` an exact "num/den" string, and an absent object is an
+    empty (all-zero) RLE, never null.
+    """
+
+    def __init__(self, path: Path, info: VideoInfo) -> None:
+        super().__init__(path, info)
+        self._partial = partial_path(path)
+        header = {
+            "video": str(info.path),
+            "width": info.width,
+            "height": info.height,
+            "fps": f"{info.fps.numerator}/{info.fps.denominator}",
+            "num_frames": info.num_frames,
+        }
+        self._file = self._partial.open("w", encoding="utf-8")
+        # The header is the object without its closing brace; records follow inside "frames".
+        self._file.write(json.dumps(header)[:-1] + ', "frames": [')
+
+    def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
+        record = {
+            "frame": frame.index,
+            "pts": frame.time,
+            "score": round(score, 4),
+            "segmentation": rle.encode(mask),
+        }
+        self._file.write(("\n" if frame.index == 0 else ",\n") + json.dumps(record))
+
+    def _finish(self) -> None:
+        self._file.write("\n]}\n")
+        self._file.close()
+        commit(self._partial, self.path)
+
+    def abort(self) -> None:
+        self._file.close()
+        discard(self._partial)

@@ -1,0 +1,31 @@
+"""masks/000000.png ...: one single-channel 0/255 PNG per frame, named by source frame index (0-based)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from vggts_cli.fsutil import commit, discard, partial_path
+from vggts_cli.masks.io import save_mask_png
+from vggts_cli.sinks.base import Sink
+from vggts_cli.video.reader import Frame, VideoInfo
+
+
+class PngSequenceSink(Sink):
+    """Fills a partial folder (`masks.part`) and renames it to `path` when every frame is in."""
+
+    def __init__(self, path: Path, info: VideoInfo) -> None:
+        super().__init__(path, info)
+        self._partial = partial_path(path)
+        discard(self._partial)  # left over from an interrupted run: start clean
+        self._partial.mkdir()
+
+    def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
+        save_mask_png(self._partial / f"{frame.index:06d}.png", mask)
+
+    def _finish(self) -> None:
+        commit(self._partial, self.path)
+
+    def abort(self) -> None:
+        discard(self._partial)

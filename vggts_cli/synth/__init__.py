@@ -1,0 +1,1 @@
+"""Procedural multi-camera scenes with exact object masks (examples, tests, evaluation)."""
