@@ -38,7 +38,8 @@ def encode(path: Path, scene: Scene, camera: CameraPath, audio: bool) -> None:
             tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
             for start in range(0, len(tone), 1024):
                 chunk = np.stack([tone[start : start + 1024]] * 2)
-                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format="fltp", layout="stereo")
+                samples = np.ascontiguousarray(chunk)
+                frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
                 frame.sample_rate = 48000
                 frame.pts = start
                 frame.time_base = Fraction(1, 48000)

@@ -106,3 +106,107 @@ def root(
     ] = False,
 ) -> None:
     """vggts: one mask in, the object in every frame of every camera out."""
+
+
+@app.command(no_args_is_help=True)
+@one_line_errors
+def propagate(
+    src: Annotated[Path, typer.Option(help="Video holding the seed mask's frame (e.g. the head camera).")],
+    dst: Annotated[list[Path], typer.Option(help="Another camera's video; repeat for more cameras.")],
+    mask: Annotated[
+        Path, typer.Option(help="Binary PNG (0 / non-zero) of the object, at SRC's display size.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder; one sub-folder per camera (the video's stem).")],
+    mask_frame: Annotated[int, typer.Option(help="Frame index of SRC that the mask belongs to.")] = 0,
+    write: Annotated[
+        str,
+        typer.Option(help="Comma list of outputs: rle (masks.json), overlay, redact, png (masks/), matte."),
+    ] = "rle,overlay",
+    redact: Annotated[RedactMode, typer.Option(help="How redacted.mp4 hides the object.")] = RedactMode.blur,
+    margin: Annotated[
+        int | None,
+        typer.Option(help="Grow the redacted region by this many pixels [default: 2% of diagonal]."),
+    ] = None,
+    blur: Annotated[
+        float, typer.Option(help="Blur kernel: fraction of the object's size (<=1) or pixels (>1).")
+    ] = 0.5,
+    pixel_size: Annotated[
+        float, typer.Option(help="Mosaic block: fraction of the object's size (<=1) or pixels (>1).")
+    ] = 0.125,
+    fill_color: Annotated[str, typer.Option(help="Colour for --redact fill: #rrggbb or r,g,b.")] = "#000000",
+    overlay_color: Annotated[
+        str, typer.Option(help="Tint of the overlay video: #rrggbb or r,g,b.")
+    ] = "#ff00aa",
+    engine: Annotated[
+        str, typer.Option(help="Segmentation engine: classic (weight-free) or vggts.")
+    ] = "classic",
+    model: Annotated[
+        str | None,
+        typer.Option(help="For --engine vggts: a model name (see `vggts weights list`) or a file."),
+    ] = None,
+    device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
+    offset: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="CAMERA=SECONDS added to that camera's timestamps (camera = file stem); repeatable."
+        ),
+    ] = None,
+    resume: Annotated[bool, typer.Option(help="Continue a killed job in OUT where it stopped.")] = False,
+    overwrite: Annotated[bool, typer.Option(help="Replace an earlier job's outputs in OUT.")] = False,
+    json_summary: Annotated[
+        bool, typer.Option("--json", help="Print a JSON summary (per camera: frames, mean score, frames/s).")
+    ] = False,
+) -> None:
+    """Segment the object of MASK in every frame of SRC and of every DST camera, and write the outputs.
+
+    Example: vggts propagate --src ego.mp4 --dst exo.mp4 --mask ego_mask.png --out out/ --write rle,redact
+    """
+    from vggts_cli.engine.propagate import PropagateJob, prepare, run
+    from vggts_cli.engine.registry import make_engine
+    from vggts_cli.sinks.base import SinkOptions
+
+    options = SinkOptions(
+        overlay_color=overlay_color,
+        redact_mode=redact.value,
+        margin_px=margin,
+        blur=blur,
+        pixel_block=pixel_size,
+        fill_color=fill_color,
+    )
+    job = PropagateJob(
+        src=src,
+        dsts=tuple(dst),
+        mask=mask,
+        out=out,
+        mask_frame=mask_frame,
+        write=tuple(k.strip() for k in write.split(",") if k.strip()),
+        sink_options=options,
+        engine=engine,
+        model=model,
+        device=device.value,
+        offsets=parse_offsets(offset or []),
+        resume=resume,
+        overwrite=overwrite,
+    )
+    prepared = prepare(job)
+    seg_engine = make_engine(engine, model, device.value)
+    total = sum(c.info.num_frames for c in prepared.cameras)
+    with progress_bar() as bar:
+        tasks = {
+            "segment": bar.add_task("segment", total=total),
+            "render": bar.add_task("write outputs", total=total),
+        }
+        summaries = run(prepared, seg_engine, lambda stage, n: bar.advance(tasks[stage], n))
+    if json_summary:
+        print(json.dumps({"out": str(out), "cameras": [s.as_dict() for s in summaries]}, indent=2))
+    else:
+        for s in summaries:
+            stderr.print(
+                f"{s.name}: {s.frames} frames, mean score {s.mean_score:.2f}, {s.fps:.1f} frames/s "
+                f"-> {out / s.name}"
+            )
+
+
+def main() -> None:
+    """Console-script entry point."""
+    app()

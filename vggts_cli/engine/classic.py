@@ -44,11 +44,11 @@ class _Frame:
 
 @dataclass(frozen=True)
 class _Candidate:
-    """A reference mask carried into the target: `prob` (h, w) float32 in [0, 1], its vote `weight` (a scalar
-    or (h, w) float32 per pixel) and its overall `confidence` in [0, 1]."""
+    """A reference mask carried into the target: `prob` (h, w) float32 in [0, 1], its per-pixel vote `weight`
+    (h, w) float32 and its overall `confidence` in [0, 1]."""
 
     prob: np.ndarray
-    weight: np.ndarray | float
+    weight: np.ndarray
     confidence: float
 
 
@@ -243,7 +243,7 @@ class ClassicEngine(Engine):
         if prob.max() < 0.5:
             return None  # mapped outside the target frame
         confidence = min(1.0, inliers / (3 * self.min_inliers)) * min(1.0, inliers / len(pairs) / 0.5)
-        return _Candidate(prob, confidence, confidence)
+        return _Candidate(prob, np.full_like(prob, confidence), confidence)
 
     # ------------------------------------------------------------------ refinement
 
@@ -294,9 +294,7 @@ def _plausible(homography: np.ndarray, mask: np.ndarray) -> bool:
     turns = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
     if not np.all(turns > 0):
         return False  # mirrored (negative turns) or folded (mixed signs)
-    area = 0.5 * turns.sum() - 0.5 * float(np.cross(quad[1] - quad[0], quad[3] - quad[0]))
-    area = _polygon_area(quad)
-    return 1 / 25 < area / max(w * h, 1) < 25
+    return 1 / 25 < _polygon_area(quad) / max(w * h, 1) < 25
 
 
 def _polygon_area(points: np.ndarray) -> float:
@@ -308,7 +306,7 @@ def _polygon_area(points: np.ndarray) -> float:
 def _vote(candidates: Sequence[_Candidate]) -> np.ndarray:
     """Confidence-weighted soft vote of the candidate masks: (h, w) bool."""
     numerator = sum(c.weight * c.prob for c in candidates)
-    denominator = sum(c.weight * np.ones_like(c.prob) for c in candidates)
+    denominator = sum(c.weight for c in candidates)
     return (numerator >= 0.5 * denominator) & (denominator > 1e-3)
 
 

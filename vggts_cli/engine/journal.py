@@ -1,9 +1,10 @@
 """The job's progress on disk: one JSON line per segmented frame, so `--resume` continues after a kill.
 
 Layout: OUTDIR/.vggts/journal.jsonl. The first line is a header with the job's fingerprint (inputs, seed,
-offsets, engine, model); then `{"cam": c, "frame": i, "score": s, "counts": rle}` per frame, in walk order.
-A line cut short by a kill is ignored. Because the walk is deterministic and the engine's only carried state is
-the binary masks written here, replaying the journal and continuing gives the same masks as an uninterrupted run.
+offsets, engine, model); then `{"cam": c, "frame": i, "score": s, "counts": rle}` per frame, in walk
+order. A line cut short by a kill is ignored. Because the walk is deterministic and the engine's only
+carried state is the binary masks written here, replaying the journal and continuing gives the same masks
+as an uninterrupted run.
 """
 
 from __future__ import annotations

@@ -2,10 +2,10 @@
 
 Cameras are aligned by world time (presentation time + the camera's offset), never by frame index. Every
 frame of every other camera is attached to the seed camera's frame nearest to it in world time. The walk
-starts at the seed frame, goes forward to the end, then backward from the seed to the start; at each seed-camera
-frame, the frames of the other cameras attached to it follow it. So a frame's references are always already
-known: the seed (long-term anchor), its own camera's previous frame in the walk (temporal) and, for other
-cameras, the seed camera at the same instant (cross).
+starts at the seed frame, goes forward to the end, then backward from the seed to the start; at each
+seed-camera frame, the frames of the other cameras attached to it follow it. So a frame's references are
+always already known: the seed (long-term anchor), its own camera's previous frame in the walk (temporal)
+and, for other cameras, the seed camera at the same instant (cross).
 """
 
 from __future__ import annotations

@@ -66,7 +66,9 @@ def sample_point_features(feat: torch.Tensor, points: torch.Tensor, img_size: in
     points are clamped to the border.
     """
     grid = (2 * points.float() / (img_size - 1) - 1).clamp(-1, 1)
-    sampled = F.grid_sample(feat, grid[:, :, None], mode="bilinear", padding_mode="border", align_corners=True)
+    sampled = F.grid_sample(
+        feat, grid[:, :, None], mode="bilinear", padding_mode="border", align_corners=True
+    )
     return sampled[..., 0].transpose(1, 2)
 
 

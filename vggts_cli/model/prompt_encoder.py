@@ -55,7 +55,9 @@ class PromptEncoder(nn.Module):
         mask_chans: hidden channels of `mask_downscaling` (16).
     """
 
-    def __init__(self, embed_dim: int, img_size: int, ratio: int, sa_tokens: int, mask_chans: int = 16) -> None:
+    def __init__(
+        self, embed_dim: int, img_size: int, ratio: int, sa_tokens: int, mask_chans: int = 16
+    ) -> None:
         super().__init__()
         self.img_size = img_size
         self.feature_hw = img_size // 2
@@ -106,7 +108,11 @@ class PromptEncoder(nn.Module):
         official code. Reusing one tensor over refinement passes therefore accumulates the embedding
         (pass t sees +(t + 1)·src_point_pe); the published weights were trained with exactly that.
         """
-        src_pe = self.ca_pe_layer.points(src_points + 0.5, self.img_size) + self.src_point_pe.weight.view(1, 1, -1)
-        tar_pe = self.ca_pe_layer.points(tar_points + 0.5, self.img_size) + self.tar_point_pe.weight.view(1, 1, -1)
+        src_pe = self.ca_pe_layer.points(src_points + 0.5, self.img_size) + self.src_point_pe.weight.view(
+            1, 1, -1
+        )
+        tar_pe = self.ca_pe_layer.points(tar_points + 0.5, self.img_size) + self.tar_point_pe.weight.view(
+            1, 1, -1
+        )
         src_points_feat += self.src_point_pe.weight.view(1, 1, -1)
         return torch.cat([src_pe, tar_pe, src_points_feat], dim=1)

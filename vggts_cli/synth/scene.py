@@ -134,7 +134,7 @@ class Scene:
 
 
 def ego_exo_cameras(duration: float = 4.0) -> tuple[CameraPath, CameraPath]:
-    """The example rig: a close, moving head camera (640×480, 30 fps) and a wide fixed camera (960×540, 25 fps)."""
+    """The example rig: a close, moving head camera (640×480, 30 fps), a wide fixed one (960×540, 25 fps)."""
     ego = CameraPath(
         "ego",
         640,

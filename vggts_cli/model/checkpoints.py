@@ -1,0 +1,150 @@
+"""Read checkpoint files into plain state dicts and load them strictly into our modules.
+
+Only tensors are ever read: `.safetensors` through safetensors, anything else through
+`torch.load(weights_only=True)`, which refuses pickled objects other than tensors and plain containers.
+Every failure becomes a one-line `VggtsError` that names the file, never a traceback.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Mapping, Sequence
+from os import PathLike
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from vggts_cli.errors import VggtsError
+
+# `facebook/VGGT-1B` `model.pt` holds the whole VGGT model, but VGGT-S only uses the aggregator and the
+# track head. The camera, depth and point heads (193 keys, 281 M values) are deliberately not built, so
+# their keys are ignored instead of being reported as unexpected.
+VGGT_SKIPPED_PREFIXES = ("camera_head.", "depth_head.", "point_head.")
+
+_MISMATCH = "checkpoint does not match the model"
+_ZIP_MAGIC = b"PK\x03\x04"  # torch.save's default (zip) format
+_PICKLE_MAGIC = b"\x80"  # a pickle of protocol >= 2: torch.save's legacy format
+
+
+def read_state_dict(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
+    """Read a state dict (key -> tensor) from a `.safetensors`, `.pt` or `.pth` file, on the CPU.
+
+    A training checkpoint of the VGGT-S layout (`{'model': state_dict, 'optimizer': ..., ...}`) yields its
+    `'model'` entry; a leading `module.` (a DistributedDataParallel wrapper) is stripped from every key.
+    Tensors of a zip-format torch file are memory-mapped, so a 5 GB checkpoint costs no extra RAM.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VggtsError(f"{path}: {'is a directory' if path.is_dir() else 'no such file'}")
+    try:
+        loaded = _read_safetensors(path) if path.suffix == ".safetensors" else _read_torch(path)
+    except OSError as err:
+        raise VggtsError(f"{path}: cannot read the file: {err.strerror or err}") from None
+    if isinstance(loaded, Mapping) and isinstance(loaded.get("model"), Mapping):
+        loaded = loaded["model"]
+    if not isinstance(loaded, Mapping):
+        raise VggtsError(f"{path}: holds a {type(loaded).__name__}, not a state dict of tensors")
+    state: dict[str, torch.Tensor] = {}
+    for key, value in loaded.items():
+        if not isinstance(key, str):
+            raise VggtsError(f"{path}: not a state dict: key {key!r} is not a string")
+        if not isinstance(value, torch.Tensor):
+            raise VggtsError(
+                f"{path}: not a state dict: {key!r} holds a {type(value).__name__}, not a tensor"
+            )
+        name = key.removeprefix("module.")
+        if name in state:
+            raise VggtsError(f"{path}: key {name!r} appears both with and without a 'module.' prefix")
+        state[name] = value
+    return state
+
+
+def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(path, device="cpu")
+    except OSError:
+        raise
+    except Exception as err:  # safetensors raises its own SafetensorError with a one-line message
+        raise VggtsError(f"{path}: not a valid safetensors file ({_first_line(err)})") from None
+
+
+def _read_torch(path: Path) -> object:
+    with path.open("rb") as f:
+        magic = f.read(4)
+    if not magic:
+        raise VggtsError(f"{path}: the file is empty")
+    if not magic.startswith((_ZIP_MAGIC, _PICKLE_MAGIC)):
+        raise VggtsError(f"{path}: not a PyTorch checkpoint (.pt/.pth) or a .safetensors file")
+    is_zip = magic == _ZIP_MAGIC
+    try:
+        # torch warns about unusual pickle protocols; the file is either loaded or refused below anyway
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.load(path, map_location="cpu", weights_only=True, mmap=is_zip)
+    except OSError:
+        raise
+    except Exception as err:
+        what = "corrupt or truncated zip archive" if is_zip else "unreadable checkpoint"
+        raise VggtsError(f"{path}: {_torch_load_reason(err) or what}") from None
+
+
+def _torch_load_reason(err: Exception) -> str | None:
+    """A one-line cause from torch.load's (often multi-paragraph) error text, or None when it has none."""
+    text = str(err)
+    refused = re.search(r"Unsupported global: GLOBAL (\S+)", text)
+    if refused:
+        return f"contains a pickled {refused.group(1)} object; refusing to load it (only tensors are read)"
+    if "WeightsUnpickler error" in text:
+        return "contains pickled data other than tensors; refusing to load it (only tensors are read)"
+    if "PytorchStreamReader" in text or "unexpected EOF" in text:
+        return f"truncated or corrupt file ({_first_line(err).split('. ')[0]})"
+    return None
+
+
+def _first_line(err: Exception) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
+
+
+def load_into(
+    module: nn.Module,
+    state: Mapping[str, torch.Tensor],
+    prefix: str = "",
+    skip_prefixes: Sequence[str] = (),
+) -> None:
+    """Copy `state` into `module` strictly, casting each tensor to the dtype of its parameter or buffer.
+
+    The keys of `state` under `prefix` (with `prefix` removed) must match the module's parameters and
+    persistent buffers exactly, except keys starting with one of `skip_prefixes` (full file key names, e.g.
+    `VGGT_SKIPPED_PREFIXES`), which are ignored. The first missing, unexpected or mis-shaped key raises
+    `VggtsError` before anything is copied, so a failed load leaves the module untouched.
+    """
+    skip = tuple(skip_prefixes)
+    wanted = {
+        key[len(prefix) :]: value
+        for key, value in state.items()
+        if key.startswith(prefix) and not key.startswith(skip)
+    }
+    expected = module.state_dict(keep_vars=True)
+    missing = [key for key in expected if key not in wanted]
+    if missing:
+        raise VggtsError(f"{_MISMATCH}: missing key {prefix + missing[0]!r}{_more(missing)}")
+    unexpected = [key for key in wanted if key not in expected]
+    if unexpected:
+        raise VggtsError(f"{_MISMATCH}: unexpected key {prefix + unexpected[0]!r}{_more(unexpected)}")
+    for key, target in expected.items():
+        if wanted[key].shape != target.shape:
+            raise VggtsError(
+                f"{_MISMATCH}: {prefix + key!r} has shape {list(wanted[key].shape)} in the file, "
+                f"the model needs {list(target.shape)}"
+            )
+    # Keys, shapes and completeness are checked, so this cannot fail; it copies into the existing
+    # tensors (casting dtype) and honours any module-specific load hooks.
+    module.load_state_dict(wanted, strict=True)
+
+
+def _more(keys: list[str]) -> str:
+    return f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""

@@ -1,0 +1,277 @@
+"""Known weight files: where they come from, downloading into the Hugging Face cache, and verifying them.
+
+Downloads go through `huggingface_hub.hf_hub_download` into its standard cache, so `HF_HOME`,
+`HF_HUB_CACHE` and `HF_HUB_OFFLINE` work as everywhere else. At download time the file's size and sha256
+are recorded in a small JSON manifest (`$VGGTS_HOME/weights.json`, default `~/.cache/vggts`), which
+`verify` compares against later.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import sys
+from dataclasses import dataclass
+from os import PathLike
+from pathlib import Path, PurePosixPath
+
+from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+from huggingface_hub.utils import (
+    EntryNotFoundError,
+    GatedRepoError,
+    HfHubHTTPError,
+    LocalEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+    are_progress_bars_disabled,
+    disable_progress_bars,
+    enable_progress_bars,
+)
+from rich.console import Console
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
+
+from vggts_cli.errors import VggtsError
+from vggts_cli.fsutil import commit, discard, partial_path
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One downloadable weight file: a file in a Hugging Face model repository."""
+
+    name: str
+    repo: str
+    filename: str
+    description: str
+    licence: str
+
+
+WEIGHTS: dict[str, WeightFile] = {
+    entry.name: entry
+    for entry in (
+        WeightFile(
+            name="vggt-1b",
+            repo="facebook/VGGT-1B",
+            filename="model.pt",
+            description="VGGT-1B backbone (5 GB); vggts uses its aggregator and track head",
+            licence=(
+                "Meta's own VGGT licence, not Apache-2.0: read the model card at "
+                "https://huggingface.co/facebook/VGGT-1B (a separate commercial-use checkpoint is "
+                "facebook/VGGT-1B-Commercial)"
+            ),
+        ),
+        WeightFile(
+            name="vggt-s-head",
+            repo="zbbhhh/VGGT-S",
+            filename="main_exp.pth",
+            description="VGGT-S segmentation head (training checkpoint; only its 'model' entry is read)",
+            licence=(
+                "the VGGT-S code is Apache-2.0; for the weights' terms check the model card at "
+                "https://huggingface.co/zbbhhh/VGGT-S"
+            ),
+        ),
+    )
+}
+
+_CHUNK = 8 << 20  # bytes hashed per read
+_SHA256_BLOB = re.compile(r"[0-9a-f]{64}")  # HF cache: an LFS blob is named by its sha256
+
+
+@dataclass(frozen=True)
+class Verification:
+    """The outcome of `verify`: what the file is and what it was successfully compared with."""
+
+    path: Path
+    size: int
+    sha256: str
+    checked_against: tuple[str, ...]  # empty when there was nothing to compare with
+
+
+def vggts_home() -> Path:
+    """The vggts cache folder: `$VGGTS_HOME`, or `~/.cache/vggts`."""
+    return Path(os.environ.get("VGGTS_HOME") or Path.home() / ".cache" / "vggts").expanduser()
+
+
+def hf_cache_dir() -> Path:
+    """The Hugging Face hub cache in use (`HF_HUB_CACHE`, or `$HF_HOME/hub`)."""
+    return Path(constants.HF_HUB_CACHE)
+
+
+def weight_file(name: str) -> WeightFile:
+    """The registry entry for `name`; an unknown name raises `VggtsError` listing the known ones."""
+    if name not in WEIGHTS:
+        raise VggtsError(f"unknown weights {name!r}: known names are {', '.join(WEIGHTS)}")
+    return WEIGHTS[name]
+
+
+def local_path(name: str) -> Path | None:
+    """The cached copy of the known weight file `name`, or None when it is not downloaded (no network)."""
+    entry = weight_file(name)
+    found = try_to_load_from_cache(entry.repo, entry.filename)
+    return Path(found) if isinstance(found, str) else None
+
+
+def download(name: str, progress: bool = True) -> Path:
+    """Download the known weight file `name` into the Hugging Face cache (a no-op when it is current).
+
+    Returns the cached path and records its size and sha256 in the manifest the first time it is seen.
+    Offline (`HF_HUB_OFFLINE=1`), the cached copy is returned or a one-line `VggtsError` says what to do.
+    """
+    entry = weight_file(name)
+    bars_were_disabled = are_progress_bars_disabled()
+    if not progress:
+        disable_progress_bars()
+    try:
+        path = Path(hf_hub_download(entry.repo, entry.filename))
+    except LocalEntryNotFoundError:
+        raise VggtsError(_not_available(entry)) from None
+    except GatedRepoError:
+        raise VggtsError(
+            f"{entry.repo} is gated: accept its terms on https://huggingface.co/{entry.repo}, then log in "
+            "with `hf auth login` (or set HF_TOKEN) and retry"
+        ) from None
+    except (RepositoryNotFoundError, RevisionNotFoundError, EntryNotFoundError):
+        raise VggtsError(
+            f"{entry.repo} has no file {entry.filename} on the Hugging Face Hub (moved or private?); "
+            f"download it by hand and pass its path instead of {name!r}"
+        ) from None
+    except (HfHubHTTPError, OSError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise VggtsError(f"downloading {entry.repo} {entry.filename} failed: {reason}") from None
+    finally:
+        if not progress and not bars_were_disabled:
+            enable_progress_bars()
+    if _record_for(path) is None:
+        _write_record(entry, path, progress)
+    return path
+
+
+def resolve(name_or_path: str | PathLike[str]) -> Path:
+    """A local weight file: an existing file path as is, else a known name, downloaded when not cached."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file():
+        return path
+    name = str(name_or_path)
+    if name not in WEIGHTS:
+        raise VggtsError(f"{name}: no such file, and not a known weights name ({', '.join(WEIGHTS)})")
+    return local_path(name) or download(name)
+
+
+def verify(path: str | PathLike[str], progress: bool = True) -> Verification:
+    """Hash `path` (size + sha256) and compare it with its download record and, in the Hugging Face cache,
+    with the sha256 in its blob's file name. A mismatch raises a one-line `VggtsError`.
+
+    A progress bar goes to stderr only when `progress` is on and stderr is a terminal.
+    """
+    path = Path(path).expanduser()
+    if not path.is_file():
+        raise VggtsError(f"{path}: no such file")
+    size = path.stat().st_size
+    record = _record_for(path)
+    if record is not None and record["size"] != size:
+        raise VggtsError(
+            f"{path}: {size} bytes, but {record['size']} were downloaded for {record['name']}: the file is "
+            f"damaged; delete it and run `vggts weights download {record['name']}`"
+        )
+    sha256 = _sha256(path, progress)
+    checked = []
+    if record is not None:
+        _check(path, sha256, record["sha256"], f"the download record of {record['name']}")
+        checked.append(f"the download record of {record['name']}")
+    blob = path.resolve()
+    if blob.parent.name == "blobs" and _SHA256_BLOB.fullmatch(blob.name):
+        _check(path, sha256, blob.name, "its Hugging Face blob name")
+        checked.append("its Hugging Face blob name")
+    return Verification(path=path, size=size, sha256=sha256, checked_against=tuple(checked))
+
+
+def _check(path: Path, actual: str, expected: str, what: str) -> None:
+    if actual != expected:
+        raise VggtsError(
+            f"{path}: sha256 {actual} does not match {what} ({expected}): the file is damaged; "
+            "delete it and download it again"
+        )
+
+
+def _not_available(entry: WeightFile) -> str:
+    where = f"{entry.filename} of {entry.repo} is not in the Hugging Face cache {hf_cache_dir()}"
+    fix = f"or pass the path of a local copy of {entry.filename} instead of {entry.name!r}"
+    if constants.HF_HUB_OFFLINE:
+        return (
+            f"{where} and HF_HUB_OFFLINE is set: unset it, run `vggts weights download {entry.name}`, {fix}"
+        )
+    return f"{where} and the Hub cannot be reached: check the connection (or HF_ENDPOINT), {fix}"
+
+
+def _sha256(path: Path, progress: bool) -> str:
+    digest = hashlib.sha256()
+    buffer = memoryview(bytearray(_CHUNK))
+    bar = Progress(
+        TextColumn("sha256 {task.description}"),
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        console=Console(stderr=True),
+        transient=True,
+        disable=not (progress and sys.stderr.isatty()),
+    )
+    with bar, path.open("rb") as f:
+        task = bar.add_task(path.name, total=path.stat().st_size)
+        while n := f.readinto(buffer):
+            digest.update(buffer[:n])
+            bar.advance(task, n)
+    return digest.hexdigest()
+
+
+def _manifest_path() -> Path:
+    return vggts_home() / "weights.json"
+
+
+def _read_manifest() -> dict[str, dict]:
+    path = _manifest_path()
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except (OSError, ValueError) as err:
+        raise VggtsError(f"{path}: unreadable weights manifest ({err}); delete it to start afresh") from None
+    fields = {"path", "size", "sha256"}
+    if not isinstance(manifest, dict) or not all(
+        isinstance(record, dict) and fields <= record.keys() for record in manifest.values()
+    ):
+        raise VggtsError(f"{path}: not a weights manifest; delete it to start afresh")
+    return manifest
+
+
+def _record_for(path: Path) -> dict | None:
+    """The manifest record whose file is `path` (symlinks followed), with its `name` added."""
+    target = path.resolve()
+    for name, record in _read_manifest().items():
+        if Path(record["path"]).resolve() == target:
+            return {"name": name, **record}
+    return None
+
+
+def _write_record(entry: WeightFile, path: Path, progress: bool) -> None:
+    """Record size, sha256, repo and revision of a downloaded file; the manifest is replaced atomically."""
+    # hf_hub_download returns <cache>/models--org--repo/snapshots/<commit>/<filename>
+    revision = path.parents[len(PurePosixPath(entry.filename).parts) - 1].name
+    manifest = _read_manifest()
+    manifest[entry.name] = {
+        "repo": entry.repo,
+        "filename": entry.filename,
+        "revision": revision,
+        "path": str(path),
+        "size": path.stat().st_size,
+        "sha256": _sha256(path, progress),
+    }
+    final = _manifest_path()
+    final.parent.mkdir(parents=True, exist_ok=True)
+    partial = partial_path(final)
+    try:
+        partial.write_text(json.dumps(manifest, indent=2) + "\n")
+        commit(partial, final)
+    except OSError as err:
+        discard(partial)
+        raise VggtsError(f"{final}: cannot write the weights manifest ({err.strerror or err})") from None

@@ -1,0 +1,113 @@
+"""`vggts weights ...`: download, list, verify and locate the pretrained weight files."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from huggingface_hub import constants
+from rich.filesize import decimal
+
+from vggts_cli.errors import VggtsError
+from vggts_cli.model import hub
+
+app = typer.Typer(
+    help=(
+        "Download, list, verify and locate the pretrained weights (the VGGT-1B backbone and the VGGT-S "
+        "head). Files go into the Hugging Face cache (HF_HOME / HF_HUB_CACHE; HF_HUB_OFFLINE=1 never "
+        "touches the network). Start with `vggts weights list`."
+    ),
+    no_args_is_help=True,
+)
+
+_NAMES = ", ".join(hub.WEIGHTS)
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Turn a VggtsError into `vggts: error: ...` on stderr and its exit code."""
+    try:
+        yield
+    except VggtsError as err:
+        typer.echo(f"vggts: error: {err}", err=True)
+        raise typer.Exit(err.exit_code) from None
+
+
+def _require_local(name: str) -> Path:
+    path = hub.local_path(name)
+    if path is None:
+        raise VggtsError(
+            f"{name} is not downloaded (Hugging Face cache {hub.hf_cache_dir()}): "
+            f"run `vggts weights download {name}`"
+        )
+    return path
+
+
+@app.command()
+def download(
+    name: Annotated[str, typer.Argument(help=f"Which weights: {_NAMES}.", show_default=False)],
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
+) -> None:
+    """Download weights into the Hugging Face cache and record their size and sha256; prints the path.
+
+    Nothing is fetched again when the cached copy is current.
+    """
+    with _one_line_errors():
+        typer.echo(hub.download(name, progress=not quiet))
+
+
+@app.command("list")
+def list_weights() -> None:
+    """Show every known weight file: source, licence, and whether (and where) it is downloaded."""
+    offline = " (offline: HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
+    typer.echo(f"Hugging Face cache: {hub.hf_cache_dir()}{offline}")
+    with _one_line_errors():
+        for entry in hub.WEIGHTS.values():
+            path = hub.local_path(entry.name)
+            typer.echo(f"\n{entry.name}: {entry.repo} {entry.filename}")
+            typer.echo(f"  {entry.description}")
+            typer.echo(f"  licence: {entry.licence}")
+            if path is None:
+                typer.echo(f"  not downloaded: run `vggts weights download {entry.name}`")
+            else:
+                typer.echo(f"  downloaded: {path} ({decimal(path.stat().st_size)})")
+
+
+@app.command()
+def verify(
+    target: Annotated[
+        str,
+        typer.Argument(help=f"A weights name ({_NAMES}) or the path of a weight file.", show_default=False),
+    ],
+) -> None:
+    """Check a weight file's size and sha256 against its download record and its Hugging Face blob name.
+
+    A damaged file fails with exit code 1. A file with nothing to compare with (e.g. a copy made by hand)
+    only gets its sha256 printed: compare it with the SHA256 shown on the file's page on huggingface.co.
+    """
+    with _one_line_errors():
+        local = Path(target).expanduser()
+        if not local.is_file():
+            if target not in hub.WEIGHTS:
+                raise VggtsError(f"{target}: no such file, and not a known weights name ({_NAMES})")
+            local = _require_local(target)
+        result = hub.verify(local)
+    typer.echo(result.path)
+    typer.echo(f"  size:   {result.size} bytes ({decimal(result.size)})")
+    typer.echo(f"  sha256: {result.sha256}")
+    if result.checked_against:
+        typer.echo(f"  ok: matches {' and '.join(result.checked_against)}")
+    else:
+        typer.echo(
+            "  nothing recorded to compare with: check the sha256 against the file's page on huggingface.co"
+        )
+
+
+@app.command()
+def path(name: Annotated[str, typer.Argument(help=f"Which weights: {_NAMES}.", show_default=False)]) -> None:
+    """Print the local path of downloaded weights (exit code 1 when they are not downloaded)."""
+    with _one_line_errors():
+        typer.echo(_require_local(name))
