@@ -10,41 +10,13 @@ The scene is procedural (vggts_cli/synth/scene.py, seed 0), so the files are rep
 from __future__ import annotations
 
 import argparse
-from fractions import Fraction
 from pathlib import Path
 
-import av
 import cv2
 import numpy as np
 
-from vggts_cli.synth.scene import CameraPath, Scene, ego_exo_cameras
-
-
-def encode(path: Path, scene: Scene, camera: CameraPath, audio: bool) -> None:
-    """Encode every frame of `camera` as H.264 (crf 23) in mp4, optionally with a 440 Hz AAC tone."""
-    with av.open(str(path), "w") as container:
-        video = container.add_stream("libx264", rate=camera.fps)
-        video.width, video.height, video.pix_fmt = camera.width, camera.height, "yuv420p"
-        video.options = {"crf": "23", "preset": "medium", "x264-params": "log-level=error"}
-        sound = container.add_stream("aac", rate=48000, layout="stereo") if audio else None
-        for i in range(camera.num_frames):
-            image, _ = scene.render(camera, i)
-            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
-            container.mux(video.encode(frame))
-        container.mux(video.encode())
-        if sound is not None:
-            seconds = camera.num_frames / float(camera.fps)
-            t = np.arange(int(48000 * seconds)) / 48000
-            tone = (0.2 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
-            for start in range(0, len(tone), 1024):
-                chunk = np.stack([tone[start : start + 1024]] * 2)
-                samples = np.ascontiguousarray(chunk)
-                frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="stereo")
-                frame.sample_rate = 48000
-                frame.pts = start
-                frame.time_base = Fraction(1, 48000)
-                container.mux(sound.encode(frame))
-            container.mux(sound.encode())
+from vggts_cli.synth.record import encode_camera
+from vggts_cli.synth.scene import Scene, ego_exo_cameras
 
 
 def main() -> None:
@@ -55,8 +27,8 @@ def main() -> None:
     scene = Scene.generate(args.seed)
     ego, exo = ego_exo_cameras(scene.duration)
     args.out.mkdir(parents=True, exist_ok=True)
-    encode(args.out / "ego.mp4", scene, ego, audio=True)
-    encode(args.out / "exo.mp4", scene, exo, audio=False)
+    encode_camera(args.out / "ego.mp4", scene, ego, audio=True)
+    encode_camera(args.out / "exo.mp4", scene, exo)
     _, mask = scene.render(ego, 0)
     cv2.imwrite(str(args.out / "ego_mask.png"), mask.astype(np.uint8) * 255)
     print(f"wrote {args.out / 'ego.mp4'}, {args.out / 'exo.mp4'}, {args.out / 'ego_mask.png'}")

@@ -28,15 +28,17 @@ Detector = Literal["sift", "orb"]
 
 @dataclass
 class _Frame:
-    """A view at working size: `gray` (h, w) uint8, `rgb` (h, w, 3) uint8; `scale` = working / original size.
+    """A view at working size: `gray` (h, w) uint8, `rgb` (h, w, 3) uint8; `scale` = working / original size;
+    `fingerprint` identifies the pixels it was made from.
 
-    `smooth` (h, w) float32 and the keypoints (`points` (N, 2) float32, `descriptors` (N, D)) are filled in
+    `smooth` (h, w, 3) float32 and the keypoints (`points` (N, 2) float32, `descriptors` (N, D)) are filled in
     when first needed.
     """
 
     gray: np.ndarray
     rgb: np.ndarray
     scale: float
+    fingerprint: bytes
     smooth: np.ndarray | None = None
     points: np.ndarray | None = None
     descriptors: np.ndarray | None = None
@@ -97,7 +99,7 @@ class ClassicEngine(Engine):
         # Tolerances in working-size pixels / gray levels.
         self._ransac_px = max(2.0, 0.0075 * work_size)
         self._fb_px = max(1.0, 0.004 * work_size)
-        self._photo_levels = 20.0
+        self._photo_levels = 30.0
         self._band_px = max(3, round(0.015 * work_size))
 
     # ------------------------------------------------------------------ contract
@@ -136,8 +138,10 @@ class ClassicEngine(Engine):
     def _frame(self, view: View) -> _Frame:
         """The working-size frame of `view`, from a small LRU cache keyed by (camera, index)."""
         key = (view.camera, view.index)
+        # A sparse sample of the pixels guards against a caller reusing a key for another image.
+        fingerprint = str(view.image.shape).encode() + view.image[::16, ::16].tobytes()
         frame = self._cache.get(key)
-        if frame is not None:
+        if frame is not None and frame.fingerprint == fingerprint:
             self._cache.move_to_end(key)
             return frame
         height, width = view.image.shape[:2]
@@ -145,7 +149,7 @@ class ClassicEngine(Engine):
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         rgb = view.image if scale == 1.0 else cv2.resize(view.image, size, interpolation=cv2.INTER_AREA)
         rgb = np.ascontiguousarray(rgb)
-        frame = _Frame(gray=cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), rgb=rgb, scale=scale)
+        frame = _Frame(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), rgb, scale, fingerprint)
         self._cache[key] = frame
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
@@ -161,9 +165,10 @@ class ClassicEngine(Engine):
 
     @staticmethod
     def _smooth(frame: _Frame) -> np.ndarray:
-        """The blurred grayscale (h, w) float32 used for photometric checks (tolerates sub-pixel error)."""
+        """The lightly blurred colours (h, w, 3) float32 used for photometric checks (tolerates sub-pixel
+        error; colour tells an object from a background of the same brightness)."""
         if frame.smooth is None:
-            frame.smooth = cv2.GaussianBlur(frame.gray.astype(np.float32), (0, 0), 1.5)
+            frame.smooth = cv2.GaussianBlur(frame.rgb.astype(np.float32), (0, 0), 1.0)
         return frame.smooth
 
     # ------------------------------------------------------------------ transfer
@@ -201,7 +206,7 @@ class ClassicEngine(Engine):
             return None
         round_trip = to_ref + warp(to_tgt)
         consistent = np.hypot(round_trip[..., 0], round_trip[..., 1]) < self._fb_px
-        alike = np.abs(warp(self._smooth(src)) - self._smooth(tgt)) < self._photo_levels
+        alike = np.abs(warp(self._smooth(src)) - self._smooth(tgt)).max(axis=2) < self._photo_levels
         good = (consistent & alike).astype(np.float32)
         # Chance agreement of unrelated textures is well above 0; map it to no confidence.
         confidence = float(np.clip((good[region].mean() - 0.3) / 0.5, 0.0, 1.0))

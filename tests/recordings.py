@@ -1,0 +1,64 @@
+"""Short synchronized recordings rendered from the procedural scene, with their exact masks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vggts_cli.synth.record import encode_camera
+from vggts_cli.synth.scene import CameraPath, Scene, ego_exo_cameras
+
+
+@dataclass(frozen=True)
+class Recording:
+    scene: Scene
+    cameras: tuple[CameraPath, ...]
+    videos: tuple[Path, ...]
+
+    def truth(self, cam: int, index: int) -> np.ndarray:
+        return self.scene.render(self.cameras[cam], index)[1]
+
+    def seed_png(self, path: Path, index: int = 0) -> Path:
+        cv2.imwrite(str(path), self.truth(0, index).astype(np.uint8) * 255)
+        return path
+
+
+def make_recording(
+    folder: Path,
+    seconds: float = 1.0,
+    scale: float = 0.5,
+    ego_fps: Fraction = Fraction(30),
+    exo_fps: Fraction = Fraction(25),
+    exo_start: float = 0.0,
+    audio: bool = False,
+    exo_file_start: float | None = None,
+) -> Recording:
+    """The example rig (ego + exo), `seconds` long, sizes scaled by `scale`; exo may start later."""
+    scene = Scene.generate(0, duration=seconds)
+    ego, exo = ego_exo_cameras(seconds)
+    ego = replace(
+        ego,
+        width=int(ego.width * scale) // 2 * 2,
+        height=int(ego.height * scale) // 2 * 2,
+        zoom=ego.zoom * scale,
+        fps=ego_fps,
+        num_frames=round(seconds * ego_fps),
+    )
+    exo = replace(
+        exo,
+        width=int(exo.width * scale) // 2 * 2,
+        height=int(exo.height * scale) // 2 * 2,
+        zoom=exo.zoom * scale,
+        fps=exo_fps,
+        num_frames=round(seconds * exo_fps),
+        start=exo_start,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    videos = (folder / "ego.mp4", folder / "exo.mp4")
+    encode_camera(videos[0], scene, ego, audio=audio)
+    encode_camera(videos[1], scene, exo, file_start=exo_file_start)
+    return Recording(scene, (ego, exo), videos)

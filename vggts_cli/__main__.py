@@ -1,0 +1,5 @@
+"""`python -m vggts_cli` = the `vggts` command."""
+
+from vggts_cli.cli import main
+
+main()

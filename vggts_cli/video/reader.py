@@ -1,0 +1,273 @@
+"""Video decoding with exact timestamps.
+
+`probe` demuxes a file once (no full decode) to build its frame table: every frame's presentation
+timestamp, in presentation order. `VideoReader` then streams decoded RGB frames forward from any frame,
+or backward in chunks, naming each frame by its place in that table so that seeks land exactly.
+Memory is bounded by one decoded frame (forward) or one chunk (backward), never by the video's length.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from vggts_cli.errors import VggtsError
+
+
+@dataclass(frozen=True, eq=False)
+class VideoInfo:
+    """What `probe` learns about a video file; frame `i` is shown at `times[i]` seconds."""
+
+    path: Path
+    width: int  # display size, rotation applied
+    height: int
+    rotation: int  # clockwise degrees (0/90/180/270) to turn a decoded frame upright
+    fps: Fraction  # average frame rate, exact
+    time_base: Fraction
+    num_frames: int
+    duration: float  # seconds, first frame shown to last frame gone
+    pts: np.ndarray  # (num_frames,) int64, in time_base units, presentation order
+    times: np.ndarray  # (num_frames,) float64 seconds = pts * time_base
+    audio_streams: int
+    codec: str
+
+    @property
+    def stem(self) -> str:
+        return self.path.stem
+
+
+@dataclass(frozen=True, eq=False)
+class Frame:
+    """One decoded frame in display orientation."""
+
+    index: int
+    pts: int
+    time: float
+    image: np.ndarray  # (H, W, 3) uint8 RGB
+
+
+def _reason(err: Exception) -> str:
+    """FFmpeg's own words for a failure, on one line, without the file name it repeats."""
+    text = getattr(err, "strerror", None) or str(err)
+    return " ".join(str(text).split())
+
+
+def _open(path: Path) -> av.container.InputContainer:
+    try:
+        return av.open(str(path), metadata_errors="ignore")
+    except (av.FFmpegError, UnicodeDecodeError) as err:
+        raise VggtsError(
+            f"{path}: not a readable media file ({_reason(err)}); is it a video, complete and not truncated?"
+        ) from None
+
+
+def _clockwise(frame: av.VideoFrame) -> int:
+    """FFmpeg's display matrix turns counterclockwise; we store the clockwise turn, snapped to 90°."""
+    return (-round(frame.rotation / 90) * 90) % 360
+
+
+def probe(path: Path) -> VideoInfo:
+    """Read the frame table of the first video stream of `path`; decodes only its first frame.
+
+    Raises VggtsError (one line) for a missing, unreadable, truncated or frameless file.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise VggtsError(f"{path}: no such file")
+    with _open(path) as container:
+        if not container.streams.video:
+            raise VggtsError(f"{path}: no video stream (found only {_stream_kinds(container)})")
+        return _scan(path, container, container.streams.video[0])
+
+
+def _stream_kinds(container: av.container.InputContainer) -> str:
+    return ", ".join(s.type for s in container.streams) or "nothing"
+
+
+def _scan(path: Path, container: av.container.InputContainer, stream: av.VideoStream) -> VideoInfo:
+    """Demux every packet once: video timestamps, the end of the longest stream, and the first frame."""
+    stamps: list[int | None] = []
+    durations: list[int] = []
+    expected = stream.frames  # sample count from the header, 0 where the container has none
+    end = 0.0  # seconds: where the last packet of any stream ends
+    first: av.VideoFrame | None = None
+    try:
+        for packet in container.demux():
+            if packet.size == 0:  # end-of-stream marker
+                continue
+            if packet.is_corrupt:
+                raise VggtsError(f"{path}: truncated or corrupt (damaged packet in {packet.stream.type} stream)")
+            stamp = packet.pts if packet.pts is not None else packet.dts
+            if stamp is not None and packet.time_base is not None:
+                end = max(end, float((stamp + packet.duration) * packet.time_base))
+            if packet.stream.index != stream.index:
+                continue
+            if first is None:
+                first = next(iter(packet.decode()), None)
+            if packet.is_discard:  # before an edit list's start: decoded, never shown
+                expected -= 1
+                continue
+            stamps.append(stamp)
+            durations.append(packet.duration)
+        if first is None and stamps:
+            first = next(iter(stream.decode(None)), None)
+    except av.FFmpegError as err:
+        raise VggtsError(f"{path}: truncated or corrupt ({_reason(err)})") from None
+    if not stamps:
+        raise VggtsError(f"{path}: the video stream has no frames")
+    if first is None:
+        raise VggtsError(f"{path}: no frame of the {stream.codec_context.name} video stream could be decoded")
+    if 0 < len(stamps) < expected:
+        raise VggtsError(f"{path}: truncated (only {len(stamps)} of {expected} frames present)")
+
+    time_base = stream.time_base
+    fps = stream.average_rate or stream.guessed_rate
+    pts = _frame_table(path, stamps, fps, time_base)
+    last = int(np.argmax(pts))
+    last_duration = durations[last] if durations[last] > 0 else (round(1 / (fps * time_base)) if fps else 0)
+    duration = float((int(pts[-1]) - int(pts[0]) + last_duration) * time_base)
+    if not fps:
+        fps = Fraction(len(pts), 1) / Fraction(duration).limit_denominator(1_000_000)
+    _check_complete(path, container, end, duration / len(pts))
+
+    rotation = _clockwise(first)
+    width, height = (first.height, first.width) if rotation in (90, 270) else (first.width, first.height)
+    return VideoInfo(
+        path=path,
+        width=width,
+        height=height,
+        rotation=rotation,
+        fps=Fraction(fps),
+        time_base=Fraction(time_base),
+        num_frames=len(pts),
+        duration=duration,
+        pts=pts,
+        times=pts.astype(np.float64) * float(time_base),
+        audio_streams=len(container.streams.audio),
+        codec=stream.codec_context.name,
+    )
+
+
+def _frame_table(
+    path: Path, stamps: list[int | None], fps: Fraction | None, time_base: Fraction
+) -> np.ndarray:
+    """Sorted presentation timestamps; a stream without usable ones gets an even grid at its frame rate."""
+    if None not in stamps:
+        pts = np.sort(np.asarray(stamps, dtype=np.int64))
+        if len(pts) < 2 or np.all(np.diff(pts) > 0):
+            return pts
+    if not fps:
+        raise VggtsError(f"{path}: the video stream has neither timestamps nor a frame rate")
+    step = 1 / (Fraction(fps) * Fraction(time_base))
+    return np.array([round(i * step) for i in range(len(stamps))], dtype=np.int64)
+
+
+def _check_complete(path: Path, container: av.container.InputContainer, end: float, frame_s: float) -> None:
+    """A file cut short ends well before the duration its header announced (e.g. Matroska, WebM)."""
+    if container.duration is None:
+        return
+    start = (container.start_time or 0) / av.time_base
+    announced = container.duration / av.time_base
+    found = end - start
+    # Generous margin: headers round, and streams may end a little apart; a cut file misses far more.
+    if found < 0.9 * announced - 2 * frame_s:
+        raise VggtsError(f"{path}: truncated (data ends at {found:.2f} s of {announced:.2f} s)")
+
+
+class VideoReader:
+    """Decodes frames of a probed video (context manager). One iteration at a time per reader."""
+
+    def __init__(self, info: VideoInfo):
+        self.info = info
+        self._container = _open(info.path)
+        self._stream = self._container.streams.video[0]
+        self._stream.thread_type = "AUTO"
+
+    def __enter__(self) -> VideoReader:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self._container.close()
+
+    def frames(self, start: int = 0, stop: int | None = None) -> Iterator[Frame]:
+        """Frames start..stop-1 in order, decoded from the keyframe at or before `start`."""
+        start, stop = self._range(start, stop)
+        if start >= stop:
+            return
+        for index, frame in self._decode(start):
+            if index >= stop:
+                return
+            if index >= start:
+                yield self._to_frame(index, frame)
+
+    def frames_reversed(self, start: int = 0, stop: int | None = None, chunk: int = 32) -> Iterator[Frame]:
+        """Frames stop-1 down to start: each chunk of `chunk` frames is decoded forward, then reversed."""
+        start, stop = self._range(start, stop)
+        for hi in range(stop, start, -chunk):
+            block = list(self.frames(max(start, hi - chunk), hi))
+            yield from reversed(block)
+
+    def _range(self, start: int, stop: int | None) -> tuple[int, int]:
+        n = self.info.num_frames
+        stop = n if stop is None else stop
+        if not 0 <= start <= n or not 0 <= stop <= n:
+            raise IndexError(f"frame range {start}:{stop} outside 0:{n} of {self.info.path}")
+        return start, stop
+
+    def _decode(self, start: int) -> Iterator[tuple[int, av.VideoFrame]]:
+        """(index, frame) from a keyframe at or before frame `start` to the end.
+
+        A seek lands on a keyframe chosen by the demuxer's own index (often by decode time), which
+        can lie after `start` when frames are reordered; then seek again further back, ending at frame 0.
+        """
+        back = 0
+        while True:
+            target = max(0, start - back)
+            decoded = self._decode_from(target)
+            first = next(decoded, None)
+            if first is None:
+                return
+            if target == 0 or 0 <= first[0] <= start:
+                yield first
+                yield from decoded
+                return
+            decoded.close()
+            back = start if first[0] < 0 else max(16, 2 * back)
+
+    def _decode_from(self, target: int) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Seek to frame `target`'s keyframe and decode on; an index is -1 where it cannot be known."""
+        table = self.info.pts
+        try:
+            self._container.seek(int(table[target]), stream=self._stream, backward=True)
+        except av.FFmpegError as err:
+            raise VggtsError(f"{self.info.path}: cannot seek to frame {target} ({_reason(err)})") from None
+        # From the stream's start, a frame without a known timestamp still has a known place.
+        previous = -1 if target == 0 else None
+        try:
+            for packet in self._container.demux(self._stream):
+                for frame in packet.decode():
+                    index = -1 if frame.pts is None else int(np.searchsorted(table, frame.pts))
+                    if index >= len(table) or (index >= 0 and table[index] != frame.pts):
+                        index = -1
+                    # Timestamps that are missing or go backwards (packed B-frames in AVI): count on.
+                    if previous is not None and index <= previous:
+                        index = previous + 1
+                    previous = index if index >= 0 else previous
+                    yield index, frame
+        except av.FFmpegError as err:
+            near = "?" if previous is None else previous + 1
+            raise VggtsError(f"{self.info.path}: decode error near frame {near} ({_reason(err)})") from None
+
+    def _to_frame(self, index: int, frame: av.VideoFrame) -> Frame:
+        image = frame.to_ndarray(format="rgb24")
+        if self.info.rotation:
+            image = np.ascontiguousarray(np.rot90(image, k=-self.info.rotation // 90))
+        return Frame(index=index, pts=int(self.info.pts[index]), time=float(self.info.times[index]), image=image)
