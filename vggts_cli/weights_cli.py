@@ -96,7 +96,7 @@ def verify(
             local = _require_local(target)
         result = hub.verify(local)
     typer.echo(result.path)
-    typer.echo(f"  size:   {result.size} bytes ({decimal(result.size)})")
+    typer.echo(f"  size:   {result.size:,} bytes")
     typer.echo(f"  sha256: {result.sha256}")
     if result.checked_against:
         typer.echo(f"  ok: matches {' and '.join(result.checked_against)}")

@@ -60,10 +60,13 @@ class ClassicEngine(Engine):
     Args:
         work_size: long side of the internal processing size (frames are only ever shrunk to it).
         grabcut: refine the fused mask with GrabCut in a band around its boundary.
-        detector: "sift" (robust to viewpoint and scale changes) or "orb" (several times faster).
+        detector: "orb" (fast) or "sift" (more robust to large viewpoint and scale changes, ~2x slower).
         max_features: keypoints kept per frame.
         min_inliers: RANSAC inliers needed to accept a homography.
         min_score: below this presence score the object is reported absent (empty mask).
+        anchor_weight: vote of a seed/cross match relative to the temporal flow at equal confidence; above 1
+            a confident anchor overrides the flow where they disagree (the flow's drift at the outline),
+            while the flow alone decides wherever no match is found.
         cache_size: frames kept in the per-(camera, index) cache.
     """
 
@@ -73,10 +76,11 @@ class ClassicEngine(Engine):
         self,
         work_size: int = 480,
         grabcut: bool = False,
-        detector: Detector = "sift",
+        detector: Detector = "orb",
         max_features: int = 2000,
         min_inliers: int = 12,
         min_score: float = 0.1,
+        anchor_weight: float = 2.0,
         cache_size: int = 16,
     ) -> None:
         if work_size < 64:
@@ -85,6 +89,7 @@ class ClassicEngine(Engine):
         self.grabcut = grabcut
         self.min_inliers = min_inliers
         self.min_score = min_score
+        self.anchor_weight = anchor_weight
         self.cache_size = cache_size
         if detector == "sift":
             self._detector = cv2.SIFT_create(nfeatures=max_features)
@@ -189,31 +194,45 @@ class ClassicEngine(Engine):
         """Backward-warp `mask` (h, w) float32 with dense flow target→reference.
 
         A target pixel votes where the flow is forward–backward consistent and the reference pixel it comes
-        from looks like it (an object that vanished, or an occluder, fails the second test).
+        from looks like it (an object that vanished, or an occluder, fails the second test). The flow is only
+        computed in a window around the reference object, large enough for the motion between two frames.
         """
-        h, w = tgt.gray.shape
-        to_ref = self._flow.calc(tgt.gray, src.gray, None)
-        to_tgt = self._flow.calc(src.gray, tgt.gray, None)
-        grid_x, grid_y = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
+        x, y, w, h = cv2.boundingRect((mask >= 0.5).astype(np.uint8))
+        margin = max(round(0.1 * self.work_size), round(0.25 * max(w, h)))
+        height, width = mask.shape
+        x0, y0 = max(0, x - margin), max(0, y - margin)
+        x1, y1 = min(width, x + w + margin), min(height, y + h + margin)
+        window = np.s_[y0:y1, x0:x1]
+
+        src_gray = np.ascontiguousarray(src.gray[window])
+        tgt_gray = np.ascontiguousarray(tgt.gray[window])
+        to_ref = self._flow.calc(tgt_gray, src_gray, None)
+        to_tgt = self._flow.calc(src_gray, tgt_gray, None)
+        grid_x, grid_y = np.meshgrid(
+            np.arange(x1 - x0, dtype=np.float32), np.arange(y1 - y0, dtype=np.float32)
+        )
         map_x, map_y = grid_x + to_ref[..., 0], grid_y + to_ref[..., 1]
 
         def warp(image: np.ndarray) -> np.ndarray:
             return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
 
-        prob = warp(mask)
+        prob = warp(np.ascontiguousarray(mask[window]))
         region = prob >= 0.5
         if not region.any():
             return None
         round_trip = to_ref + warp(to_tgt)
         consistent = np.hypot(round_trip[..., 0], round_trip[..., 1]) < self._fb_px
-        alike = np.abs(warp(self._smooth(src)) - self._smooth(tgt)).max(axis=2) < self._photo_levels
+        src_colour = np.ascontiguousarray(self._smooth(src)[window])
+        alike = np.abs(warp(src_colour) - self._smooth(tgt)[window]).max(axis=2) < self._photo_levels
         good = (consistent & alike).astype(np.float32)
         # Chance agreement of unrelated textures is well above 0; map it to no confidence.
         confidence = float(np.clip((good[region].mean() - 0.3) / 0.5, 0.0, 1.0))
         if confidence == 0.0:
             return None
-        weight = confidence * cv2.GaussianBlur(good, (0, 0), 2.0)
-        return _Candidate(prob, weight, confidence)
+        full_prob, full_weight = np.zeros_like(mask), np.zeros_like(mask)
+        full_prob[window] = prob
+        full_weight[window] = confidence * cv2.GaussianBlur(good, (0, 0), 2.0)
+        return _Candidate(full_prob, full_weight, confidence)
 
     def _by_homography(self, src: _Frame, mask: np.ndarray, tgt: _Frame) -> _Candidate | None:
         """Warp `mask` (h, w) float32 by a RANSAC homography fitted to keypoint matches on the object."""
@@ -235,20 +254,36 @@ class ClassicEngine(Engine):
         query, train = np.array(pairs).T
         src_xy = src_points[on_object][query]
         tgt_xy = tgt_points[train]
-        homography, inlier_mask = cv2.findHomography(
-            src_xy, tgt_xy, cv2.RANSAC, self._ransac_px, maxIters=2000, confidence=0.995
-        )
-        if homography is None:
-            return None
-        inliers = int(inlier_mask.sum())
-        if inliers < self.min_inliers or not _plausible(homography, mask >= 0.5):
+        transform, inliers = self._fit(src_xy, tgt_xy)
+        if transform is None or inliers < self.min_inliers or not _plausible(transform, mask >= 0.5):
             return None
         h, w = tgt.gray.shape
-        prob = cv2.warpPerspective(mask, homography, (w, h), flags=cv2.INTER_LINEAR)
+        prob = cv2.warpPerspective(mask, transform, (w, h), flags=cv2.INTER_LINEAR)
         if prob.max() < 0.5:
             return None  # mapped outside the target frame
         confidence = min(1.0, inliers / (3 * self.min_inliers)) * min(1.0, inliers / len(pairs) / 0.5)
-        return _Candidate(prob, np.full_like(prob, confidence), confidence)
+        return _Candidate(prob, np.full_like(prob, self.anchor_weight * confidence), confidence)
+
+    def _fit(self, src_xy: np.ndarray, tgt_xy: np.ndarray) -> tuple[np.ndarray | None, int]:
+        """The 3x3 map of matched points (N, 2) → (N, 2) and its inlier count, by RANSAC.
+
+        A homography's two perspective terms are poorly pinned by the keypoints of one small object and
+        magnify their noise along its outline, so it is taken only when it explains clearly more matches
+        than an affine map (a strong perspective change between cameras).
+        """
+        affine, affine_mask = cv2.estimateAffine2D(
+            src_xy, tgt_xy, method=cv2.RANSAC, ransacReprojThreshold=self._ransac_px, maxIters=2000
+        )
+        homography, homography_mask = cv2.findHomography(
+            src_xy, tgt_xy, cv2.RANSAC, self._ransac_px, maxIters=2000, confidence=0.995
+        )
+        affine_inliers = 0 if affine is None else int(affine_mask.sum())
+        homography_inliers = 0 if homography is None else int(homography_mask.sum())
+        if homography_inliers > 1.1 * affine_inliers + 4:
+            return homography, homography_inliers
+        if affine is None:
+            return None, 0
+        return np.vstack([affine, [0.0, 0.0, 1.0]]), affine_inliers
 
     # ------------------------------------------------------------------ refinement
 

@@ -68,7 +68,8 @@ def mask_zoom_box(mask: np.ndarray, ratio: float = 2.0) -> tuple[int, int, int, 
     """Window (x1, y1, x2, y2) that zooms `ratio`× onto the object of `mask` (H, W) without cutting it.
 
     Side = max(int(H / ratio), bbox width, bbox height), centred on the bbox centre (integer halves) and
-    shifted to stay inside; an empty mask gets a centred window of side int(H / ratio).
+    shifted to stay inside; an empty mask gets a centred window of side int(H / ratio). As in the official
+    code, the integer halves can leave the object's last row / column just outside an even-sided window.
     """
     h, w = mask.shape
     ys, xs = np.nonzero(mask)
@@ -91,7 +92,7 @@ def mask_zoom_box(mask: np.ndarray, ratio: float = 2.0) -> tuple[int, int, int, 
 def zoom_source(
     image: np.ndarray, mask: np.ndarray, ratio: float = 2.0
 ) -> tuple[np.ndarray, np.ndarray, tuple[int, int, int, int]]:
-    """The official source zoom: crop `image` (S, S, 3) / `mask` (S, S) {0, 1} by `mask_zoom_box`, back to S×S.
+    """The official source zoom: crop `image` (S, S, 3), `mask` (S, S) {0, 1} by `mask_zoom_box`, resize to S.
 
     Returns (image, mask, box). If the zoomed mask comes out empty (a thin object lost by the nearest
     resize) the inputs are returned unchanged with the whole frame as box, as the official loader does.

@@ -17,7 +17,7 @@ FUSION_IN_CHANNELS = 128  # the official block hard-codes 128 input channels, wh
 
 
 class ReluMlp(nn.Module):
-    """Linear layers `layers.{i}` with ReLU between them (none after the last). x: (..., in_dim) -> (..., out_dim)."""
+    """Linears `layers.{i}`, ReLU between them (not after the last). x: (..., in_dim) -> (..., out_dim)."""
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int) -> None:
         super().__init__()

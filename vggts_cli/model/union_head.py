@@ -1,4 +1,4 @@
-"""The Union Segmentation Head of VGGT-S (the official `Predictor`; keys `prompt_encoder.*`, `mask_decoder.*`).
+"""The Union Segmentation Head of VGGT-S = the official `Predictor` (`prompt_encoder.*`, `mask_decoder.*`).
 
 Given the VGGT feature maps of a source and a target view, the source mask and a few target points, it
 predicts the object's logits in the target. `forward` is one official pass, `segment` the whole official

@@ -16,7 +16,7 @@ class MatteSink(Sink):
 
     def __init__(self, path: Path, info: VideoInfo) -> None:
         super().__init__(path, info)
-        self._writer = VideoWriter(path, info, codec="prores_ks", pix_fmt="yuva444p10le")
+        self._writer = VideoWriter.prores4444(path, info)
 
     def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
         rgba = np.empty((*mask.shape, 4), dtype=np.uint8)

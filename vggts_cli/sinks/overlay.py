@@ -49,7 +49,7 @@ class OverlaySink(Sink):
     def __init__(self, path: Path, info: VideoInfo, options: SinkOptions) -> None:
         super().__init__(path, info)
         self._options = options
-        self._writer = VideoWriter(path, info)
+        self._writer = VideoWriter.h264(path, info)
 
     def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
         self._writer.write(draw_overlay(frame.image, mask, score, self._options), frame.index)

@@ -68,7 +68,7 @@ class RedactSink(Sink):
         self._pending: deque[Frame] = deque()
         self._masks: deque[tuple[int, np.ndarray]] = deque()  # (frame index, covered mask), non-empty only
         self._held: np.ndarray | None = None  # the last non-empty mask
-        self._writer = VideoWriter(path, info, copy_audio=True)
+        self._writer = VideoWriter.h264(path, info, copy_audio=True)
 
     def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
         if mask.any():

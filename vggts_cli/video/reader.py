@@ -168,15 +168,17 @@ def _frame_table(
 
 
 def _check_complete(path: Path, container: av.container.InputContainer, end: float, frame_s: float) -> None:
-    """A file cut short ends well before the duration its header announced (e.g. Matroska, WebM)."""
+    """A file cut short ends well before the duration its header announced (e.g. Matroska, WebM).
+
+    `end` counts from time 0, as the announced duration does in Matroska and MP4 with an offset start;
+    where it counts from the first timestamp instead (MPEG-TS), the test is only more lenient.
+    """
     if container.duration is None:
         return
-    start = (container.start_time or 0) / av.time_base
     announced = container.duration / av.time_base
-    found = end - start
     # Generous margin: headers round, and streams may end a little apart; a cut file misses far more.
-    if found < 0.9 * announced - 2 * frame_s:
-        raise VggtsError(f"{path}: truncated (data ends at {found:.2f} s of {announced:.2f} s)")
+    if end < 0.9 * announced - 2 * frame_s:
+        raise VggtsError(f"{path}: truncated (data ends at {end:.2f} s of {announced:.2f} s)")
 
 
 class VideoReader:

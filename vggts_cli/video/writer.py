@@ -8,6 +8,7 @@ renamed into place only when complete (see vggts_cli/fsutil.py).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from fractions import Fraction
 from pathlib import Path
 
 import av
@@ -59,14 +60,18 @@ class VideoWriter:
         self._pending: av.Packet | None = None
         self._outputs: dict[int, av.AudioStream] = {}
         try:
-            self._container = av.open(str(self._partial), "w")
+            # MP4/MOV place a delayed start with an edit list counted in the movie timescale (default
+            # 1/1000 s); the input's clock keeps it exact. Other muxers ignore the option.
+            timescale = {"movie_timescale": str(Fraction(like.time_base).denominator)}
+            self._container = av.open(str(self._partial), "w", container_options=timescale)
         except (av.FFmpegError, ValueError) as err:
             raise VggtsError(f"{self.path}: cannot create this kind of file ({err})") from None
         try:
             stream = self._container.add_stream(codec, rate=like.fps, options=_quiet(codec, options or {}))
             stream.width, stream.height = like.width, like.height
             stream.pix_fmt = _fit_pix_fmt(pix_fmt, like.width, like.height)
-            stream.time_base = like.time_base
+            # The encoder keeps the input's clock: at 1/fps it would round VFR timestamps onto a grid.
+            stream.time_base = stream.codec_context.time_base = like.time_base
             self._stream = stream
             if copy_audio and like.audio_streams:
                 self._open_audio()

@@ -1,0 +1,130 @@
+"""Test videos encoded with PyAV, with content that names its own frame.
+
+`pattern(i, w, h)` draws frame `i`: the top quarter holds `i` as 12 binary blocks (white = 1, most
+significant on the left) and the rest is a dark blue field with a red bar that moves 3 px a frame.
+`read_index(image)` reads the number back, so a test can tell which frame a decoded image is and that it
+is upright (a turned or mirrored image does not read back as its own index).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+BITS = 12  # frame numbers up to 4095
+SAMPLE_RATE = 48_000
+_AUDIO_CODECS = {"aac": "aac", "opus": "libopus"}
+
+Pattern = Callable[[int, int, int], np.ndarray]
+
+
+def pattern(index: int, width: int, height: int) -> np.ndarray:
+    """(height, width, 3) uint8 RGB image of frame `index`."""
+    image = np.empty((height, width, 3), dtype=np.uint8)
+    image[:] = (30, 40, 150)
+    band = max(height // 4, 2)
+    block = width // BITS
+    image[:band] = 0
+    for bit in range(BITS):
+        if index >> (BITS - 1 - bit) & 1:
+            image[:band, bit * block : (bit + 1) * block] = 255
+    x = (3 * index) % width
+    image[band:, x : x + 4] = (230, 20, 20)
+    return image
+
+
+def read_index(image: np.ndarray) -> int:
+    """The frame number drawn by `pattern`, read from the centres of the top band's blocks."""
+    height, width = image.shape[:2]
+    band, block = max(height // 4, 2), width // BITS
+    rows = image[band // 4 : max(band - band // 4, band // 4 + 1)]
+    value = 0
+    for bit in range(BITS):
+        centre = rows[:, bit * block + block // 4 : (bit + 1) * block - block // 4].mean()
+        value = value << 1 | int(centre > 128)
+    return value
+
+
+def frame_times(frames: int, fps: Fraction = Fraction(30), *, vfr: bool = False, start: float = 0.0) -> np.ndarray:
+    """(frames,) seconds at which `make_video` shows each frame (before container rounding).
+
+    VFR durations cycle through 0.5, 1 and 1.5 frame periods, so the average rate stays `fps`.
+    """
+    steps = np.array([0.5, 1.0, 1.5])[np.arange(frames) % 3] if vfr else np.ones(frames)
+    return start + np.concatenate([[0.0], np.cumsum(steps[:-1])]) / float(fps)
+
+
+def make_video(
+    path: Path,
+    *,
+    width: int = 96,
+    height: int = 64,
+    fps: Fraction = Fraction(30),
+    frames: int = 30,
+    audio: bool | str = False,
+    rotation: int = 0,
+    codec: str = "libx264",
+    vfr: bool = False,
+    start: float = 0.0,
+    pattern: Pattern = pattern,
+    gop: int = 10,
+    bframes: int = 2,
+) -> Path:
+    """Encode a test video; the container comes from `path`'s suffix.
+
+    width/height: display size. audio: False, True (= "aac"), "aac" or "opus": a 440 Hz tone as long as
+    the video. rotation: clockwise degrees a player turns the stored frames (display-matrix metadata);
+    the stored frames are turned the other way so the displayed video is upright. vfr: uneven frame
+    durations (see `frame_times`). start: first frame's time in seconds. gop/bframes: keyframe interval
+    and B-frames, so that seeks and frame reordering are exercised.
+    """
+    path = Path(path)
+    fps = Fraction(fps)
+    if path.suffix == ".avi" and vfr:
+        raise ValueError("AVI stores one frame rate: no VFR")
+    # AVI counts frames; elsewhere a 90 kHz clock holds uneven durations and offsets exactly.
+    time_base = 1 / fps if path.suffix == ".avi" else Fraction(1, 90_000)
+    times = frame_times(frames, fps, vfr=vfr, start=start)
+    coded_w, coded_h = (height, width) if rotation in (90, 270) else (width, height)
+    with av.open(str(path), "w") as container:
+        video = container.add_stream(codec, rate=fps, options={"crf": "12"} if codec == "libx264" else {})
+        video.width, video.height = coded_w, coded_h
+        video.pix_fmt = "yuv444p" if width % 2 or height % 2 else "yuv420p"
+        video.time_base = video.codec_context.time_base = time_base  # the encoder's own clock too
+        video.codec_context.gop_size = gop
+        video.codec_context.max_b_frames = bframes
+        if rotation:
+            video.set_display_rotation(-rotation)  # FFmpeg's matrix angle is counterclockwise
+        sound = None
+        if audio:
+            sound = container.add_stream(_AUDIO_CODECS["aac" if audio is True else audio], rate=SAMPLE_RATE)
+            sound.layout = "mono"
+        for i, t in enumerate(times):
+            image = np.ascontiguousarray(np.rot90(pattern(i, width, height), k=rotation // 90))
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = round(t / time_base), time_base
+            for packet in video.encode(frame):
+                container.mux(packet)
+        for packet in video.encode(None):
+            container.mux(packet)
+        if sound is not None:
+            _add_tone(container, sound, start, float(times[-1]) + 1 / float(fps))
+    return path
+
+
+def _add_tone(container: av.container.OutputContainer, stream: av.AudioStream, start: float, end: float) -> None:
+    """A 440 Hz tone from `start` to `end` seconds."""
+    block = 960
+    for offset in range(round(start * SAMPLE_RATE), round(end * SAMPLE_RATE), block):
+        t = (offset + np.arange(block)) / SAMPLE_RATE
+        samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+        frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
+        frame.sample_rate, frame.pts, frame.time_base = SAMPLE_RATE, offset, Fraction(1, SAMPLE_RATE)
+        for packet in stream.encode(frame):
+            container.mux(packet)
+    for packet in stream.encode(None):
+        container.mux(packet)

@@ -1,0 +1,404 @@
+"""`vggts propagate` end to end on real video files: outputs, timing, sync, seeds, bad input, resume."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from pycocotools import mask as cocomask
+from recordings import make_recording
+
+from vggts_cli.engine.base import Engine, Prediction, Reference, View
+from vggts_cli.engine.propagate import PropagateJob, prepare, run
+from vggts_cli.masks.ops import iou
+from vggts_cli.video.reader import probe
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
+HAVE_FFPROBE = shutil.which("ffprobe") is not None
+
+
+def vggts(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run([sys.executable, "-m", "vggts_cli", *args], capture_output=True, text=True)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"vggts {' '.join(args)} failed ({proc.returncode}): {proc.stderr}")
+    return proc
+
+
+def ffprobe_video(path: Path) -> dict:
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-count_frames",
+            "-select_streams",
+            "v:0",
+            "-show_entries",
+            "stream=codec_name,width,height,pix_fmt,r_frame_rate,nb_read_frames:format=duration",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    data = json.loads(out)
+    return {**data["streams"][0], "duration": float(data["format"]["duration"])}
+
+
+def ffprobe_audio_codecs(path: Path) -> list[str]:
+    out = subprocess.run(
+        [
+            "ffprobe",
+            "-v",
+            "error",
+            "-select_streams",
+            "a",
+            "-show_entries",
+            "stream=codec_name",
+            "-of",
+            "json",
+            str(path),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    return [s["codec_name"] for s in json.loads(out)["streams"]]
+
+
+class RecordingEngine(Engine):
+    """An instrumented engine: returns the first reference's mask resized, and records every call."""
+
+    name = "recording"
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, int, list[tuple[str, str, int]]]] = []
+
+    def segment(self, target: View, refs: Sequence[Reference]) -> Prediction:
+        self.calls.append(
+            (target.camera, target.index, [(r.kind, r.view.camera, r.view.index) for r in refs])
+        )
+        h, w = target.image.shape[:2]
+        mask = cv2.resize(refs[0].mask.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+        return Prediction(mask, 0.75)
+
+
+# --------------------------------------------------------------------------- the example, every output
+
+
+@pytest.fixture(scope="module")
+def example_run(tmp_path_factory) -> tuple[Path, dict]:
+    out = tmp_path_factory.mktemp("example") / "out"
+    proc = vggts(
+        "propagate",
+        "--src",
+        str(EXAMPLES / "ego.mp4"),
+        "--dst",
+        str(EXAMPLES / "exo.mp4"),
+        "--mask",
+        str(EXAMPLES / "ego_mask.png"),
+        "--out",
+        str(out),
+        "--write",
+        "rle,overlay,redact,png,matte",
+        "--json",
+    )
+    return out, json.loads(proc.stdout)
+
+
+def test_json_summary(example_run):
+    out, summary = example_run
+    cams = {c["camera"]: c for c in summary["cameras"]}
+    assert set(cams) == {"ego", "exo"}
+    assert cams["ego"]["frames"] == 120 and cams["exo"]["frames"] == 100
+    for c in cams.values():
+        assert 0.0 <= c["mean_score"] <= 1.0 and c["frames_per_second"] > 0
+
+
+@pytest.mark.skipif(not HAVE_FFPROBE, reason="ffprobe (Debian ffmpeg) not installed")
+@pytest.mark.parametrize("camera", ["ego", "exo"])
+@pytest.mark.parametrize("output", ["overlay.mp4", "redacted.mp4", "matte.mov"])
+def test_videos_keep_count_rate_size_duration(example_run, camera, output):
+    out, _ = example_run
+    source, result = ffprobe_video(EXAMPLES / f"{camera}.mp4"), ffprobe_video(out / camera / output)
+    assert result["nb_read_frames"] == source["nb_read_frames"]
+    assert result["r_frame_rate"] == source["r_frame_rate"]
+    assert (result["width"], result["height"]) == (source["width"], source["height"])
+    frame = 1 / float(Fraction(source["r_frame_rate"]))
+    assert abs(result["duration"] - source["duration"]) <= frame + 1e-3
+    if output == "matte.mov":
+        assert result["codec_name"] == "prores" and "a" in result["pix_fmt"]
+
+
+@pytest.mark.skipif(not HAVE_FFPROBE, reason="ffprobe (Debian ffmpeg) not installed")
+def test_redacted_keeps_audio(example_run):
+    out, _ = example_run
+    assert ffprobe_audio_codecs(out / "ego" / "redacted.mp4") == ffprobe_audio_codecs(EXAMPLES / "ego.mp4")
+    assert ffprobe_audio_codecs(EXAMPLES / "ego.mp4") == ["aac"]
+
+
+def test_masks_json_and_png_sequence(example_run):
+    out, _ = example_run
+    from vggts_cli.synth.scene import Scene, ego_exo_cameras
+
+    scene = Scene.generate(0)
+    cameras = dict(zip(("ego", "exo"), ego_exo_cameras(scene.duration), strict=True))
+    for name, info in (("ego", probe(EXAMPLES / "ego.mp4")), ("exo", probe(EXAMPLES / "exo.mp4"))):
+        doc = json.loads((out / name / "masks.json").read_text())
+        assert (doc["width"], doc["height"], doc["num_frames"]) == (info.width, info.height, info.num_frames)
+        assert Fraction(doc["fps"]) == info.fps and "/" in doc["fps"]
+        assert [f["frame"] for f in doc["frames"]] == list(range(info.num_frames))
+        np.testing.assert_allclose([f["pts"] for f in doc["frames"]], info.times, atol=1e-6)
+        ious = []
+        for rec in doc["frames"]:
+            mask = cocomask.decode(rec["segmentation"])
+            assert mask.shape == (info.height, info.width) and 0.0 <= rec["score"] <= 1.0
+            truth = scene.render(cameras[name], rec["frame"])[1]
+            ious.append(iou(mask.astype(bool), truth))
+        # The planar example is the classic engine's home ground; both cameras must be tracked well.
+        assert np.mean(ious) > 0.6, (name, np.mean(ious))
+        pngs = sorted((out / name / "masks").glob("*.png"))
+        assert [p.name for p in pngs] == [f"{i:06d}.png" for i in range(info.num_frames)]
+        first = cv2.imread(str(pngs[0]), cv2.IMREAD_UNCHANGED)
+        assert first.ndim == 2 and set(np.unique(first)) <= {0, 255}
+        assert np.array_equal(first > 0, cocomask.decode(doc["frames"][0]["segmentation"]) > 0)
+
+
+# --------------------------------------------------------------------------- time alignment and seeds
+
+
+def test_cameras_pair_by_world_time_with_offset(tmp_path):
+    """ego at 30 fps, exo at 25 fps whose clock starts at 0 although it started 0.4 s late."""
+    rec = make_recording(tmp_path / "rec", seconds=1.0, exo_start=0.4, exo_file_start=0.0)
+    engine = RecordingEngine()
+    job = PropagateJob(
+        src=rec.videos[0],
+        dsts=(rec.videos[1],),
+        mask=rec.seed_png(tmp_path / "m.png"),
+        out=tmp_path / "out",
+        offsets=(("exo", 0.4),),
+        write=("rle",),
+    )
+    run(prepare(job), engine)
+    ego_t = np.arange(30) / 30
+    for cam, index, refs in engine.calls:
+        if cam != "exo":
+            continue
+        cross = [r for r in refs if r[0] == "cross"]
+        assert len(cross) == 1 and cross[0][1] == "ego"
+        world = index / 25 + 0.4
+        assert cross[0][2] == int(np.argmin(np.abs(ego_t - world))), (index, cross)
+
+
+@pytest.mark.parametrize("where", ["first", "middle", "last"])
+def test_every_frame_once_from_any_seed(tmp_path, where):
+    rec = make_recording(tmp_path / "rec", seconds=1.0)
+    seed = {"first": 0, "middle": 14, "last": 29}[where]
+    engine = RecordingEngine()
+    job = PropagateJob(
+        src=rec.videos[0],
+        dsts=(rec.videos[1],),
+        mask=rec.seed_png(tmp_path / "m.png", seed),
+        out=tmp_path / "out",
+        mask_frame=seed,
+        write=("rle",),
+    )
+    summaries = run(prepare(job), engine)
+    seen = {(c, i) for c, i, _ in engine.calls}
+    assert len(seen) == len(engine.calls)  # nothing segmented twice
+    assert seen == {("ego", i) for i in range(30) if i != seed} | {("exo", i) for i in range(25)}
+    for cam, index, refs in engine.calls:
+        kinds = [r[0] for r in refs]
+        assert ("seed", "ego", seed) in refs  # the seed stays a long-term reference
+        if cam == "ego":
+            temporal = [r for r in refs if r[0] == "temporal"][0]
+            assert abs(temporal[2] - index) == 1 and (temporal[2] - seed) * (index - seed) >= 0
+        else:
+            assert "cross" in kinds
+    doc = json.loads((tmp_path / "out" / "ego" / "masks.json").read_text())
+    seed_rec = doc["frames"][seed]
+    assert seed_rec["score"] == 1.0
+    assert np.array_equal(cocomask.decode(seed_rec["segmentation"]) > 0, rec.truth(0, seed))
+    assert [s.frames for s in summaries] == [30, 25]
+
+
+def test_middle_seed_classic_quality(tmp_path):
+    rec = make_recording(tmp_path / "rec", seconds=1.0)
+    out = tmp_path / "out"
+    vggts(
+        "propagate",
+        "--src",
+        str(rec.videos[0]),
+        "--dst",
+        str(rec.videos[1]),
+        "--mask",
+        str(rec.seed_png(tmp_path / "m.png", 15)),
+        "--mask-frame",
+        "15",
+        "--out",
+        str(out),
+    )
+    for cam, name in enumerate(("ego", "exo")):
+        doc = json.loads((out / name / "masks.json").read_text())
+        ious = [
+            iou(cocomask.decode(f["segmentation"]) > 0, rec.truth(cam, f["frame"])) for f in doc["frames"]
+        ]
+        assert min(ious[:3]) > 0.3 and np.mean(ious) > 0.6, (name, ious)
+
+
+# --------------------------------------------------------------------------- bad input
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory) -> tuple[Path, Path, Path]:
+    folder = tmp_path_factory.mktemp("small")
+    rec = make_recording(folder / "rec", seconds=0.5, scale=0.25)
+    return rec.videos[0], rec.videos[1], rec.seed_png(folder / "mask.png")
+
+
+def bad_inputs(tmp: Path, ego: Path, exo: Path, mask: Path) -> dict[str, tuple[list[str], int]]:
+    text = tmp / "notes.mp4"
+    text.write_text("this is not a video\n")
+    truncated = tmp / "truncated.mp4"
+    truncated.write_bytes(ego.read_bytes()[: ego.stat().st_size // 2])
+    audio_only = tmp / "audio.m4a"
+    subprocess_audio(audio_only)
+    wrong_size = tmp / "wrong.png"
+    cv2.imwrite(str(wrong_size), np.full((10, 10), 255, np.uint8))
+    empty = tmp / "empty.png"
+    cv2.imwrite(str(empty), np.zeros(cv2.imread(str(mask)).shape[:2], np.uint8))
+    inside = ego.parent / "out"
+    base = ["--src", str(ego), "--dst", str(exo), "--mask", str(mask)]
+    return {
+        "unreadable": (["--src", str(text), "--dst", str(exo), "--mask", str(mask), "--out"], 1),
+        "missing": (["--src", str(tmp / "nope.mp4"), "--dst", str(exo), "--mask", str(mask), "--out"], 1),
+        "truncated": (["--src", str(ego), "--dst", str(truncated), "--mask", str(mask), "--out"], 1),
+        "no-video-stream": (["--src", str(ego), "--dst", str(audio_only), "--mask", str(mask), "--out"], 1),
+        "mask-size": (["--src", str(ego), "--dst", str(exo), "--mask", str(wrong_size), "--out"], 1),
+        "mask-empty": (["--src", str(ego), "--dst", str(exo), "--mask", str(empty), "--out"], 1),
+        "mask-frame": ([*base, "--mask-frame", "999", "--out"], 2),
+        "out-holds-input": ([*base, "--out", str(ego.parent), "--write", "rle", "--out"], 2),
+        "bad-offset": ([*base, "--offset", "exo:0.4", "--out"], 2),
+        "unknown-camera": ([*base, "--offset", "side=0.4", "--out"], 2),
+        "bad-write": ([*base, "--write", "rle,gif", "--out"], 2),
+        "inside": ([*base, "--out"], 2) if False else ([*base, "--out", str(inside), "--out"], 2),
+    }
+
+
+def subprocess_audio(path: Path) -> None:
+    import av
+
+    with av.open(str(path), "w") as c:
+        s = c.add_stream("aac", rate=48000, layout="mono")
+        for i in range(10):
+            f = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            f.sample_rate, f.pts, f.time_base = 48000, i * 1024, Fraction(1, 48000)
+            c.mux(s.encode(f))
+        c.mux(s.encode())
+
+
+@pytest.mark.parametrize(
+    "case",
+    [
+        "unreadable",
+        "missing",
+        "truncated",
+        "no-video-stream",
+        "mask-size",
+        "mask-empty",
+        "mask-frame",
+        "out-holds-input",
+        "bad-offset",
+        "unknown-camera",
+        "bad-write",
+    ],
+)
+def test_bad_input_one_line_no_outputs(tmp_path, small, case):
+    ego, exo, mask = small
+    args, code = bad_inputs(tmp_path, ego, exo, mask)[case]
+    out = tmp_path / "out"
+    if case != "out-holds-input":
+        args = [*args, str(out)]
+    else:
+        args = args[:-1]
+    proc = vggts("propagate", *args, check=False)
+    assert proc.returncode == code, proc.stderr
+    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("vggts: error: "), proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert not out.exists()
+    assert not any(p.name in {"masks.json", "overlay.mp4"} for p in ego.parent.rglob("*"))
+
+
+def test_refuses_to_overwrite_an_earlier_job(tmp_path, small):
+    ego, exo, mask = small
+    out = tmp_path / "out"
+    args = ["propagate", "--src", str(ego), "--dst", str(exo), "--mask", str(mask), "--out", str(out)]
+    vggts(*args)
+    before = (out / "ego" / "masks.json").read_bytes()
+    proc = vggts(*args, check=False)
+    assert proc.returncode == 2 and "--resume" in proc.stderr
+    assert (out / "ego" / "masks.json").read_bytes() == before
+    vggts(*args, "--overwrite")
+
+
+# --------------------------------------------------------------------------- resume after SIGKILL
+
+
+def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
+    rec = make_recording(tmp_path / "rec", seconds=2.0, scale=0.5, audio=True)
+    mask = rec.seed_png(tmp_path / "m.png", 20)
+    common = [
+        "propagate",
+        "--src",
+        str(rec.videos[0]),
+        "--dst",
+        str(rec.videos[1]),
+        "--mask",
+        str(mask),
+        "--mask-frame",
+        "20",
+        "--write",
+        "rle,overlay,redact,png",
+    ]
+    vggts(*common, "--out", str(tmp_path / "clean"))
+
+    killed = tmp_path / "killed"
+    journal = killed / ".vggts" / "journal.jsonl"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "vggts_cli", *common, "--out", str(killed)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if journal.exists() and journal.read_text().count("\n") > 40:
+            break
+        time.sleep(0.02)
+    assert proc.poll() is None, "the job ended before it could be killed"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "ego" / "masks.json").exists()
+
+    vggts(*common, "--out", str(killed), "--resume")
+    for cam in ("ego", "exo"):
+        assert (killed / cam / "masks.json").read_bytes() == (
+            tmp_path / "clean" / cam / "masks.json"
+        ).read_bytes()
+        for name in ("overlay.mp4", "redacted.mp4"):
+            assert (killed / cam / name).read_bytes() == (tmp_path / "clean" / cam / name).read_bytes()
+        assert not list((killed / cam).glob("*.part*"))
