@@ -49,7 +49,9 @@ def read_index(image: np.ndarray) -> int:
     return value
 
 
-def frame_times(frames: int, fps: Fraction = Fraction(30), *, vfr: bool = False, start: float = 0.0) -> np.ndarray:
+def frame_times(
+    frames: int, fps: Fraction = Fraction(30), *, vfr: bool = False, start: float = 0.0
+) -> np.ndarray:
     """(frames,) seconds at which `make_video` shows each frame (before container rounding).
 
     VFR durations cycle through 0.5, 1 and 1.5 frame periods, so the average rate stays `fps`.
@@ -116,7 +118,9 @@ def make_video(
     return path
 
 
-def _add_tone(container: av.container.OutputContainer, stream: av.AudioStream, start: float, end: float) -> None:
+def _add_tone(
+    container: av.container.OutputContainer, stream: av.AudioStream, start: float, end: float
+) -> None:
     """A 440 Hz tone from `start` to `end` seconds."""
     block = 960
     for offset in range(round(start * SAMPLE_RATE), round(end * SAMPLE_RATE), block):

@@ -62,12 +62,11 @@ def _random_state(table: KeyTable, seed: int = 0) -> dict[str, torch.Tensor]:
 
 
 def _assert_loaded(module: nn.Module, state: dict[str, torch.Tensor], prefix: str = "") -> None:
-    got = module.state_dict()
-    assert got.keys() == {key.removeprefix(prefix) for key in state}
+    """Every module tensor equals its file value after casting to the module's dtype (an exact copy)."""
+    got = {prefix + key: value for key, value in module.state_dict().items()}
+    assert got.keys() == state.keys()
     for key, value in state.items():
-        torch.testing.assert_close(
-            got[key.removeprefix(prefix)], value.to(got[key.removeprefix(prefix)].dtype)
-        )
+        assert torch.equal(got[key], value.to(got[key].dtype)), key
 
 
 def _one_line_error(match: str, call, *args) -> str:
@@ -202,6 +201,14 @@ def test_values_are_cast_to_the_module_dtype() -> None:
     load_into(head, state)
     assert {tensor.dtype for tensor in head.state_dict().values()} == {torch.bfloat16}
     _assert_loaded(head, state)
+
+
+def test_non_persistent_buffers_are_not_expected_in_the_file() -> None:
+    # e.g. the aggregator's ImageNet mean/std: constants of the code, absent from model.pt
+    module = TableModule([("norm.weight", (4,), "param")])
+    module.register_buffer("mean", torch.full((3,), 0.5), persistent=False)
+    load_into(module, {"norm.weight": torch.ones(4)})
+    assert torch.equal(module.norm.weight, torch.ones(4)) and torch.equal(module.mean, torch.full((3,), 0.5))
 
 
 def test_safetensors(tmp_path: Path) -> None:

@@ -89,7 +89,7 @@ def track(engine: ClassicEngine, frames) -> list:
 
 
 def cross_scene(seed: int = 3):
-    """A reference view (480, 640) and a target view (540, 960) related by a known perspective warp + 1.3x
+    """A reference view (480, 640) and a target view (540, 960) related by a known perspective warp that enlarges about 1.2x
     zoom; the target's border outside the warped view is other clutter. Returns both (image, mask) pairs."""
     ref_image, ref_mask = composite(background(480, 640, seed), sprite(180, seed + 1), 220, 140)
     src = np.float32([[0, 0], [640, 0], [640, 480], [0, 480]])
@@ -115,17 +115,31 @@ def frames():
 
 
 def test_temporal_tracking_keeps_a_moving_object(frames):
-    ious = [iou(p.mask, m) for p, (_, m) in zip(track(ClassicEngine(), frames), frames[1:], strict=True)]
-    # Observed: min IoU 0.97 over the 19 frames.
-    assert min(ious) > 0.85
-    assert all(p.score > 0.5 for p in track(ClassicEngine(), frames[:4]))
+    predictions = track(ClassicEngine(), frames)
+    ious = [iou(p.mask, m) for p, (_, m) in zip(predictions, frames[1:], strict=True)]
+    # Observed: IoU 0.983 on the first frame, 0.993-1.0 after; scores 1.0.
+    assert min(ious) > 0.9
+    assert min(p.score for p in predictions) > 0.5
 
 
-def test_cross_view_follows_a_perspective_warp():
+def test_flow_alone_does_not_drift_behind_the_object(frames):
+    engine = ClassicEngine()
+    previous = Reference(View("ego", 0, frames[0][0]), frames[0][1], "temporal")
+    ious = []
+    for index, (image, truth) in enumerate(frames[1:], start=1):
+        prediction = engine.segment(View("ego", index, image), [previous])
+        ious.append(iou(prediction.mask, truth))
+        previous = Reference(View("ego", index, image), prediction.mask, "temporal")
+    # Observed: IoU 0.998 falling slowly to 0.954 after 19 frames with no anchor.
+    assert min(ious) > 0.9
+
+
+@pytest.mark.parametrize("detector", ["orb", "sift"])
+def test_cross_view_follows_a_perspective_warp(detector):
     reference, (target, truth) = cross_scene()
-    prediction = ClassicEngine().segment(View("exo", 0, target), cross_refs(reference))
+    prediction = ClassicEngine(detector=detector).segment(View("exo", 0, target), cross_refs(reference))
     assert prediction.mask.shape == truth.shape
-    # Observed: IoU 0.98, score 1.0.
+    # Observed: IoU 0.987 (orb) and 0.988 (sift), scores 1.0 and 0.92.
     assert iou(prediction.mask, truth) > 0.9
     assert prediction.score > 0.5
 
@@ -138,10 +152,8 @@ def test_absent_object_gives_low_score_and_empty_mask(frames):
     seed = Reference(View("ego", 0, image), mask, "seed")
     previous = Reference(View("ego", 0, image), mask, "temporal")
     same_camera = engine.segment(View("ego", 1, gone), [seed, previous])
-    # Another camera that does not see the object: the warped view of the background alone.
-    reference, _ = cross_scene()
-    other = cv2.resize(background(540, 960, 11), (960, 540))
-    other_camera = engine.segment(View("exo", 0, other), cross_refs(reference))
+    # Another camera that does not see the object.
+    other_camera = engine.segment(View("exo", 0, background(540, 960, 11)), cross_refs(cross_scene()[0]))
     for prediction in (same_camera, other_camera):
         # Observed: scores 0.0 and empty masks.
         assert prediction.score < 0.2
@@ -156,10 +168,19 @@ def test_runs_are_deterministic_whatever_the_cache(frames):
         assert a.score == b.score
 
 
+def test_cache_notices_a_reused_key(frames):
+    engine = ClassicEngine()
+    track(engine, frames[:3])  # caches ("ego", 0) for this scene's first frame
+    reference, (target, truth) = cross_scene()  # another image under the same key
+    prediction = engine.segment(View("exo", 0, target), cross_refs(reference))
+    assert iou(prediction.mask, truth) > 0.9
+
+
 def test_grabcut_keeps_a_clean_mask():
     reference, (target, truth) = cross_scene()
     plain = ClassicEngine().segment(View("exo", 0, target), cross_refs(reference))
     refined = ClassicEngine(grabcut=True).segment(View("exo", 0, target), cross_refs(reference))
+    # Observed: IoU 0.987 either way.
     assert refined.mask.any()
     assert iou(refined.mask, truth) > iou(plain.mask, truth) - 0.03
 

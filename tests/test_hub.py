@@ -118,6 +118,13 @@ def test_offline_and_missing_says_how_to_get_it(cache: Path) -> None:
         hub.resolve("vggt-1b")
 
 
+def test_force_download_needs_the_network(cache: Path) -> None:
+    _put(cache, "vggt-1b", _checkpoint_bytes())
+    with pytest.raises(VggtsError, match="offline") as err:
+        hub.download("vggt-1b", progress=False, force=True)
+    _one_line(err)
+
+
 def test_verify_checks_record_and_blob_name(cache: Path) -> None:
     content = _checkpoint_bytes()
     snapshot = _put(cache, "vggt-1b", content)
@@ -136,7 +143,7 @@ def test_verify_fails_on_a_corrupted_file(cache: Path) -> None:
     snapshot.write_bytes(damaged)  # writes through the symlink into the blob, same size
     with pytest.raises(VggtsError, match="does not match the download record of vggt-1b") as err:
         hub.verify(snapshot)
-    assert str(snapshot) in _one_line(err)
+    assert str(snapshot) in _one_line(err) and "vggts weights download vggt-1b --force" in str(err.value)
 
     snapshot.write_bytes(content[:100])
     with pytest.raises(VggtsError, match=f"100 bytes, but {len(content)} were downloaded") as err:

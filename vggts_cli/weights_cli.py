@@ -49,14 +49,18 @@ def _require_local(name: str) -> Path:
 @app.command()
 def download(
     name: Annotated[str, typer.Argument(help=f"Which weights: {_NAMES}.", show_default=False)],
+    force: Annotated[
+        bool,
+        typer.Option("--force", help="Download again over a cached copy (e.g. one `verify` found damaged)."),
+    ] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
     """Download weights into the Hugging Face cache and record their size and sha256; prints the path.
 
-    Nothing is fetched again when the cached copy is current.
+    Nothing is fetched again when the cached copy is current (unless --force).
     """
     with _one_line_errors():
-        typer.echo(hub.download(name, progress=not quiet))
+        typer.echo(hub.download(name, progress=not quiet, force=force))
 
 
 @app.command("list")

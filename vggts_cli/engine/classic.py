@@ -1,14 +1,15 @@
 """The weight-free engine: feature matching across views, optical flow over time.
 
 Each reference is carried into the target as a soft candidate mask with a confidence:
-- the temporal reference (same camera, previous frame) by dense DIS optical flow, trusted per pixel where the
-  flow is forward–backward consistent and the warped reference looks like the target;
-- every other reference (the seed, the other camera's frame at this instant) by a RANSAC homography fitted to
-  SIFT/ORB matches of the keypoints on the reference object, trusted by its inlier count and ratio.
+- the temporal reference (same camera, previous frame) by dense DIS optical flow: the object's pixels are
+  pushed forward along its own (interior) motion, trusted where the flow is forward–backward consistent and
+  the object looks the same where it lands;
+- every other reference (the seed, another camera's frame at this instant) by an affine map or homography
+  fitted by RANSAC to ORB/SIFT matches of the keypoints on the reference object, trusted by its inliers.
 The candidates vote per pixel, weighted by confidence: the anchors (seed, cross) keep the temporal track from
-drifting, and the temporal track gives the shape where a single homography cannot. All the work happens at a
+drifting, and the temporal track gives the shape where no single transform fits. All the work happens at a
 small working size; per-frame work (grayscale, keypoints) is cached because the same reference frames come
-back on every call.
+back on every call. Everything is deterministic: a resumed job reproduces the same masks.
 """
 
 from __future__ import annotations
@@ -28,8 +29,8 @@ Detector = Literal["sift", "orb"]
 
 @dataclass
 class _Frame:
-    """A view at working size: `gray` (h, w) uint8, `rgb` (h, w, 3) uint8; `scale` = working / original size;
-    `fingerprint` identifies the pixels it was made from.
+    """A view at working size: `gray` (h, w) uint8, `rgb` (h, w, 3) uint8; `fingerprint` identifies the
+    pixels it was made from.
 
     `smooth` (h, w, 3) float32 and the keypoints (`points` (N, 2) float32, `descriptors` (N, D)) are filled in
     when first needed.
@@ -37,7 +38,6 @@ class _Frame:
 
     gray: np.ndarray
     rgb: np.ndarray
-    scale: float
     fingerprint: bytes
     smooth: np.ndarray | None = None
     points: np.ndarray | None = None
@@ -99,9 +99,11 @@ class ClassicEngine(Engine):
             self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
         else:
             raise ValueError(f"unknown detector {detector!r} (expected 'sift' or 'orb')")
+        # Variational refinement smooths the flow across the object's outline: most of the cost, no gain.
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        self._flow.setVariationalRefinementIterations(0)
         self._cache: OrderedDict[tuple[str, int], _Frame] = OrderedDict()
-        # Tolerances in working-size pixels / gray levels.
+        # Tolerances in working-size pixels / colour levels.
         self._ransac_px = max(2.0, 0.0075 * work_size)
         self._fb_px = max(1.0, 0.004 * work_size)
         self._photo_levels = 30.0
@@ -129,13 +131,16 @@ class ClassicEngine(Engine):
         empty = Prediction(np.zeros((height, width), dtype=bool), 0.0)
         if not candidates:
             return empty
-        mask = _clean(_vote(candidates), self._band_px)
-        if self.grabcut and mask.any():
-            mask = self._refine(tgt.rgb, mask)
-        score = _presence(candidates, mask)
-        if score < self.min_score or not mask.any():
+        # The mask stays soft until it is scaled to the target's size: thresholding at working size would
+        # round the object's sub-pixel motion away on every frame and the track would lag behind it.
+        prob = _vote(candidates)
+        prob = _settle(prob, _clean(prob >= 0.5, self._band_px))
+        if self.grabcut and (prob >= 0.5).any():
+            prob = _settle(prob, self._refine(tgt.rgb, prob >= 0.5))
+        score = _presence(candidates, prob >= 0.5)
+        if score < self.min_score:
             return Prediction(empty.mask, score)
-        full = cv2.resize(mask.astype(np.float32), (width, height), interpolation=cv2.INTER_LINEAR)
+        full = cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR)
         return Prediction(full >= 0.5, score)
 
     # ------------------------------------------------------------------ per-frame work
@@ -154,7 +159,7 @@ class ClassicEngine(Engine):
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         rgb = view.image if scale == 1.0 else cv2.resize(view.image, size, interpolation=cv2.INTER_AREA)
         rgb = np.ascontiguousarray(rgb)
-        frame = _Frame(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), rgb, scale, fingerprint)
+        frame = _Frame(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), rgb, fingerprint)
         self._cache[key] = frame
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
@@ -164,7 +169,7 @@ class ClassicEngine(Engine):
         """Keypoint positions (N, 2) float32 and descriptors (N, D) of the whole frame, computed once."""
         if frame.points is None:
             keypoints, descriptors = self._detector.detectAndCompute(frame.gray, None)
-            frame.points = cv2.KeyPoint_convert(keypoints).reshape(-1, 2).astype(np.float32)
+            frame.points = np.asarray(cv2.KeyPoint_convert(keypoints), np.float32).reshape(-1, 2)
             frame.descriptors = descriptors
         return frame.points, frame.descriptors
 
@@ -173,7 +178,7 @@ class ClassicEngine(Engine):
         """The lightly blurred colours (h, w, 3) float32 used for photometric checks (tolerates sub-pixel
         error; colour tells an object from a background of the same brightness)."""
         if frame.smooth is None:
-            frame.smooth = cv2.GaussianBlur(frame.rgb.astype(np.float32), (0, 0), 1.0)
+            frame.smooth = cv2.GaussianBlur(frame.rgb, (0, 0), 1.0).astype(np.float32)
         return frame.smooth
 
     # ------------------------------------------------------------------ transfer
@@ -191,48 +196,73 @@ class ClassicEngine(Engine):
         return self._by_homography(src, mask, tgt)
 
     def _by_flow(self, src: _Frame, mask: np.ndarray, tgt: _Frame) -> _Candidate | None:
-        """Backward-warp `mask` (h, w) float32 with dense flow target→reference.
+        """Push the reference object `mask` (h, w) float32 into the target along dense optical flow.
 
-        A target pixel votes where the flow is forward–backward consistent and the reference pixel it comes
-        from looks like it (an object that vanished, or an occluder, fails the second test). The flow is only
-        computed in a window around the reference object, large enough for the motion between two frames.
+        Within a patch of the object's outline the flow mixes the object's motion with the background's, and
+        a backward warp gives the object's label to the background it uncovers: either way a track lags a
+        little more behind its object on every frame. So the object's motion is taken from its interior pixels
+        whose flow is forward–backward consistent and whose colour matches where they land, spread over the
+        object (normalized convolution), and every object pixel is splatted forward along it. A target pixel
+        then votes where object pixels landed looking like it, and where none landed (the object left it).
+        The flow is only computed in a window around the object, large enough for a frame's motion.
         """
         x, y, w, h = cv2.boundingRect((mask >= 0.5).astype(np.uint8))
         margin = max(round(0.1 * self.work_size), round(0.25 * max(w, h)))
-        height, width = mask.shape
         x0, y0 = max(0, x - margin), max(0, y - margin)
-        x1, y1 = min(width, x + w + margin), min(height, y + h + margin)
+        x1, y1 = min(mask.shape[1], x + w + margin), min(mask.shape[0], y + h + margin)
         window = np.s_[y0:y1, x0:x1]
-
+        obj = mask[window]
         src_gray = np.ascontiguousarray(src.gray[window])
         tgt_gray = np.ascontiguousarray(tgt.gray[window])
-        to_ref = self._flow.calc(tgt_gray, src_gray, None)
-        to_tgt = self._flow.calc(src_gray, tgt_gray, None)
-        grid_x, grid_y = np.meshgrid(
-            np.arange(x1 - x0, dtype=np.float32), np.arange(y1 - y0, dtype=np.float32)
-        )
-        map_x, map_y = grid_x + to_ref[..., 0], grid_y + to_ref[..., 1]
+        src_colour = self._smooth(src)[window]
+        tgt_colour = np.ascontiguousarray(self._smooth(tgt)[window])
+        forward = self._flow.calc(src_gray, tgt_gray, None)  # (hw, ww, 2) reference → target
+        backward = self._flow.calc(tgt_gray, src_gray, None)
 
-        def warp(image: np.ndarray) -> np.ndarray:
-            return cv2.remap(image, map_x, map_y, cv2.INTER_LINEAR, borderMode=cv2.BORDER_CONSTANT)
-
-        prob = warp(np.ascontiguousarray(mask[window]))
-        region = prob >= 0.5
-        if not region.any():
-            return None
-        round_trip = to_ref + warp(to_tgt)
+        # Which reference pixels does the flow carry reliably?
+        grid_y, grid_x = np.indices(obj.shape, dtype=np.float32)
+        land_x, land_y = grid_x + forward[..., 0], grid_y + forward[..., 1]
+        round_trip = forward + cv2.remap(backward, land_x, land_y, cv2.INTER_LINEAR)
         consistent = np.hypot(round_trip[..., 0], round_trip[..., 1]) < self._fb_px
-        src_colour = np.ascontiguousarray(self._smooth(src)[window])
-        alike = np.abs(warp(src_colour) - self._smooth(tgt)[window]).max(axis=2) < self._photo_levels
-        good = (consistent & alike).astype(np.float32)
+        landed = cv2.remap(tgt_colour, land_x, land_y, cv2.INTER_LINEAR, borderValue=(-255.0,) * 3)
+        reliable = consistent & (np.abs(landed - src_colour).max(axis=2) < self._photo_levels)
+        inside = obj >= 0.5
+        interior = cv2.erode(inside.astype(np.uint8), _disk(6)) > 0  # beyond the reach of an 8-px patch
+        if interior.sum() < 20:
+            interior = inside  # a thin object: its outline is all there is
+        support = (interior & reliable).astype(np.float32)
+        if not support.any():
+            return None
+        consistency = float(consistent[interior].mean())
+
+        # The object's motion: reliable interior flow averaged over boxes a quarter of the object's size
+        # (rigid enough to outvote the outline, loose enough for non-rigid motion), falling back to its mean
+        # far from any reliable pixel.
+        box = (max(w, h) // 8) * 2 + 1
+        mean = (forward * support[..., None]).sum(axis=(0, 1)) / support.sum()
+        spread = cv2.blur(forward * support[..., None], (box, box))
+        motion = (spread + 1e-3 * mean) / (cv2.blur(support, (box, box)) + 1e-3)[..., None]
+
+        ys, xs = np.nonzero(obj > 0.01)
+        to_x = (xs + motion[ys, xs, 0]).astype(np.float32)
+        to_y = (ys + motion[ys, xs, 1]).astype(np.float32)
+        arrived = cv2.remap(
+            tgt_colour, to_x[:, None], to_y[:, None], cv2.INTER_LINEAR, borderValue=(-255.0,) * 3
+        )
+        alike = np.abs(arrived[:, 0] - src_colour[ys, xs]).max(axis=1) < self._photo_levels
+        weight = obj[ys, xs]
+        mass, alike_mass = _splat(to_x, to_y, np.stack([weight, weight * alike], axis=1), obj.shape)
+
         # Chance agreement of unrelated textures is well above 0; map it to no confidence.
-        confidence = float(np.clip((good[region].mean() - 0.3) / 0.5, 0.0, 1.0))
+        agreement = float(np.dot(weight, alike) / weight.sum())
+        confidence = float(np.clip((agreement - 0.3) / 0.5, 0.0, 1.0)) * consistency
         if confidence == 0.0:
             return None
-        full_prob, full_weight = np.zeros_like(mask), np.zeros_like(mask)
-        full_prob[window] = prob
-        full_weight[window] = confidence * cv2.GaussianBlur(good, (0, 0), 2.0)
-        return _Candidate(full_prob, full_weight, confidence)
+        trust = np.where(mass > 0.05, alike_mass / np.maximum(mass, 0.05), 1.0).astype(np.float32)
+        prob, votes = np.zeros_like(mask), np.zeros_like(mask)
+        prob[window] = np.minimum(mass, 1.0)
+        votes[window] = confidence * cv2.GaussianBlur(trust, (0, 0), 1.0)
+        return _Candidate(prob, votes, confidence)
 
     def _by_homography(self, src: _Frame, mask: np.ndarray, tgt: _Frame) -> _Candidate | None:
         """Warp `mask` (h, w) float32 by a RANSAC homography fitted to keypoint matches on the object."""
@@ -262,7 +292,10 @@ class ClassicEngine(Engine):
         if prob.max() < 0.5:
             return None  # mapped outside the target frame
         confidence = min(1.0, inliers / (3 * self.min_inliers)) * min(1.0, inliers / len(pairs) / 0.5)
-        return _Candidate(prob, np.full_like(prob, self.anchor_weight * confidence), confidence)
+        # A few dozen inliers prove the object is there, but it takes more to pin the transform down along
+        # the whole outline: until then the flow's shape should win where the two disagree.
+        precision = min(1.0, inliers / (6 * self.min_inliers))
+        return _Candidate(prob, np.full_like(prob, self.anchor_weight * confidence * precision), confidence)
 
     def _fit(self, src_xy: np.ndarray, tgt_xy: np.ndarray) -> tuple[np.ndarray | None, int]:
         """The 3x3 map of matched points (N, 2) → (N, 2) and its inlier count, by RANSAC.
@@ -288,7 +321,8 @@ class ClassicEngine(Engine):
     # ------------------------------------------------------------------ refinement
 
     def _refine(self, rgb: np.ndarray, mask: np.ndarray) -> np.ndarray:
-        """GrabCut (h, w, 3) uint8 within a band of `band_px` around the boundary of `mask` (h, w) bool."""
+        """Re-decide the pixels of `mask` (h, w) bool within a band around its outline by GrabCut on `rgb`
+        (h, w, 3) uint8; the rest stays sure foreground / background."""
         band = _disk(self._band_px)
         mask_u8 = mask.astype(np.uint8)
         inner = cv2.erode(mask_u8, band) > 0
@@ -321,6 +355,26 @@ def _disk(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
+def _splat(xs: np.ndarray, ys: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear forward splatting of `values` (N, C) at the points (`xs`, `ys`) (N,): (C, h, w) float32."""
+    height, width = shape
+    left, top = np.floor(xs).astype(np.int64), np.floor(ys).astype(np.int64)
+    fx, fy = xs - left, ys - top
+    out = np.zeros((values.shape[1], height * width))
+    for dx, dy, share in (
+        (0, 0, (1 - fx) * (1 - fy)),
+        (1, 0, fx * (1 - fy)),
+        (0, 1, (1 - fx) * fy),
+        (1, 1, fx * fy),
+    ):
+        cx, cy = left + dx, top + dy
+        ok = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
+        index = cy[ok] * width + cx[ok]
+        for channel in range(values.shape[1]):
+            out[channel] += np.bincount(index, share[ok] * values[ok, channel], height * width)
+    return out.reshape(-1, height, width).astype(np.float32)
+
+
 def _plausible(homography: np.ndarray, mask: np.ndarray) -> bool:
     """Whether `homography` maps the bounding box of `mask` (h, w) bool to a sane quadrilateral: convex, not
     mirrored, area scaled by at most 25x either way (the scale gap between a head camera and a far camera)."""
@@ -331,7 +385,8 @@ def _plausible(homography: np.ndarray, mask: np.ndarray) -> bool:
         return False  # a corner goes through the horizon
     quad = (projected[:2] / projected[2]).T
     edges = np.roll(quad, -1, axis=0) - quad
-    turns = edges[:, 0] * np.roll(edges, -1, axis=0)[:, 1] - edges[:, 1] * np.roll(edges, -1, axis=0)[:, 0]
+    following = np.roll(edges, -1, axis=0)
+    turns = edges[:, 0] * following[:, 1] - edges[:, 1] * following[:, 0]
     if not np.all(turns > 0):
         return False  # mirrored (negative turns) or folded (mixed signs)
     return 1 / 25 < _polygon_area(quad) / max(w * h, 1) < 25
@@ -344,10 +399,15 @@ def _polygon_area(points: np.ndarray) -> float:
 
 
 def _vote(candidates: Sequence[_Candidate]) -> np.ndarray:
-    """Confidence-weighted soft vote of the candidate masks: (h, w) bool."""
+    """Confidence-weighted soft vote of the candidate masks: (h, w) float32 in [0, 1], 0 where none votes."""
     numerator = sum(c.weight * c.prob for c in candidates)
     denominator = sum(c.weight for c in candidates)
-    return (numerator >= 0.5 * denominator) & (denominator > 1e-3)
+    return np.where(denominator > 1e-3, numerator / np.maximum(denominator, 1e-3), 0.0).astype(np.float32)
+
+
+def _settle(prob: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """`prob` (h, w) float32 where it agrees with the decision `mask` (h, w) bool, the decision elsewhere."""
+    return np.where(mask == (prob >= 0.5), prob, mask.astype(np.float32))
 
 
 def _clean(mask: np.ndarray, radius: int) -> np.ndarray:

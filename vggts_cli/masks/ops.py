@@ -90,6 +90,12 @@ def dilate(mask: np.ndarray, margin_px: int) -> np.ndarray:
     return out
 
 
+def paste(source: np.ndarray, where: np.ndarray, target: np.ndarray) -> np.ndarray:
+    """(h, w, C) `target` with `source`'s pixels where the (h, w) bool `where` is set; may write into `target`
+    itself, so use the returned array. OpenCV's masked copy is many times faster than boolean indexing."""
+    return cv2.copyTo(np.ascontiguousarray(source), where.view(np.uint8), target)
+
+
 def iou(a: np.ndarray, b: np.ndarray) -> float:
     """Intersection over union of two (H, W) bool masks; 1.0 when both are empty (they agree)."""
     union = np.count_nonzero(a | b)

@@ -87,7 +87,7 @@ def _read_torch(path: Path) -> object:
     except OSError:
         raise
     except Exception as err:
-        what = "corrupt or truncated zip archive" if is_zip else "unreadable checkpoint"
+        what = "a zip archive but not a readable PyTorch checkpoint" if is_zip else "unreadable checkpoint"
         raise VggtsError(f"{path}: {_torch_load_reason(err) or what}") from None
 
 

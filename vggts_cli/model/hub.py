@@ -112,10 +112,11 @@ def local_path(name: str) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
-def download(name: str, progress: bool = True) -> Path:
+def download(name: str, progress: bool = True, force: bool = False) -> Path:
     """Download the known weight file `name` into the Hugging Face cache (a no-op when it is current).
 
     Returns the cached path and records its size and sha256 in the manifest the first time it is seen.
+    `force` downloads again even over a cached (e.g. damaged) copy, and records it afresh.
     Offline (`HF_HUB_OFFLINE=1`), the cached copy is returned or a one-line `VggtsError` says what to do.
     """
     entry = weight_file(name)
@@ -123,7 +124,7 @@ def download(name: str, progress: bool = True) -> Path:
     if not progress:
         disable_progress_bars()
     try:
-        path = Path(hf_hub_download(entry.repo, entry.filename))
+        path = Path(hf_hub_download(entry.repo, entry.filename, force_download=force))
     except LocalEntryNotFoundError:
         raise VggtsError(_not_available(entry)) from None
     except GatedRepoError:
@@ -136,13 +137,13 @@ def download(name: str, progress: bool = True) -> Path:
             f"{entry.repo} has no file {entry.filename} on the Hugging Face Hub (moved or private?); "
             f"download it by hand and pass its path instead of {name!r}"
         ) from None
-    except (HfHubHTTPError, OSError) as err:
+    except (HfHubHTTPError, OSError, ValueError) as err:  # ValueError: force_download while offline
         reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise VggtsError(f"downloading {entry.repo} {entry.filename} failed: {reason}") from None
     finally:
         if not progress and not bars_were_disabled:
             enable_progress_bars()
-    if _record_for(path) is None:
+    if force or _record_for(path) is None:
         _write_record(entry, path, progress)
     return path
 
@@ -172,35 +173,32 @@ def verify(path: str | PathLike[str], progress: bool = True) -> Verification:
     if record is not None and record["size"] != size:
         raise VggtsError(
             f"{path}: {size} bytes, but {record['size']} were downloaded for {record['name']}: the file is "
-            f"damaged; delete it and run `vggts weights download {record['name']}`"
+            f"damaged; run `vggts weights download {record['name']} --force`"
         )
     sha256 = _sha256(path, progress)
-    checked = []
+    expected = []  # (sha256, what it comes from)
     if record is not None:
-        _check(path, sha256, record["sha256"], f"the download record of {record['name']}")
-        checked.append(f"the download record of {record['name']}")
+        expected.append((record["sha256"], f"the download record of {record['name']}"))
     blob = path.resolve()
     if blob.parent.name == "blobs" and _SHA256_BLOB.fullmatch(blob.name):
-        _check(path, sha256, blob.name, "its Hugging Face blob name")
-        checked.append("its Hugging Face blob name")
-    return Verification(path=path, size=size, sha256=sha256, checked_against=tuple(checked))
-
-
-def _check(path: Path, actual: str, expected: str, what: str) -> None:
-    if actual != expected:
-        raise VggtsError(
-            f"{path}: sha256 {actual} does not match {what} ({expected}): the file is damaged; "
-            "delete it and download it again"
-        )
+        expected.append((blob.name, "its Hugging Face blob name"))
+    fix = f"vggts weights download {record['name'] if record else 'NAME'} --force"
+    for digest, what in expected:
+        if digest != sha256:
+            raise VggtsError(
+                f"{path}: sha256 {sha256} does not match {what} ({digest}): the file is damaged; "
+                f"download it again (`{fix}`)"
+            )
+    return Verification(
+        path=path, size=size, sha256=sha256, checked_against=tuple(what for _, what in expected)
+    )
 
 
 def _not_available(entry: WeightFile) -> str:
     where = f"{entry.filename} of {entry.repo} is not in the Hugging Face cache {hf_cache_dir()}"
     fix = f"or pass the path of a local copy of {entry.filename} instead of {entry.name!r}"
     if constants.HF_HUB_OFFLINE:
-        return (
-            f"{where} and HF_HUB_OFFLINE is set: unset it, run `vggts weights download {entry.name}`, {fix}"
-        )
+        return f"{where} and HF_HUB_OFFLINE is set: run `vggts weights download {entry.name}` online, {fix}"
     return f"{where} and the Hub cannot be reached: check the connection (or HF_ENDPOINT), {fix}"
 
 

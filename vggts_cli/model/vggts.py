@@ -39,6 +39,7 @@ FORMAT_VERSION = "1"
 OFFICIAL_MODEL = VGGT_S_1B.name  # the name that loads the official pair through the hub
 # Official weights by hub name: VGGT's model.pt (backbone) and VGGT-S's main_exp.pth (head).
 OFFICIAL_BACKBONE, OFFICIAL_HEAD = "vggt-1b", "vggt-s-head"
+_CPU = torch.device("cpu")
 
 
 @dataclass
@@ -106,7 +107,7 @@ class VGGTS(nn.Module):
 
 
 def resolve_device(device: str) -> torch.device:
-    """"auto" -> cuda when available, else cpu; "cuda" without CUDA is a UsageError."""
+    """ "auto" -> cuda when available, else cpu; "cuda" without CUDA is a UsageError."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
@@ -173,11 +174,20 @@ def load_head(model: VGGTS, path: str | PathLike[str]) -> None:
     _load_checked(model.head, read_state_dict(path), path)
 
 
+def _build(cfg: ModelConfig, device: torch.device) -> VGGTS:
+    """VGGTS(cfg) initialised directly on `device` (no CPU copy of a 4 GB model on the way to a GPU)."""
+    with device:
+        return VGGTS(cfg)
+
+
 def load_official(
-    model_pt: str | PathLike[str], main_exp: str | PathLike[str], cfg: ModelConfig = VGGT_S_1B
+    model_pt: str | PathLike[str],
+    main_exp: str | PathLike[str],
+    cfg: ModelConfig = VGGT_S_1B,
+    device: torch.device = _CPU,
 ) -> VGGTS:
-    """A `VGGTS(cfg)` (on the CPU, eval mode) from the official pair `model.pt` + `main_exp.pth`."""
-    model = VGGTS(cfg)
+    """A `VGGTS(cfg)` on `device`, eval mode, frozen, from the official pair `model.pt` + `main_exp.pth`."""
+    model = _build(cfg, device)
     load_backbone(model, model_pt)
     load_head(model, main_exp)
     return model.eval().requires_grad_(False)
@@ -212,20 +222,25 @@ def read_config(path: str | PathLike[str]) -> ModelConfig:
             f"model.pt + main_exp.pth pair loads as {OFFICIAL_MODEL!r}"
         ) from None
     if metadata.get("format") != FORMAT or "config" not in metadata:
-        raise VggtsError(f"{path}: a safetensors file, but not a vggts model (no model config in its metadata)")
+        raise VggtsError(
+            f"{path}: a safetensors file, but not a vggts model (no model config in its metadata)"
+        )
     if metadata.get("version") != FORMAT_VERSION:
-        raise VggtsError(f"{path}: vggts model format version {metadata.get('version')!r}; this vggts reads 1")
+        raise VggtsError(
+            f"{path}: vggts model format version {metadata.get('version')!r}; this vggts reads "
+            f"version {FORMAT_VERSION}"
+        )
     try:
         return config_from_json(metadata["config"])
     except (ValueError, TypeError) as err:
         raise VggtsError(f"{path}: bad model config in its metadata ({err})") from None
 
 
-def load_file_model(path: str | PathLike[str]) -> VGGTS:
-    """A VGGTS (on the CPU, eval mode) from one of our safetensors files, built from its stored config."""
+def load_file_model(path: str | PathLike[str], device: torch.device = _CPU) -> VGGTS:
+    """A VGGTS on `device`, eval mode, frozen, from one of our safetensors files (built from its config)."""
     path = Path(path)
     cfg = read_config(path)
-    model = VGGTS(cfg)
+    model = _build(cfg, device)
     _load_checked(model, read_state_dict(path), path)
     return model.eval().requires_grad_(False)
 
@@ -233,15 +248,13 @@ def load_file_model(path: str | PathLike[str]) -> VGGTS:
 def load_model(name_or_path: str | PathLike[str], device: str | torch.device = "cpu") -> VGGTS:
     """`vggt-s-1b` -> the official pair through the hub (Hugging Face cache, downloaded when missing);
     a file path -> our safetensors format. Returns the model in eval mode on `device`, frozen."""
-    if str(name_or_path) == OFFICIAL_MODEL and not Path(name_or_path).is_file():
-        model = load_official(hub.resolve(OFFICIAL_BACKBONE), hub.resolve(OFFICIAL_HEAD))
-    else:
-        path = Path(name_or_path).expanduser()
-        if not path.is_file():
-            raise VggtsError(
-                f"{path}: {'is a directory' if path.is_dir() else 'no such file'}; --model takes a vggts "
-                f"model file (.safetensors) or {OFFICIAL_MODEL!r}"
-            )
-        model = load_file_model(path)
     device = resolve_device(device) if isinstance(device, str) else device
-    return model.to(device)
+    if str(name_or_path) == OFFICIAL_MODEL and not Path(name_or_path).is_file():
+        return load_official(hub.resolve(OFFICIAL_BACKBONE), hub.resolve(OFFICIAL_HEAD), device=device)
+    path = Path(name_or_path).expanduser()
+    if not path.is_file():
+        raise VggtsError(
+            f"{path}: {'is a directory' if path.is_dir() else 'no such file'}; --model takes a vggts "
+            f"model file (.safetensors) or {OFFICIAL_MODEL!r}"
+        )
+    return load_file_model(path, device)

@@ -45,8 +45,8 @@ def _size(value: float, extent: int, minimum: int) -> int:
 class SinkOptions:
     """How the visual outputs look. Colours accept anything `parse_color` does and are stored as RGB.
 
-    Sizes given as a float <= 1 are a fraction of the longer side of the object's bounding box, so the
-    strength follows the object as it nears or leaves the camera; a float > 1 is pixels.
+    Sizes given as a float <= 1 are a fraction of the longer side of the redacted region's bounding box,
+    so the strength follows the object as it nears or leaves the camera; a float > 1 is pixels.
     """
 
     overlay_color: Color | str = (255, 0, 170)

@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vggts_cli.masks.ops import bbox
+from vggts_cli.masks.ops import bbox, paste
 from vggts_cli.sinks.base import Sink, SinkOptions
 from vggts_cli.video.reader import Frame, VideoInfo
 from vggts_cli.video.writer import VideoWriter
@@ -26,7 +26,7 @@ def draw_overlay(image: np.ndarray, mask: np.ndarray, score: float, options: Sin
         tint = np.empty_like(target)
         tint[:] = color
         blended = cv2.addWeighted(target, 1 - options.overlay_opacity, tint, options.overlay_opacity, 0)
-        target[inside] = blended[inside]
+        out[box.slices] = paste(blended, inside, target)
         contours, _ = cv2.findContours(
             inside.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE, offset=(box.x0, box.y0)
         )

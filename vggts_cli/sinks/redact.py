@@ -3,7 +3,7 @@
 Redaction errs on the side of covering too much (a privacy user would rather over-blur than leak one
 frame): each frame covers the union of its own and its neighbours' masks, so a single missed frame or a
 fast movement stays covered, and a frame whose mask came back empty while the presence score still says
-"there" keeps the last non-empty mask.
+"there" (at least `redact_threshold`) keeps the last non-empty mask.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vggts_cli.masks.ops import Box, dilated_union
+from vggts_cli.masks.ops import Box, dilated_union, paste
 from vggts_cli.sinks.base import Sink, SinkOptions
 from vggts_cli.video.reader import Frame, VideoInfo
 from vggts_cli.video.writer import VideoWriter
@@ -24,20 +24,18 @@ def redact(image: np.ndarray, box: Box, region: np.ndarray, options: SinkOptions
     """A copy of (H, W, 3) uint8 `image` with `region` ((box.height, box.width) bool, placed at `box`)
     blurred, pixelated or filled as `options.redact_mode` says. Only the box (plus the kernel's reach)
     is processed."""
-    out = image.copy()
     height, width = image.shape[:2]
     extent = max(box.height, box.width)
-    target = out[box.slices]
     if options.redact_mode == "fill":
-        target[region] = options.fill_color
+        replacement = np.empty((box.height, box.width, 3), dtype=np.uint8)
+        replacement[:] = options.fill_color
     elif options.redact_mode == "blur":
         kernel = options.blur_px(extent)
         # Blur a larger window so that pixels near the box edge average real neighbours, not a mirror of
         # the object itself. Stack blur costs the same for any kernel size.
         outer = box.grow(kernel // 2, height, width)
         blurred = cv2.stackBlur(image[outer.slices], (kernel, kernel))
-        inner = blurred[box.y0 - outer.y0 : box.y1 - outer.y0, box.x0 - outer.x0 : box.x1 - outer.x0]
-        target[region] = inner[region]
+        replacement = blurred[box.y0 - outer.y0 : box.y1 - outer.y0, box.x0 - outer.x0 : box.x1 - outer.x0]
     else:
         block = options.block_px(extent)
         # Blocks sit on a grid fixed to the frame, so the mosaic does not shimmer as the box moves.
@@ -49,8 +47,9 @@ def redact(image: np.ndarray, box: Box, region: np.ndarray, options: SinkOptions
             patch, (patch.shape[1] // block, patch.shape[0] // block), interpolation=cv2.INTER_AREA
         )
         mosaic = np.repeat(np.repeat(small, block, axis=0), block, axis=1)
-        inner = mosaic[box.y0 - grid.y0 : box.y1 - grid.y0, box.x0 - grid.x0 : box.x1 - grid.x0]
-        target[region] = inner[region]
+        replacement = mosaic[box.y0 - grid.y0 : box.y1 - grid.y0, box.x0 - grid.x0 : box.x1 - grid.x0]
+    out = image.copy()
+    out[box.slices] = paste(replacement, region, out[box.slices])
     return out
 
 
@@ -67,16 +66,17 @@ class RedactSink(Sink):
         self._margin = options.margin_for(info.width, info.height)
         self._pending: deque[Frame] = deque()
         self._masks: deque[tuple[int, np.ndarray]] = deque()  # (frame index, covered mask), non-empty only
-        self._held: np.ndarray | None = None  # the last non-empty mask
+        # The last non-empty mask, while the following empty masks still score as present.
+        self._held: np.ndarray | None = None
         self._writer = VideoWriter.h264(path, info, copy_audio=True)
 
     def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
         if mask.any():
             self._held = mask
-        elif score >= self._options.redact_threshold and self._held is not None:
-            mask = self._held
-        if mask.any():
-            self._masks.append((frame.index, mask))
+        elif score < self._options.redact_threshold:
+            self._held = None  # confidently absent: a later empty mask is not this object's
+        if self._held is not None:
+            self._masks.append((frame.index, self._held))
         self._pending.append(frame)
         if len(self._pending) > self._options.redact_window:
             self._emit(self._pending.popleft())

@@ -24,10 +24,10 @@ class RleSink(Sink):
         self._partial = partial_path(path)
         header = {
             "video": str(info.path),
-            "width": info.width,
-            "height": info.height,
+            "width": int(info.width),
+            "height": int(info.height),
             "fps": f"{info.fps.numerator}/{info.fps.denominator}",
-            "num_frames": info.num_frames,
+            "num_frames": int(info.num_frames),
         }
         self._file = self._partial.open("w", encoding="utf-8")
         # The header is the object without its closing brace; records follow inside "frames".
@@ -35,8 +35,8 @@ class RleSink(Sink):
 
     def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
         record = {
-            "frame": frame.index,
-            "pts": frame.time,
+            "frame": int(frame.index),
+            "pts": float(frame.time),
             "score": round(score, 4),
             "segmentation": rle.encode(mask),
         }

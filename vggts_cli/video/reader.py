@@ -51,7 +51,7 @@ class Frame:
     image: np.ndarray  # (H, W, 3) uint8 RGB
 
 
-def _reason(err: Exception) -> str:
+def ffmpeg_reason(err: Exception) -> str:
     """FFmpeg's own words for a failure, on one line, without the file name it repeats."""
     text = getattr(err, "strerror", None) or str(err)
     return " ".join(str(text).split())
@@ -61,9 +61,8 @@ def _open(path: Path) -> av.container.InputContainer:
     try:
         return av.open(str(path), metadata_errors="ignore")
     except (av.FFmpegError, UnicodeDecodeError) as err:
-        raise VggtsError(
-            f"{path}: not a readable media file ({_reason(err)}); is it a video, complete and not truncated?"
-        ) from None
+        why = ffmpeg_reason(err)
+        raise VggtsError(f"{path}: not a readable media file ({why}); is it a complete video?") from None
 
 
 def _clockwise(frame: av.VideoFrame) -> int:
@@ -101,7 +100,9 @@ def _scan(path: Path, container: av.container.InputContainer, stream: av.VideoSt
             if packet.size == 0:  # end-of-stream marker
                 continue
             if packet.is_corrupt:
-                raise VggtsError(f"{path}: truncated or corrupt (damaged packet in {packet.stream.type} stream)")
+                raise VggtsError(
+                    f"{path}: truncated or corrupt (damaged packet in {packet.stream.type} stream)"
+                )
             stamp = packet.pts if packet.pts is not None else packet.dts
             if stamp is not None and packet.time_base is not None:
                 end = max(end, float((stamp + packet.duration) * packet.time_base))
@@ -117,7 +118,7 @@ def _scan(path: Path, container: av.container.InputContainer, stream: av.VideoSt
         if first is None and stamps:
             first = next(iter(stream.decode(None)), None)
     except av.FFmpegError as err:
-        raise VggtsError(f"{path}: truncated or corrupt ({_reason(err)})") from None
+        raise VggtsError(f"{path}: truncated or corrupt ({ffmpeg_reason(err)})") from None
     if not stamps:
         raise VggtsError(f"{path}: the video stream has no frames")
     if first is None:
@@ -128,9 +129,10 @@ def _scan(path: Path, container: av.container.InputContainer, stream: av.VideoSt
     time_base = stream.time_base
     fps = stream.average_rate or stream.guessed_rate
     pts = _frame_table(path, stamps, fps, time_base)
-    last = int(np.argmax(pts))
-    last_duration = durations[last] if durations[last] > 0 else (round(1 / (fps * time_base)) if fps else 0)
-    duration = float((int(pts[-1]) - int(pts[0]) + last_duration) * time_base)
+    # The last frame lasts as its packet says, else one frame period.
+    tail = max(zip(stamps, durations, strict=True))[1] if None not in stamps else 0
+    tail = tail or (round(1 / (fps * time_base)) if fps else 0)
+    duration = float((int(pts[-1]) - int(pts[0]) + tail) * time_base)
     if not fps:
         fps = Fraction(len(pts), 1) / Fraction(duration).limit_denominator(1_000_000)
     _check_complete(path, container, end, duration / len(pts))
@@ -186,9 +188,13 @@ class VideoReader:
 
     def __init__(self, info: VideoInfo):
         self.info = info
-        self._container = _open(info.path)
+        self._open()
+
+    def _open(self) -> None:
+        self._container = _open(self.info.path)
         self._stream = self._container.streams.video[0]
         self._stream.thread_type = "AUTO"
+        self._at_start = True  # nothing demuxed yet: the next packet is the stream's first
 
     def __enter__(self) -> VideoReader:
         return self
@@ -204,11 +210,18 @@ class VideoReader:
         start, stop = self._range(start, stop)
         if start >= stop:
             return
+        following = start
         for index, frame in self._decode(start):
             if index >= stop:
                 return
             if index >= start:
                 yield self._to_frame(index, frame)
+                following = index + 1
+        if following < stop:  # the data ran out before the frame table did
+            raise VggtsError(
+                f"{self.info.path}: video ends at frame {following} of {self.info.num_frames} "
+                "(file truncated or changed since it was probed?)"
+            )
 
     def frames_reversed(self, start: int = 0, stop: int | None = None, chunk: int = 32) -> Iterator[Frame]:
         """Frames stop-1 down to start: each chunk of `chunk` frames is decoded forward, then reversed."""
@@ -218,41 +231,58 @@ class VideoReader:
             yield from reversed(block)
 
     def _range(self, start: int, stop: int | None) -> tuple[int, int]:
+        """Validated bounds; like a slice, a `stop` past the end means the end."""
         n = self.info.num_frames
-        stop = n if stop is None else stop
-        if not 0 <= start <= n or not 0 <= stop <= n:
+        stop = n if stop is None else min(stop, n)
+        if not 0 <= start <= n or stop < 0:
             raise IndexError(f"frame range {start}:{stop} outside 0:{n} of {self.info.path}")
         return start, stop
 
     def _decode(self, start: int) -> Iterator[tuple[int, av.VideoFrame]]:
         """(index, frame) from a keyframe at or before frame `start` to the end.
 
-        A seek lands on a keyframe chosen by the demuxer's own index (often by decode time), which
-        can lie after `start` when frames are reordered; then seek again further back, ending at frame 0.
+        A seek lands on a keyframe chosen by the demuxer's own index (often by decode time, MPEG-TS
+        by bisecting the file), which can lie after `start`; then seek again further back, ending at
+        the stream's start.
         """
         back = 0
         while True:
-            target = max(0, start - back)
-            decoded = self._decode_from(target)
+            from_start = self._position(max(0, start - back))
+            decoded = self._decode_on(from_start)
             first = next(decoded, None)
             if first is None:
                 return
-            if target == 0 or 0 <= first[0] <= start:
+            if from_start or 0 <= first[0] <= start:
                 yield first
                 yield from decoded
                 return
             decoded.close()
             back = start if first[0] < 0 else max(16, 2 * back)
 
-    def _decode_from(self, target: int) -> Iterator[tuple[int, av.VideoFrame]]:
-        """Seek to frame `target`'s keyframe and decode on; an index is -1 where it cannot be known."""
+    def _position(self, target: int) -> bool:
+        """Put the demuxer at a keyframe at or before frame `target`; True if that is the stream's start.
+
+        The start is reached by opening the file afresh: seeking to the first timestamp is not exact
+        in every container, and raw streams cannot seek at all.
+        """
+        if target > 0:
+            try:
+                self._container.seek(int(self.info.pts[target]), stream=self._stream, backward=True)
+                self._at_start = False
+                return False
+            except av.FFmpegError:
+                pass  # not seekable: decode from the start instead
+        if not self._at_start:
+            self._container.close()
+            self._open()
+        return True
+
+    def _decode_on(self, from_start: bool) -> Iterator[tuple[int, av.VideoFrame]]:
+        """Decode from the current position; an index is -1 where it cannot be known."""
         table = self.info.pts
-        try:
-            self._container.seek(int(table[target]), stream=self._stream, backward=True)
-        except av.FFmpegError as err:
-            raise VggtsError(f"{self.info.path}: cannot seek to frame {target} ({_reason(err)})") from None
+        self._at_start = False
         # From the stream's start, a frame without a known timestamp still has a known place.
-        previous = -1 if target == 0 else None
+        previous = -1 if from_start else None
         try:
             for packet in self._container.demux(self._stream):
                 for frame in packet.decode():
@@ -266,10 +296,14 @@ class VideoReader:
                     yield index, frame
         except av.FFmpegError as err:
             near = "?" if previous is None else previous + 1
-            raise VggtsError(f"{self.info.path}: decode error near frame {near} ({_reason(err)})") from None
+            raise VggtsError(
+                f"{self.info.path}: decode error near frame {near} ({ffmpeg_reason(err)})"
+            ) from None
 
     def _to_frame(self, index: int, frame: av.VideoFrame) -> Frame:
         image = frame.to_ndarray(format="rgb24")
         if self.info.rotation:
             image = np.ascontiguousarray(np.rot90(image, k=-self.info.rotation // 90))
-        return Frame(index=index, pts=int(self.info.pts[index]), time=float(self.info.times[index]), image=image)
+        return Frame(
+            index=index, pts=int(self.info.pts[index]), time=float(self.info.times[index]), image=image
+        )

@@ -16,7 +16,7 @@ import numpy as np
 
 from vggts_cli.errors import VggtsError
 from vggts_cli.fsutil import commit, discard, partial_path
-from vggts_cli.video.reader import VideoInfo
+from vggts_cli.video.reader import VideoInfo, ffmpeg_reason
 
 
 def _fit_pix_fmt(pix_fmt: str, width: int, height: int) -> str:
@@ -65,7 +65,7 @@ class VideoWriter:
             timescale = {"movie_timescale": str(Fraction(like.time_base).denominator)}
             self._container = av.open(str(self._partial), "w", container_options=timescale)
         except (av.FFmpegError, ValueError) as err:
-            raise VggtsError(f"{self.path}: cannot create this kind of file ({err})") from None
+            raise VggtsError(f"{self.path}: cannot create this kind of file ({ffmpeg_reason(err)})") from None
         try:
             stream = self._container.add_stream(codec, rate=like.fps, options=_quiet(codec, options or {}))
             stream.width, stream.height = like.width, like.height
@@ -78,7 +78,8 @@ class VideoWriter:
             self._container.start_encoding()
         except (av.FFmpegError, ValueError) as err:
             self.abort()
-            raise VggtsError(f"{self.path}: cannot write {codec} video here ({err})") from None
+            what = f"{codec} video" + (" with the input's audio" if copy_audio else "")
+            raise VggtsError(f"{self.path}: cannot write {what} ({ffmpeg_reason(err)})") from None
 
     @classmethod
     def h264(cls, path: Path, like: VideoInfo, *, copy_audio: bool = False) -> VideoWriter:
@@ -94,7 +95,9 @@ class VideoWriter:
     def _open_audio(self) -> None:
         """Add a copy of every audio stream of the input; its packets are muxed as the video advances."""
         self._source = av.open(str(self.like.path), metadata_errors="ignore")
-        self._outputs = {s.index: self._container.add_stream_from_template(s) for s in self._source.streams.audio}
+        self._outputs = {
+            s.index: self._container.add_stream_from_template(s) for s in self._source.streams.audio
+        }
         self._audio = self._source.demux(*self._source.streams.audio)
         self._pending = next(self._audio, None)
 
@@ -115,7 +118,12 @@ class VideoWriter:
         if index <= self._last_index or index >= self.like.num_frames:
             raise ValueError(f"frame {index} written after frame {self._last_index} or past the end")
         shape = (self.like.height, self.like.width)
-        if image.dtype != np.uint8 or image.ndim != 3 or image.shape[:2] != shape or image.shape[2] not in (3, 4):
+        if (
+            image.dtype != np.uint8
+            or image.ndim != 3
+            or image.shape[:2] != shape
+            or image.shape[2] not in (3, 4)
+        ):
             raise ValueError(f"expected ({shape[0]}, {shape[1]}, 3|4) uint8, got {image.shape} {image.dtype}")
         frame = av.VideoFrame.from_ndarray(
             np.ascontiguousarray(image), format="rgb24" if image.shape[2] == 3 else "rgba"
@@ -127,7 +135,7 @@ class VideoWriter:
                 self._container.mux(packet)
             self._mux_audio(float(self.like.times[index]))
         except av.FFmpegError as err:
-            raise VggtsError(f"{self.path}: encoding frame {index} failed ({err})") from None
+            raise VggtsError(f"{self.path}: encoding frame {index} failed ({ffmpeg_reason(err)})") from None
         self._last_index = index
         self.frames_written += 1
 
@@ -140,7 +148,7 @@ class VideoWriter:
             self._container.close()
         except av.FFmpegError as err:
             self.abort()
-            raise VggtsError(f"{self.path}: finishing the video failed ({err})") from None
+            raise VggtsError(f"{self.path}: finishing the video failed ({ffmpeg_reason(err)})") from None
         self._close_source()
         commit(self._partial, self.path)
 

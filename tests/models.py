@@ -1,0 +1,22 @@
+"""Test helper: tiny random models in our checkpoint format."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from vggts_cli.model.configs import VGGT_S_TINY
+from vggts_cli.model.vggts import VGGTS, save_model
+
+
+def make_tiny_model(seed: int = 0) -> VGGTS:
+    """A VGGT_S_TINY with seeded random weights (the global RNG is left untouched), eval mode."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return VGGTS(VGGT_S_TINY).eval()
+
+
+def make_tiny_checkpoint(path: str | Path, seed: int = 0) -> Path:
+    """Write a seeded random VGGT_S_TINY model to `path` (.safetensors) and return the path."""
+    return save_model(make_tiny_model(seed), path)

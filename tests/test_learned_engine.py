@@ -1,0 +1,122 @@
+"""The learned engine on a random-weight VGGT_S_TINY: shapes, scores, determinism, reference handling."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from models import make_tiny_checkpoint
+
+from vggts_cli.engine.base import Prediction, Reference, View
+from vggts_cli.engine.learned import KIND_WEIGHTS, PAD_VALUE, LearnedEngine, Letterbox, fuse_logits
+from vggts_cli.engine.registry import make_engine
+from vggts_cli.errors import UsageError
+
+TARGET_SIZES = ((120, 90), (64, 150))  # (H, W): portrait and landscape, both smaller than the model input
+
+
+def _frame(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A textured RGB frame with a bright rectangle (the object) and its mask."""
+    rng = np.random.default_rng(seed)
+    image = rng.integers(0, 120, size=(height, width, 3), dtype=np.uint8)
+    mask = np.zeros((height, width), dtype=bool)
+    mask[height // 4 : height // 2, width // 3 : 2 * width // 3] = True
+    image[mask] = (230, 200, 40)
+    return image, mask
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> LearnedEngine:
+    path = make_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+    return LearnedEngine.load(str(path), "cpu")
+
+
+@pytest.fixture(scope="module")
+def seed_ref() -> Reference:
+    image, mask = _frame(96, 128, seed=0)
+    return Reference(View("ego", 0, image), mask, "seed")
+
+
+def _target(hw: tuple[int, int]) -> View:
+    return View("exo", 0, _frame(*hw, seed=1)[0])
+
+
+@pytest.fixture(scope="module")
+def predictions(engine: LearnedEngine, seed_ref: Reference) -> dict[tuple[int, int], Prediction]:
+    return {hw: engine.segment(_target(hw), [seed_ref]) for hw in TARGET_SIZES}
+
+
+@pytest.mark.parametrize("hw", TARGET_SIZES)
+def test_mask_has_target_size_and_score_in_range(predictions: dict, hw: tuple[int, int]) -> None:
+    pred = predictions[hw]
+    assert pred.mask.shape == hw and pred.mask.dtype == bool
+    assert 0.0 <= pred.score <= 1.0
+
+
+def test_deterministic(engine: LearnedEngine, seed_ref: Reference, predictions: dict) -> None:
+    hw = TARGET_SIZES[0]
+    again = engine.segment(_target(hw), [seed_ref])
+    assert np.array_equal(again.mask, predictions[hw].mask)
+    assert again.score == predictions[hw].score
+
+
+def test_empty_reference_is_skipped(engine: LearnedEngine, seed_ref: Reference, predictions: dict) -> None:
+    hw = TARGET_SIZES[1]
+    image, mask = _frame(80, 80, seed=2)
+    empty = Reference(View("exo", 5, image), np.zeros_like(mask), "temporal")
+    with_empty = engine.segment(_target(hw), [seed_ref, empty])
+    assert np.array_equal(with_empty.mask, predictions[hw].mask)
+    assert with_empty.score == predictions[hw].score
+
+
+def test_no_usable_reference_gives_empty_mask_and_score_zero(
+    engine: LearnedEngine, seed_ref: Reference
+) -> None:
+    empty = Reference(seed_ref.view, np.zeros_like(seed_ref.mask), "seed")
+    pred = engine.segment(_target((50, 70)), [empty])
+    assert pred.mask.shape == (50, 70) and not pred.mask.any()
+    assert pred.score == 0.0
+
+
+def test_needs_a_model() -> None:
+    with pytest.raises(UsageError, match="--model"):
+        LearnedEngine.load(None, "cpu")
+    with pytest.raises(UsageError, match="--model"):
+        make_engine("vggts", None, "cpu")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is absent")
+def test_cuda_without_cuda_is_a_usage_error(tmp_path: Path) -> None:
+    with pytest.raises(UsageError, match="CUDA"):
+        LearnedEngine.load(str(tmp_path / "unused.safetensors"), "cuda")
+
+
+def test_letterbox_round_trip() -> None:
+    box = Letterbox.fit((120, 90), 224)
+    assert box.content_hw == (224, 168)
+    image = np.full((120, 90, 3), 7, dtype=np.uint8)
+    canvas = box.image(image)
+    assert canvas.shape == (224, 224, 3)
+    assert (canvas[:, :168] == 7).all() and (canvas[:, 168:] == PAD_VALUE).all()
+    logits = torch.full((224, 224), -5.0)
+    logits[:, :168] = 3.0  # image part positive, padding negative: nothing of the padding comes back
+    frame_logits = box.unmap_logits(logits)
+    assert frame_logits.shape == (120, 90) and (frame_logits == 3.0).all()
+
+
+def test_letterbox_keeps_thin_objects() -> None:
+    box = Letterbox.fit((1000, 2000), 224)
+    mask = np.zeros((1000, 2000), dtype=bool)
+    mask[500, 100:900] = True  # one pixel high: less than a tenth of a model pixel
+    mapped = box.mask(mask)
+    assert mapped.shape == (224, 224) and mapped.any()
+    assert not mapped[112:].any()  # nothing in the padding
+
+
+def test_fusion_weights() -> None:
+    assert KIND_WEIGHTS["seed"] == KIND_WEIGHTS["cross"] > KIND_WEIGHTS["temporal"] > 0
+    logits = torch.stack([torch.full((2, 3), 1.0), torch.full((2, 3), -2.0)])
+    fused = fuse_logits(logits, torch.tensor([KIND_WEIGHTS["seed"], KIND_WEIGHTS["temporal"]]))
+    torch.testing.assert_close(fused, torch.full((2, 3), (1.0 - 2.0 * 0.5) / 1.5))

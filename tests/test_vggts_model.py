@@ -1,0 +1,235 @@
+"""The whole VGGT-S model: official test vectors end to end, and both checkpoint formats."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import torch
+from models import make_tiny_model
+from safetensors.torch import load_file, save_file
+
+from vggts_cli.errors import VggtsError
+from vggts_cli.model.configs import CONFIGS, TESTVECTOR_BACKBONE, VGGT_S_TINY
+from vggts_cli.model.vggts import (
+    VGGTS,
+    config_from_json,
+    config_to_json,
+    load_backbone,
+    load_model,
+    load_official,
+    save_model,
+)
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+TESTVECTORS = SHARED / "testvectors"
+ATOL = 1e-4  # testvectors/README.md, features and logits
+COORD_ATOL = (1e-4, 2e-4, 1e-3, 2e-3)  # tracker iterations 0-3, pixels
+LOGIT_ATOL, PROB_ATOL = 5e-3, 2e-3
+# bf16 autocast vs fp32 on the test-vector features (values up to 6.7): measured max |diff| 0.056, about
+# one bf16 ulp of the largest values; allow ~2.5x.
+BF16_ATOL = 0.15
+
+
+def _testvector(name: str) -> Path:
+    path = TESTVECTORS / name
+    if not path.is_file():
+        pytest.skip(f"test vectors not found at {path} (shared/ is checked out beside the repo)")
+    return path
+
+
+@pytest.fixture(scope="module")
+def io() -> dict[str, torch.Tensor]:
+    return load_file(_testvector("backbone_small.io.safetensors"))
+
+
+@pytest.fixture(scope="module")
+def tv_model() -> VGGTS:
+    model = VGGTS(TESTVECTOR_BACKBONE).eval()
+    load_backbone(model, _testvector("backbone_small.weights.safetensors"))  # strict
+    return model
+
+
+@pytest.fixture(scope="module")
+def tv_features(tv_model: VGGTS, io: dict[str, torch.Tensor]) -> torch.Tensor:
+    with torch.inference_mode():
+        return tv_model.features(io["in.images_u8"].float() / 255)
+
+
+def test_testvector_features(tv_features: torch.Tensor, io: dict[str, torch.Tensor]) -> None:
+    expected = io["out.track_head.feature_maps"]
+    assert tv_features.shape == expected.shape == (1, 3, 32, 70, 91)
+    torch.testing.assert_close(tv_features, expected, atol=ATOL, rtol=0)
+
+
+def test_testvector_tracks(tv_model: VGGTS, tv_features: torch.Tensor, io: dict[str, torch.Tensor]) -> None:
+    with torch.inference_mode():
+        out = tv_model.track(tv_features, io["in.query_points"])
+    assert len(out.coords) == 4
+    for i, atol in enumerate(COORD_ATOL):
+        torch.testing.assert_close(out.coords[i], io[f"out.tracker.coords.{i}"], atol=atol, rtol=0)
+    for name, atol in (
+        ("vis_logit", LOGIT_ATOL),
+        ("conf_logit", LOGIT_ATOL),
+        ("vis", PROB_ATOL),
+        ("conf", PROB_ATOL),
+    ):
+        torch.testing.assert_close(getattr(out, name), io[f"out.tracker.{name}"], atol=atol, rtol=0)
+
+
+def test_features_deterministic(
+    tv_model: VGGTS, tv_features: torch.Tensor, io: dict[str, torch.Tensor]
+) -> None:
+    with torch.inference_mode():
+        again = tv_model.features(io["in.images_u8"].float() / 255)
+    assert torch.equal(again, tv_features)
+
+
+def test_bf16_autocast_close_to_fp32(tv_model: VGGTS, tv_features: torch.Tensor, io: dict) -> None:
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = tv_model.features(io["in.images_u8"].float() / 255)
+    assert bf16.dtype == torch.bfloat16  # autocast really ran in bf16
+    diff = (bf16.float() - tv_features).abs().max().item()
+    assert 0 < diff < BF16_ATOL
+
+
+def test_testvector_config_cannot_segment(tv_model: VGGTS) -> None:
+    with pytest.raises(VggtsError, match="cannot segment"):
+        tv_model.check_segmentable()
+
+
+# -- checkpoint formats, on VGGT_S_TINY with random values --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def tiny() -> VGGTS:
+    return make_tiny_model(seed=1)
+
+
+def _official_files(model: VGGTS, folder: Path, backbone: dict | None = None, head: dict | None = None):
+    """Write `model` as the official pair: model.pt (plain state dict incl. unused heads) and main_exp.pth
+    (a training checkpoint); `backbone` / `head` replace the state dicts written."""
+    if backbone is None:
+        backbone = {k: v for k, v in model.state_dict().items() if not k.startswith("head.")}
+        backbone["camera_head.trunk.0.norm1.weight"] = torch.ones(8)
+        backbone["depth_head.scratch.output_conv2.0.weight"] = torch.zeros(4, 8, 3, 3)
+        backbone["point_head.norm.bias"] = torch.zeros(8)
+    if head is None:
+        head = model.head.state_dict()
+    torch.save(backbone, folder / "model.pt")
+    # AdamW and MultiStepLR state as the VGGT-S training loop saves them (a few parameters suffice).
+    params = [torch.nn.Parameter(torch.zeros(3, 4)), torch.nn.Parameter(torch.zeros(5))]
+    optimizer = torch.optim.AdamW(params, lr=5e-5, weight_decay=1e-4)
+    for p in params:
+        p.grad = torch.ones_like(p)
+    optimizer.step()
+    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=[8, 11], gamma=0.1)
+    assert isinstance(scheduler.state_dict()["milestones"], Counter)
+    checkpoint = {"model": head, "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict()}
+    torch.save({**checkpoint, "epoch": 11}, folder / "main_exp.pth")
+    return folder / "model.pt", folder / "main_exp.pth"
+
+
+def _assert_same_weights(a: VGGTS, b: VGGTS) -> None:
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        assert torch.equal(sa[key], sb[key]), key
+
+
+def test_official_pair_loads_strictly(tiny: VGGTS, tmp_path: Path) -> None:
+    model_pt, main_exp = _official_files(tiny, tmp_path)
+    loaded = load_official(model_pt, main_exp, VGGT_S_TINY)
+    _assert_same_weights(loaded, tiny)
+    assert not loaded.training
+    assert not any(p.requires_grad for p in loaded.parameters())
+
+
+def _corrupt(state: dict[str, torch.Tensor], how: str) -> tuple[dict[str, torch.Tensor], str]:
+    """A copy of `state` with one key removed / one extra key / one wrong shape, and that key."""
+    state = dict(state)
+    key = sorted(state)[len(state) // 2]
+    if how == "missing":
+        del state[key]
+    elif how == "extra":
+        key = key + "_extra"
+        state[key] = torch.zeros(1)
+    else:
+        state[key] = torch.zeros(*state[key].shape, 2)
+    return state, key
+
+
+@pytest.mark.parametrize("how", ["missing", "extra", "shape"])
+@pytest.mark.parametrize("which", ["model.pt", "main_exp.pth"])
+def test_official_pair_mismatch_names_key(tiny: VGGTS, tmp_path: Path, which: str, how: str) -> None:
+    if which == "model.pt":
+        backbone = {k: v for k, v in tiny.state_dict().items() if not k.startswith("head.")}
+        backbone, key = _corrupt(backbone, how)
+        files = _official_files(tiny, tmp_path, backbone=backbone)
+    else:
+        head, key = _corrupt(tiny.head.state_dict(), how)
+        files = _official_files(tiny, tmp_path, head=head)
+    with pytest.raises(VggtsError) as err:
+        load_official(*files, VGGT_S_TINY)
+    message = str(err.value)
+    assert "\n" not in message
+    assert which in message and repr(key) in message
+
+
+def test_our_format_round_trip(tiny: VGGTS, tmp_path: Path) -> None:
+    path = save_model(tiny, tmp_path / "tiny.safetensors")
+    assert not list(tmp_path.glob("*.part*"))  # written atomically
+    loaded = load_model(path, "cpu")
+    assert loaded.cfg == VGGT_S_TINY
+    _assert_same_weights(loaded, tiny)
+
+    images = torch.rand(1, 2, 3, 140, 140, generator=torch.Generator().manual_seed(0))
+    queries = torch.tensor([[[0.0, 0.0], [70.5, 33.25], [139.0, 139.0]]])
+    with torch.inference_mode():
+        feats = [m.features(images) for m in (tiny, loaded)]
+        tracks = [m.track(f, queries) for m, f in zip((tiny, loaded), feats, strict=True)]
+    assert feats[0].shape == (1, 2, 128, 70, 70)
+    assert torch.equal(feats[0], feats[1])
+    # Two separately allocated copies of the same weights may take different SIMD paths in the tracker's
+    # small matrix products (1e-7-level differences, also between two fresh models of one seed).
+    for a, b in zip(tracks[0].coords, tracks[1].coords, strict=True):
+        torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
+    torch.testing.assert_close(tracks[0].vis_logit, tracks[1].vis_logit, atol=1e-5, rtol=0)
+
+
+def test_our_format_mismatch_names_key(tiny: VGGTS, tmp_path: Path) -> None:
+    path = save_model(tiny, tmp_path / "tiny.safetensors")
+    with open(path, "rb") as f:
+        header = json.loads(f.read(int.from_bytes(f.read(8), "little")))
+    state, key = _corrupt(load_file(path), "missing")
+    save_file(state, path, metadata=header["__metadata__"])
+    with pytest.raises(VggtsError, match=f"{key!r}"):
+        load_model(path)
+
+
+def test_our_format_rejects_other_files(tmp_path: Path) -> None:
+    weights = _testvector("backbone_small.weights.safetensors")  # safetensors without our metadata
+    with pytest.raises(VggtsError, match="not a vggts model"):
+        load_model(weights)
+    pt = tmp_path / "model.pt"
+    torch.save({"a": torch.zeros(1)}, pt)
+    with pytest.raises(VggtsError, match="not a vggts model file"):
+        load_model(pt)
+    with pytest.raises(VggtsError, match="no such file"):
+        load_model(tmp_path / "absent.safetensors")
+
+
+@pytest.mark.parametrize("name", sorted(CONFIGS))
+def test_config_json_round_trip(name: str) -> None:
+    assert config_from_json(config_to_json(CONFIGS[name])) == CONFIGS[name]
+
+
+def test_config_json_defaults_and_unknown_fields() -> None:
+    data = json.loads(config_to_json(VGGT_S_TINY))
+    del data["head"]["passes"]  # a file written before a field existed gets the default
+    assert config_from_json(json.dumps(data)) == VGGT_S_TINY
+    data["tracker"]["future_field"] = 1
+    with pytest.raises(ValueError, match="future_field"):
+        config_from_json(json.dumps(data))
