@@ -89,8 +89,9 @@ def track(engine: ClassicEngine, frames) -> list:
 
 
 def cross_scene(seed: int = 3):
-    """A reference view (480, 640) and a target view (540, 960) related by a known perspective warp that enlarges about 1.2x
-    zoom; the target's border outside the warped view is other clutter. Returns both (image, mask) pairs."""
+    """A reference view (480, 640) and a target view (540, 960) related by a known perspective warp that
+    also enlarges it about 1.2x; the target's border outside the warped view is other clutter. Returns both
+    (image, mask) pairs."""
     ref_image, ref_mask = composite(background(480, 640, seed), sprite(180, seed + 1), 220, 140)
     src = np.float32([[0, 0], [640, 0], [640, 480], [0, 480]])
     dst = np.float32([[160, 40], [900, 90], [860, 520], [120, 470]])

@@ -207,6 +207,18 @@ def propagate(
             )
 
 
+def _register_subcommands() -> None:
+    """Commands that live in their own modules."""
+    from vggts_cli import bench_cli
+    from vggts_cli.weights_cli import app as weights_app
+
+    app.add_typer(weights_app, name="weights")
+    bench_cli.register(app)
+
+
+_register_subcommands()
+
+
 def main() -> None:
     """Console-script entry point."""
     app()

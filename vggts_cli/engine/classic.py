@@ -270,11 +270,11 @@ class ClassicEngine(Engine):
         tgt_points, tgt_desc = self._keypoints(tgt)
         if src_desc is None or tgt_desc is None or len(tgt_points) < 2:
             return None
-        # Keypoints on the object and just around it (corners on its outline are among the best).
-        region = cv2.dilate((mask >= 0.5).astype(np.uint8), _disk(self._band_px))
+        # Keypoints on the object only: the background around it moves with the camera, not with the object,
+        # and on a weakly textured object it would outnumber the object's own points and win the RANSAC.
         xs = np.clip(src_points[:, 0].round().astype(int), 0, mask.shape[1] - 1)
         ys = np.clip(src_points[:, 1].round().astype(int), 0, mask.shape[0] - 1)
-        on_object = region[ys, xs] > 0
+        on_object = mask[ys, xs] >= 0.5
         if on_object.sum() < self.min_inliers:
             return None
         matches = self._matcher.knnMatch(src_desc[on_object], tgt_desc, k=2)

@@ -7,7 +7,7 @@ from torch import nn
 
 
 class Mlp(nn.Module):
-    """Two-layer perceptron `fc1 -> act -> fc2` (keys `fc1.*`, `fc2.*`). x: (..., in_dim) -> (..., out_dim)."""
+    """Two-layer perceptron fc1 -> GELU -> fc2 (keys `fc1.*`, `fc2.*`). x: (..., in) -> (..., out)."""
 
     def __init__(self, in_dim: int, hidden_dim: int, out_dim: int | None = None, bias: bool = True) -> None:
         super().__init__()
