@@ -402,3 +402,56 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
         for name in ("overlay.mp4", "redacted.mp4"):
             assert (killed / cam / name).read_bytes() == (tmp_path / "clean" / cam / name).read_bytes()
         assert not list((killed / cam).glob("*.part*"))
+
+
+# --------------------------------------------------------------------------- the learned engine
+
+
+def test_learned_engine_end_to_end(tmp_path):
+    """A small random-weight VGGT-S checkpoint runs the same job through `--engine vggts`."""
+    from models import make_tiny_checkpoint
+
+    rec = make_recording(tmp_path / "rec", seconds=0.3, scale=0.25)
+    checkpoint = make_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    out = tmp_path / "out"
+    proc = vggts(
+        "propagate",
+        "--src",
+        str(rec.videos[0]),
+        "--dst",
+        str(rec.videos[1]),
+        "--mask",
+        str(rec.seed_png(tmp_path / "m.png")),
+        "--out",
+        str(out),
+        "--engine",
+        "vggts",
+        "--model",
+        str(checkpoint),
+        "--device",
+        "cpu",
+        "--json",
+    )
+    cams = {c["camera"]: c for c in json.loads(proc.stdout)["cameras"]}
+    for cam, info in (("ego", probe(rec.videos[0])), ("exo", probe(rec.videos[1]))):
+        assert cams[cam]["frames"] == info.num_frames
+        doc = json.loads((out / cam / "masks.json").read_text())
+        assert len(doc["frames"]) == info.num_frames
+        for rec_ in doc["frames"]:
+            assert cocomask.decode(rec_["segmentation"]).shape == (info.height, info.width)
+            assert 0.0 <= rec_["score"] <= 1.0
+    missing = vggts(
+        "propagate",
+        "--src",
+        str(rec.videos[0]),
+        "--dst",
+        str(rec.videos[1]),
+        "--mask",
+        str(rec.seed_png(tmp_path / "m.png")),
+        "--out",
+        str(tmp_path / "o2"),
+        "--engine",
+        "vggts",
+        check=False,
+    )
+    assert missing.returncode == 2 and "--model" in missing.stderr

@@ -193,7 +193,9 @@ class ClassicEngine(Engine):
         same_grid = ref.view.camera == target.camera and src.gray.shape == tgt.gray.shape
         if ref.kind == "temporal" and same_grid:
             return self._by_flow(src, mask, tgt)
-        return self._by_homography(src, mask, tgt)
+        # Another camera at the same instant sees the object's surroundings where they are now; the seed,
+        # taken earlier, does not: the object may have moved over its background since.
+        return self._by_homography(src, mask, tgt, surroundings=ref.kind == "cross")
 
     def _by_flow(self, src: _Frame, mask: np.ndarray, tgt: _Frame) -> _Candidate | None:
         """Push the reference object `mask` (h, w) float32 into the target along dense optical flow.
@@ -230,7 +232,19 @@ class ClassicEngine(Engine):
         interior = cv2.erode(inside.astype(np.uint8), _disk(6)) > 0  # beyond the reach of an 8-px patch
         if interior.sum() < 20:
             interior = inside  # a thin object: its outline is all there is
-        support = (interior & reliable).astype(np.float32)
+        import os
+        mode = os.environ.get("MODE", "base")
+        texture = cv2.cornerMinEigenVal(src_gray, 7)
+        texture = np.minimum(texture / (np.percentile(texture[inside], 90) + 1e-6), 1.0)
+        if mode == "base":
+            support = (interior & reliable).astype(np.float32)
+        elif mode == "A":
+            support = (inside & reliable) * texture
+        elif mode == "B":
+            support = (inside & reliable) * texture * np.where(interior, 1.0, 0.3)
+        elif mode == "C":
+            support = (interior & reliable) * texture
+        support = support.astype(np.float32)
         if not support.any():
             return None
         consistency = float(consistent[interior].mean())
@@ -264,17 +278,21 @@ class ClassicEngine(Engine):
         votes[window] = confidence * cv2.GaussianBlur(trust, (0, 0), 1.0)
         return _Candidate(prob, votes, confidence)
 
-    def _by_homography(self, src: _Frame, mask: np.ndarray, tgt: _Frame) -> _Candidate | None:
-        """Warp `mask` (h, w) float32 by a RANSAC homography fitted to keypoint matches on the object."""
+    def _by_homography(
+        self, src: _Frame, mask: np.ndarray, tgt: _Frame, surroundings: bool
+    ) -> _Candidate | None:
+        """Warp `mask` (h, w) float32 by a transform fitted by RANSAC to keypoint matches on the object (and
+        a thin band around it when `surroundings`), verified by the colours it brings into the target."""
         src_points, src_desc = self._keypoints(src)
         tgt_points, tgt_desc = self._keypoints(tgt)
         if src_desc is None or tgt_desc is None or len(tgt_points) < 2:
             return None
-        # Keypoints on the object only: the background around it moves with the camera, not with the object,
-        # and on a weakly textured object it would outnumber the object's own points and win the RANSAC.
+        region = (mask >= 0.5).astype(np.uint8)
+        if surroundings:
+            region = cv2.dilate(region, _disk(self._band_px))
         xs = np.clip(src_points[:, 0].round().astype(int), 0, mask.shape[1] - 1)
         ys = np.clip(src_points[:, 1].round().astype(int), 0, mask.shape[0] - 1)
-        on_object = mask[ys, xs] >= 0.5
+        on_object = region[ys, xs] > 0
         if on_object.sum() < self.min_inliers:
             return None
         matches = self._matcher.knnMatch(src_desc[on_object], tgt_desc, k=2)
@@ -282,16 +300,23 @@ class ClassicEngine(Engine):
         if len(pairs) < self.min_inliers:
             return None
         query, train = np.array(pairs).T
-        src_xy = src_points[on_object][query]
-        tgt_xy = tgt_points[train]
-        transform, inliers = self._fit(src_xy, tgt_xy)
+        transform, inliers = self._fit(src_points[on_object][query], tgt_points[train])
         if transform is None or inliers < self.min_inliers or not _plausible(transform, mask >= 0.5):
             return None
         h, w = tgt.gray.shape
         prob = cv2.warpPerspective(mask, transform, (w, h), flags=cv2.INTER_LINEAR)
-        if prob.max() < 0.5:
+        inside = prob >= 0.5
+        if not inside.any():
             return None  # mapped outside the target frame
-        confidence = min(1.0, inliers / (3 * self.min_inliers)) * min(1.0, inliers / len(pairs) / 0.5)
+        # Matches on a weakly textured object can lock onto its background: then the object's colours land
+        # on something else. Chance agreement of unrelated textures is well above 0; map it to no confidence.
+        colours = cv2.warpPerspective(self._smooth(src), transform, (w, h), flags=cv2.INTER_LINEAR)
+        alike = np.abs(colours[inside] - self._smooth(tgt)[inside]).max(axis=1) < self._photo_levels
+        verified = float(np.clip((alike.mean() - 0.3) / 0.5, 0.0, 1.0))
+        matched = min(1.0, inliers / (3 * self.min_inliers)) * min(1.0, inliers / len(pairs) / 0.5)
+        confidence = matched * verified
+        if confidence == 0.0:
+            return None
         # A few dozen inliers prove the object is there, but it takes more to pin the transform down along
         # the whole outline: until then the flow's shape should win where the two disagree.
         precision = min(1.0, inliers / (6 * self.min_inliers))

@@ -142,15 +142,22 @@ class UnionHead(nn.Module):
 
     @torch.no_grad()
     def segment(
-        self, src_feat: torch.Tensor, tar_feat: torch.Tensor, src_mask: torch.Tensor, tar_points: torch.Tensor
+        self,
+        src_feat: torch.Tensor,
+        tar_feat: torch.Tensor,
+        src_mask: torch.Tensor,
+        tar_points: torch.Tensor,
+        src_points: torch.Tensor | None = None,
     ) -> HeadOutput:
         """The official inference: src_feat, tar_feat (B, 128, h, h); src_mask (B, img, img) bool;
-        tar_points (B, N, 2) (x, y) in target input pixels -> HeadOutput.
+        tar_points (B, N, 2) (x, y) in target input pixels -> HeadOutput. `src_points` (B, N, 2) are the
+        K-Means points of src_mask when the caller already has them (it tracked them), else computed here.
 
         Source points and their features are computed once; pass t (0-based) gets the previous pass's
         clamped low-res logits (none for t = 0) and sees the point features + (t + 1)·src_point_pe.
         """
-        src_points = self.source_points(src_mask)
+        if src_points is None:
+            src_points = self.source_points(src_mask)
         points_feat = sample_point_features(src_feat, src_points, self.cfg.img_size)
         feat_map = torch.stack([src_feat, tar_feat], dim=1)
         tar_points = tar_points.float()

@@ -102,7 +102,7 @@ class VGGTS(nn.Module):
         tracked = self.track(fmaps, src_points).coords[-1][:, 1].float()
         h, w = target_hw or tuple(images.shape[-2:])
         tar_points = torch.stack([tracked[..., 0].clamp(0, w - 1), tracked[..., 1].clamp(0, h - 1)], dim=-1)
-        out = self.head.segment(fmaps[:, 0], fmaps[:, 1], src_masks, tar_points)
+        out = self.head.segment(fmaps[:, 0], fmaps[:, 1], src_masks, tar_points, src_points)
         return PairOutput(logits=out.logits.float(), presence=out.presence.float(), tar_points=tar_points)
 
 
