@@ -23,6 +23,7 @@ class BenchDevice(str, Enum):
 
 
 class BenchDtype(str, Enum):
+    auto = "auto"
     bf16 = "bf16"
     fp32 = "fp32"
 
@@ -84,7 +85,9 @@ def register(app: typer.Typer) -> None:
         device: Annotated[BenchDevice, typer.Option(help="Where to run.")] = BenchDevice.auto,
         size: Annotated[int, typer.Option(help="Backbone input side in pixels (a multiple of 14).")] = 518,
         window: Annotated[int, typer.Option(help="Frames per backbone window (S).")] = 8,
-        dtype: Annotated[BenchDtype, typer.Option(help="bf16 autocast or plain fp32.")] = BenchDtype.bf16,
+        dtype: Annotated[
+            BenchDtype, typer.Option(help="bf16 autocast or plain fp32; auto = bf16 on CUDA, fp32 on CPU.")
+        ] = BenchDtype.auto,
         iters: Annotated[int, typer.Option(help="Timed iterations per stage (after one warm-up).")] = 3,
         json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     ) -> None:
@@ -93,8 +96,12 @@ def register(app: typer.Typer) -> None:
         Example: vggts bench --model vggt-s-1b --device cuda --window 8
         """
         from vggts_cli.bench import bench as run_bench
+        from vggts_cli.model.vggts import resolve_device
 
-        result = run_bench(model.value, device.value, size, window, dtype.value, iters)
+        precision = dtype.value
+        if precision == "auto":  # what propagate itself uses on that device
+            precision = "bf16" if resolve_device(device.value).type == "cuda" else "fp32"
+        result = run_bench(model.value, device.value, size, window, precision, iters)
         if json_output:
             print(json.dumps(result, indent=2))
         else:
