@@ -118,20 +118,21 @@ def frames():
 def test_temporal_tracking_keeps_a_moving_object(frames):
     predictions = track(ClassicEngine(), frames)
     ious = [iou(p.mask, m) for p, (_, m) in zip(predictions, frames[1:], strict=True)]
-    # Observed: IoU 0.983 on the first frame, 0.993-1.0 after; scores 1.0.
+    # Observed: min IoU 0.988 (0.985 without GrabCut); scores 1.0.
     assert min(ious) > 0.9
     assert min(p.score for p in predictions) > 0.5
 
 
 def test_flow_alone_does_not_drift_behind_the_object(frames):
-    engine = ClassicEngine()
+    engine = ClassicEngine(grabcut=False)  # the flow on its own, without GrabCut redrawing the outline
     previous = Reference(View("ego", 0, frames[0][0]), frames[0][1], "temporal")
     ious = []
     for index, (image, truth) in enumerate(frames[1:], start=1):
         prediction = engine.segment(View("ego", index, image), [previous])
         ious.append(iou(prediction.mask, truth))
         previous = Reference(View("ego", index, image), prediction.mask, "temporal")
-    # Observed: IoU 0.998 falling slowly to 0.954 after 19 frames with no anchor.
+    # Observed: IoU 0.99 falling slowly to 0.951 after 19 frames with no anchor (a backward warp of the
+    # mask fell to 0.58: it lags behind the object at its outline and the lag compounds).
     assert min(ious) > 0.9
 
 
@@ -140,7 +141,7 @@ def test_cross_view_follows_a_perspective_warp(detector):
     reference, (target, truth) = cross_scene()
     prediction = ClassicEngine(detector=detector).segment(View("exo", 0, target), cross_refs(reference))
     assert prediction.mask.shape == truth.shape
-    # Observed: IoU 0.987 (orb) and 0.988 (sift), scores 1.0 and 0.92.
+    # Observed: IoU 0.986 (orb) and 0.987 (sift), scores 1.0 and 0.83.
     assert iou(prediction.mask, truth) > 0.9
     assert prediction.score > 0.5
 
@@ -179,9 +180,9 @@ def test_cache_notices_a_reused_key(frames):
 
 def test_grabcut_keeps_a_clean_mask():
     reference, (target, truth) = cross_scene()
-    plain = ClassicEngine().segment(View("exo", 0, target), cross_refs(reference))
-    refined = ClassicEngine(grabcut=True).segment(View("exo", 0, target), cross_refs(reference))
-    # Observed: IoU 0.987 either way.
+    plain = ClassicEngine(grabcut=False).segment(View("exo", 0, target), cross_refs(reference))
+    refined = ClassicEngine().segment(View("exo", 0, target), cross_refs(reference))  # grabcut is on
+    # Observed: IoU 0.982 without, 0.986 with.
     assert refined.mask.any()
     assert iou(refined.mask, truth) > iou(plain.mask, truth) - 0.03
 

@@ -16,7 +16,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
 from vggts_cli import __version__
-from vggts_cli.errors import UsageError, VggtsError
+from vggts_cli.errors import VggtsError
+from vggts_cli.options import parse_offsets, parse_write
 
 app = typer.Typer(
     name="vggts",
@@ -77,20 +78,6 @@ class Device(str, Enum):
     auto = "auto"
     cpu = "cpu"
     cuda = "cuda"
-
-
-def parse_offsets(values: list[str]) -> tuple[tuple[str, float], ...]:
-    """`exo=0.4` -> ("exo", 0.4); seconds added to every timestamp of that camera."""
-    parsed = []
-    for value in values:
-        name, sep, seconds = value.partition("=")
-        try:
-            if not sep or not name:
-                raise ValueError
-            parsed.append((name, float(seconds)))
-        except ValueError:
-            raise UsageError(f"--offset takes CAMERA=SECONDS (e.g. exo=0.4), got '{value}'") from None
-    return tuple(parsed)
 
 
 def version_callback(value: bool) -> None:
@@ -179,7 +166,7 @@ def propagate(
         mask=mask,
         out=out,
         mask_frame=mask_frame,
-        write=tuple(k.strip() for k in write.split(",") if k.strip()),
+        write=parse_write(write),
         sink_options=options,
         engine=engine,
         model=model,
@@ -209,11 +196,12 @@ def propagate(
 
 def _register_subcommands() -> None:
     """Commands that live in their own modules."""
-    from vggts_cli import bench_cli
+    from vggts_cli import batch_cli, bench_cli
     from vggts_cli.weights_cli import app as weights_app
 
     app.add_typer(weights_app, name="weights")
     bench_cli.register(app)
+    batch_cli.register(app)
 
 
 _register_subcommands()

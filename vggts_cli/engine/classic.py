@@ -59,7 +59,9 @@ class ClassicEngine(Engine):
 
     Args:
         work_size: long side of the internal processing size (frames are only ever shrunk to it).
-        grabcut: refine the fused mask with GrabCut in a band around its boundary.
+        grabcut: refine the fused mask with GrabCut in a band around its outline. On by default: flow only
+            carries the pixels it is given, so a part of the object lost once (or background taken in) would
+            stay lost; the colour models put the outline back on the object's edges (~1.6x the time).
         detector: "orb" (fast) or "sift" (more robust to large viewpoint and scale changes, ~2x slower).
         max_features: keypoints kept per frame.
         min_inliers: RANSAC inliers needed to accept a homography.
@@ -75,7 +77,7 @@ class ClassicEngine(Engine):
     def __init__(
         self,
         work_size: int = 480,
-        grabcut: bool = False,
+        grabcut: bool = True,
         detector: Detector = "orb",
         max_features: int = 2000,
         min_inliers: int = 12,
@@ -106,6 +108,7 @@ class ClassicEngine(Engine):
         # Tolerances in working-size pixels / colour levels.
         self._ransac_px = max(2.0, 0.0075 * work_size)
         self._fb_px = max(1.0, 0.004 * work_size)
+        self._astray_px = max(1.0, 0.003 * work_size)
         self._photo_levels = 30.0
         self._band_px = max(3, round(0.015 * work_size))
 
@@ -193,9 +196,16 @@ class ClassicEngine(Engine):
         same_grid = ref.view.camera == target.camera and src.gray.shape == tgt.gray.shape
         if ref.kind == "temporal" and same_grid:
             return self._by_flow(src, mask, tgt)
-        # Another camera at the same instant sees the object's surroundings where they are now; the seed,
-        # taken earlier, does not: the object may have moved over its background since.
-        return self._by_homography(src, mask, tgt, surroundings=ref.kind == "cross")
+        inside = (mask >= 0.5).astype(np.uint8)
+        candidate = self._by_homography(src, mask, inside, tgt)
+        if candidate is None and ref.kind == "cross":
+            # Too few matches on the object alone (small or weakly textured): another camera at the same
+            # instant also sees its surroundings as they are now, and the ground it stands on moves with it
+            # between views. (Not the seed: taken earlier, the object may have moved over its background.)
+            x, y, w, h = cv2.boundingRect(inside)
+            around = cv2.dilate(inside, _disk(max(self._band_px, max(w, h) // 2)))
+            candidate = self._by_homography(src, mask, around, tgt)
+        return candidate
 
     def _by_flow(self, src: _Frame, mask: np.ndarray, tgt: _Frame) -> _Candidate | None:
         """Push the reference object `mask` (h, w) float32 into the target along dense optical flow.
@@ -204,9 +214,9 @@ class ClassicEngine(Engine):
         a backward warp gives the object's label to the background it uncovers: either way a track lags a
         little more behind its object on every frame. So the object's motion is taken from its interior pixels
         whose flow is forward–backward consistent and whose colour matches where they land, spread over the
-        object (normalized convolution), and every object pixel is splatted forward along it. A target pixel
-        then votes where object pixels landed looking like it, and where none landed (the object left it).
-        The flow is only computed in a window around the object, large enough for a frame's motion.
+        object (normalized convolution), and every object pixel that lands on its own colour is splatted
+        forward along it; the flow votes background wherever none landed (the object left, or is occluded
+        there). The flow is only computed in a window around the object, large enough for a frame's motion.
         """
         x, y, w, h = cv2.boundingRect((mask >= 0.5).astype(np.uint8))
         margin = max(round(0.1 * self.work_size), round(0.25 * max(w, h)))
@@ -232,19 +242,7 @@ class ClassicEngine(Engine):
         interior = cv2.erode(inside.astype(np.uint8), _disk(6)) > 0  # beyond the reach of an 8-px patch
         if interior.sum() < 20:
             interior = inside  # a thin object: its outline is all there is
-        import os
-        mode = os.environ.get("MODE", "base")
-        texture = cv2.cornerMinEigenVal(src_gray, 7)
-        texture = np.minimum(texture / (np.percentile(texture[inside], 90) + 1e-6), 1.0)
-        if mode == "base":
-            support = (interior & reliable).astype(np.float32)
-        elif mode == "A":
-            support = (inside & reliable) * texture
-        elif mode == "B":
-            support = (inside & reliable) * texture * np.where(interior, 1.0, 0.3)
-        elif mode == "C":
-            support = (interior & reliable) * texture
-        support = support.astype(np.float32)
+        support = (interior & reliable).astype(np.float32)
         if not support.any():
             return None
         consistency = float(consistent[interior].mean())
@@ -264,43 +262,42 @@ class ClassicEngine(Engine):
             tgt_colour, to_x[:, None], to_y[:, None], cv2.INTER_LINEAR, borderValue=(-255.0,) * 3
         )
         alike = np.abs(arrived[:, 0] - src_colour[ys, xs]).max(axis=1) < self._photo_levels
-        weight = obj[ys, xs]
-        mass, alike_mass = _splat(to_x, to_y, np.stack([weight, weight * alike], axis=1), obj.shape)
+        # A pixel whose own flow is reliable but leaves the object's motion is background the mask took in
+        # by mistake: it is dropped rather than dragged along (and spread) with the object.
+        astray = reliable[ys, xs] & (np.hypot(*(forward[ys, xs] - motion[ys, xs]).T) > self._astray_px)
+        weight = obj[ys, xs] * (alike & ~astray)
+        mass = _splat(to_x, to_y, weight, obj.shape)
 
         # Chance agreement of unrelated textures is well above 0; map it to no confidence.
-        agreement = float(np.dot(weight, alike) / weight.sum())
+        agreement = float(weight.sum() / obj[ys, xs].sum())
         confidence = float(np.clip((agreement - 0.3) / 0.5, 0.0, 1.0)) * consistency
         if confidence == 0.0:
             return None
-        trust = np.where(mass > 0.05, alike_mass / np.maximum(mass, 0.05), 1.0).astype(np.float32)
         prob, votes = np.zeros_like(mask), np.zeros_like(mask)
         prob[window] = np.minimum(mass, 1.0)
-        votes[window] = confidence * cv2.GaussianBlur(trust, (0, 0), 1.0)
+        votes[window] = confidence
         return _Candidate(prob, votes, confidence)
 
     def _by_homography(
-        self, src: _Frame, mask: np.ndarray, tgt: _Frame, surroundings: bool
+        self, src: _Frame, mask: np.ndarray, region: np.ndarray, tgt: _Frame
     ) -> _Candidate | None:
-        """Warp `mask` (h, w) float32 by a transform fitted by RANSAC to keypoint matches on the object (and
-        a thin band around it when `surroundings`), verified by the colours it brings into the target."""
+        """Warp `mask` (h, w) float32 by a transform fitted by RANSAC to the matches of the keypoints within
+        `region` (h, w) uint8, verified by the colours it brings into the target."""
         src_points, src_desc = self._keypoints(src)
         tgt_points, tgt_desc = self._keypoints(tgt)
         if src_desc is None or tgt_desc is None or len(tgt_points) < 2:
             return None
-        region = (mask >= 0.5).astype(np.uint8)
-        if surroundings:
-            region = cv2.dilate(region, _disk(self._band_px))
         xs = np.clip(src_points[:, 0].round().astype(int), 0, mask.shape[1] - 1)
         ys = np.clip(src_points[:, 1].round().astype(int), 0, mask.shape[0] - 1)
-        on_object = region[ys, xs] > 0
-        if on_object.sum() < self.min_inliers:
+        chosen = region[ys, xs] > 0
+        if chosen.sum() < self.min_inliers:
             return None
-        matches = self._matcher.knnMatch(src_desc[on_object], tgt_desc, k=2)
+        matches = self._matcher.knnMatch(src_desc[chosen], tgt_desc, k=2)
         pairs = [(m.queryIdx, m.trainIdx) for m, n in matches if m.distance < 0.8 * n.distance]
         if len(pairs) < self.min_inliers:
             return None
         query, train = np.array(pairs).T
-        transform, inliers = self._fit(src_points[on_object][query], tgt_points[train])
+        transform, inliers = self._fit(src_points[chosen][query], tgt_points[train])
         if transform is None or inliers < self.min_inliers or not _plausible(transform, mask >= 0.5):
             return None
         h, w = tgt.gray.shape
@@ -380,12 +377,12 @@ def _disk(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
-def _splat(xs: np.ndarray, ys: np.ndarray, values: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Bilinear forward splatting of `values` (N, C) at the points (`xs`, `ys`) (N,): (C, h, w) float32."""
+def _splat(xs: np.ndarray, ys: np.ndarray, weights: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Bilinear forward splatting of `weights` (N,) at the points (`xs`, `ys`) (N,): (h, w) float32."""
     height, width = shape
     left, top = np.floor(xs).astype(np.int64), np.floor(ys).astype(np.int64)
     fx, fy = xs - left, ys - top
-    out = np.zeros((values.shape[1], height * width))
+    out = np.zeros(height * width)
     for dx, dy, share in (
         (0, 0, (1 - fx) * (1 - fy)),
         (1, 0, fx * (1 - fy)),
@@ -394,10 +391,8 @@ def _splat(xs: np.ndarray, ys: np.ndarray, values: np.ndarray, shape: tuple[int,
     ):
         cx, cy = left + dx, top + dy
         ok = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
-        index = cy[ok] * width + cx[ok]
-        for channel in range(values.shape[1]):
-            out[channel] += np.bincount(index, share[ok] * values[ok, channel], height * width)
-    return out.reshape(-1, height, width).astype(np.float32)
+        out += np.bincount(cy[ok] * width + cx[ok], share[ok] * weights[ok], height * width)
+    return out.reshape(height, width).astype(np.float32)
 
 
 def _plausible(homography: np.ndarray, mask: np.ndarray) -> bool:

@@ -84,7 +84,9 @@ class VideoWriter:
     @classmethod
     def h264(cls, path: Path, like: VideoInfo, *, copy_audio: bool = False) -> VideoWriter:
         """H.264 for viewing (overlay, redacted): near-transparent quality, fast to encode."""
-        options = {"crf": "18", "preset": "veryfast"}
+        # One encoder thread: with x264's threads, sequential runs on the same frames gave different bytes
+        # here, and a resumed or retried job must rewrite byte-identical files. Cameras encode in parallel.
+        options = {"crf": "18", "preset": "veryfast", "threads": "1"}
         return cls(path, like, codec="libx264", pix_fmt="yuv420p", options=options, copy_audio=copy_audio)
 
     @classmethod

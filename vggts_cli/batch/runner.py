@@ -1,0 +1,297 @@
+"""Run checked jobs on a backend: the work of one job, the batch record (OUTDIR/batch.json), resume, progress.
+
+Every backend runs a job through `run_job`, which is `vggts propagate`'s own `prepare` + `run` with
+`resume=True` on the job's folder: a first attempt starts a fresh journal, a retry after a killed worker
+continues it, and either way the outputs equal an undisturbed run's. The backends only decide where
+`run_job` runs (local.py: a process pool; ray_backend.py: Ray actors) and stream its results back.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Protocol
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from vggts_cli.engine.base import Engine
+from vggts_cli.engine.propagate import PropagateJob, prepare, run
+from vggts_cli.engine.registry import make_engine
+from vggts_cli.errors import UsageError, VggtsError
+from vggts_cli.fsutil import commit, partial_path
+
+if TYPE_CHECKING:
+    from vggts_cli.batch.manifest import BadRow, BatchJob
+
+BATCH_FILE = "batch.json"
+MAX_ATTEMPTS = 3  # runs of one job whose worker died under it, before the job counts as failed
+REPORT_EVERY_S = 0.25  # how often a worker sends its job's progress
+
+# progress(job id, ticks so far in this attempt): a tick is a frame segmented or a frame written, so a job
+# of F frames (all cameras) ends at 2 F ticks.
+ProgressFn = Callable[[str, int], None]
+
+
+@dataclass
+class JobOutcome:
+    """What one job came to: `status` is "done" or "failed"; seconds spent in the worker, frames of all
+    cameras, the error's one line, and `vggts propagate --json`'s per-camera summary."""
+
+    id: str
+    status: str
+    frames: int = 0
+    seconds: float = 0.0
+    error: str | None = None
+    cameras: list[dict] = field(default_factory=list)
+
+
+class Backend(Protocol):
+    """Where jobs run. `execute` yields one outcome per job as each finishes (any order) and calls
+    `progress` from the calling thread in between."""
+
+    description: str
+
+    def execute(self, jobs: Sequence[BatchJob], progress: ProgressFn) -> Iterator[JobOutcome]: ...
+
+
+# --------------------------------------------------------------------------- inside a worker process
+
+
+def limit_threads(threads: int) -> None:
+    """Keep a worker to its share of the cores: N workers x all-core thread pools oversubscribe them."""
+    import cv2
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(threads)  # read by torch and BLAS when (lazily) imported later
+    cv2.setNumThreads(threads)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(threads)
+
+
+class EngineCache:
+    """Engines with weights are built on first use and kept, so a worker loads a model once and serves many
+    jobs. A weight-free engine is cheap to build and is built per job: the classic one caches frames by
+    (camera, index), which another recording must not see."""
+
+    def __init__(self) -> None:
+        self._engines: dict[tuple[str, str | None, str], Engine] = {}
+
+    def get(self, job: PropagateJob) -> Engine:
+        key = (job.engine, job.model, job.device)
+        if job.model is None:
+            return make_engine(*key)
+        if key not in self._engines:
+            self._engines[key] = make_engine(*key)
+        return self._engines[key]
+
+
+def run_job(
+    job_id: str, job: PropagateJob, engines: EngineCache, report: Callable[[int], None]
+) -> JobOutcome:
+    """Run one job as `vggts propagate --resume` would; a failure of the job becomes a "failed" outcome.
+
+    report(ticks) is called at most every REPORT_EVERY_S seconds, first with 0, last with the total.
+    """
+    start = time.perf_counter()
+    ticks, last = 0, 0.0
+    report(0)
+
+    def tick(stage: str, n: int) -> None:
+        nonlocal ticks, last
+        ticks += n
+        if time.perf_counter() - last >= REPORT_EVERY_S:
+            last = time.perf_counter()
+            report(ticks)
+
+    try:
+        summaries = run(prepare(replace(job, resume=True)), engines.get(job), tick)
+    except Exception as e:  # a bad recording fails its own job; the batch goes on
+        error = str(e) if isinstance(e, VggtsError) else f"{type(e).__name__}: {e}"
+        return JobOutcome(job_id, "failed", seconds=time.perf_counter() - start, error=error.split("\n")[0])
+    report(ticks)
+    return JobOutcome(
+        job_id,
+        "done",
+        frames=sum(s.frames for s in summaries),
+        seconds=time.perf_counter() - start,
+        cameras=[s.as_dict() for s in summaries],
+    )
+
+
+# --------------------------------------------------------------------------- the driver
+
+
+class BatchRecord:
+    """OUTDIR/batch.json: every job's status, frames, seconds and error, rewritten atomically as jobs end."""
+
+    def __init__(self, out: Path, manifest: Path, backend: Backend) -> None:
+        self.path = out / BATCH_FILE
+        self.backend = backend
+        self.doc: dict = {
+            "manifest": str(manifest.resolve()),
+            "out": str(out.resolve()),
+            "backend": backend.description,
+            "seconds": 0.0,
+            "counts": {},
+            "jobs": {},
+        }
+
+    @staticmethod
+    def previous(out: Path) -> dict[str, dict]:
+        """The done jobs of an earlier batch.json in `out` by id; none when it is missing or unreadable."""
+        try:
+            jobs = json.loads((out / BATCH_FILE).read_text())["jobs"]
+            return {j["id"]: j for j in jobs if j["status"] == "done"}
+        except (OSError, ValueError, KeyError, TypeError):
+            return {}
+
+    def set(self, entry: dict) -> None:
+        self.doc["jobs"][entry["where"]] = entry  # by row: a bad row may repeat another's id
+
+    def summary(self) -> dict:
+        """The record as written: jobs as a list, in manifest order."""
+        jobs = list(self.doc["jobs"].values())
+        counts: dict[str, int] = {}
+        for j in jobs:
+            counts[j["status"]] = counts.get(j["status"], 0) + 1
+        frames = sum(j["frames"] for j in jobs if j["status"] == "done")
+        seconds = self.doc["seconds"]
+        return {
+            **self.doc,
+            "backend": self.backend.description,  # a backend tells its size once it has started
+            "counts": counts,
+            "frames": frames,
+            "jobs_per_hour": round(counts.get("done", 0) * 3600 / seconds, 1) if seconds else 0.0,
+            "jobs": jobs,
+        }
+
+    def write(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        partial = partial_path(self.path)
+        partial.write_text(json.dumps(self.summary(), indent=2) + "\n", encoding="utf-8")
+        commit(partial, self.path)
+
+
+def _entry(job: BatchJob, status: str, **values) -> dict:
+    entry = {
+        "id": job.id,
+        "where": job.where,
+        "status": status,
+        "frames": 0,
+        "seconds": 0.0,
+        "error": None,
+        "outputs": list(job.outputs),
+        "spec": job.spec,
+        "cameras": [],
+    }
+    return {**entry, **values}
+
+
+def _complete(job: BatchJob, recorded: dict | None) -> bool:
+    """A recorded run of the same job whose outputs are all still there."""
+    return (
+        recorded is not None
+        and recorded.get("status") == "done"
+        and recorded.get("spec") == job.spec
+        and recorded.get("outputs") == list(job.outputs)
+        and all((job.job.out / p).exists() for p in job.outputs)
+    )
+
+
+def check_out(out: Path, resume: bool) -> None:
+    """Refuse to mix a new batch into an earlier one's folder."""
+    if not resume and (out / BATCH_FILE).exists():
+        raise UsageError(
+            f"{out} holds an earlier batch; pass --resume to continue it or choose another --out"
+        )
+
+
+def run_batch(
+    jobs: Sequence[BatchJob],
+    bad: Sequence[BadRow],
+    out: Path,
+    manifest: Path,
+    backend: Backend,
+    resume: bool = False,
+    console: Console | None = None,
+) -> dict:
+    """Run `jobs` (bad rows are recorded, not run) on `backend`; returns the summary written to batch.json.
+
+    With `resume`, jobs that an earlier batch.json records as done, with the same inputs and options and
+    all outputs present, are kept and not run again. A progress bar goes to `console` when it is a terminal.
+    """
+    check_out(out, resume)
+    previous = BatchRecord.previous(out) if resume else {}
+    record = BatchRecord(out, manifest, backend)
+    todo = []
+    for job in jobs:
+        if _complete(job, previous.get(job.id)):
+            record.set({**previous[job.id], "where": job.where})
+        else:
+            record.set(_entry(job, "pending"))
+            todo.append(job)
+    for row in bad:
+        record.set(
+            {
+                "id": row.id or row.where,
+                "where": row.where,
+                "status": "bad",
+                "frames": 0,
+                "seconds": 0.0,
+                "error": row.error,
+            }
+        )
+    start = time.perf_counter()
+    record.write()
+
+    by_id = {job.id: job for job in todo}
+    ticks = dict.fromkeys(by_id, 0)
+    total_frames = sum(job.frames for job in todo)
+    with _progress_bar(console) as bar:
+        task = bar.add_task("batch", total=total_frames, jobs=f"0/{len(todo)}", fps=0.0)
+
+        def progress(job_id: str, n: int) -> None:
+            # A retried job starts again from 0 and re-counts its journal: keep the highest count seen.
+            ticks[job_id] = max(ticks[job_id], min(n, 2 * by_id[job_id].frames))
+            _advance(bar, task, ticks, start)
+
+        finished = 0
+        for outcome in backend.execute(todo, progress):
+            job = by_id[outcome.id]
+            if outcome.status == "done":
+                ticks[job.id] = 2 * job.frames
+            finished += 1
+            bar.update(task, jobs=f"{finished}/{len(todo)}")
+            _advance(bar, task, ticks, start)
+            values = asdict(outcome)
+            values["seconds"] = round(values["seconds"], 3)
+            record.set(_entry(job, **{k: v for k, v in values.items() if k != "id"}))
+            record.doc["seconds"] = round(time.perf_counter() - start, 3)
+            record.write()
+    record.doc["seconds"] = round(time.perf_counter() - start, 3)
+    record.write()
+    return record.summary()
+
+
+def _progress_bar(console: Console | None) -> Progress:
+    """One bar for the whole batch: jobs done, frames done (segmented and written), frames/s."""
+    return Progress(
+        TextColumn("{task.description} jobs {task.fields[jobs]}"),
+        BarColumn(),
+        TextColumn("frames {task.completed:.0f}/{task.total:.0f}"),
+        TextColumn("{task.fields[fps]:.1f} frames/s"),
+        TimeElapsedColumn(),
+        console=console,
+        disable=console is None or not console.is_terminal,
+    )
+
+
+def _advance(bar: Progress, task, ticks: dict[str, int], start: float) -> None:
+    frames = sum(ticks.values()) / 2
+    bar.update(task, completed=frames, fps=frames / max(time.perf_counter() - start, 1e-6))
