@@ -85,7 +85,7 @@ class VideoWriter:
     def h264(cls, path: Path, like: VideoInfo, *, copy_audio: bool = False) -> VideoWriter:
         """H.264 for viewing (overlay, redacted): near-transparent quality, fast to encode."""
         # One encoder thread: with x264's threads, sequential runs on the same frames gave different bytes
-        # here, and a resumed or retried job must rewrite byte-identical files. Cameras encode in parallel.
+        # here, and a resumed or retried job must rewrite byte-identical files.
         options = {"crf": "18", "preset": "veryfast", "threads": "1"}
         return cls(path, like, codec="libx264", pix_fmt="yuv420p", options=options, copy_audio=copy_audio)
 
