@@ -20,7 +20,6 @@ import pytest
 from recordings import make_recording
 
 from vggts_cli.batch.manifest import load_manifest
-from vggts_cli.video.reader import probe
 
 RAY = Path(sys.executable).with_name("ray")
 HAVE_RAY = shutil.which("ray", path=str(RAY.parent)) is not None
@@ -38,20 +37,13 @@ def vggts(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return proc
 
 
-def files(folder: Path) -> dict[str, object]:
-    """Every file under `folder` but the resume journal, by relative path: its bytes, or for an H.264 .mp4
-    its frame count and size. VideoWriter's H.264 encodes of the same frames are not byte-reproducible at
-    some sizes (this rig's 160x120 ego), with or without batch, so the .mp4 bytes cannot be compared."""
+def files(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` but the resume journal, by relative path, with its bytes."""
     return {
-        str(p.relative_to(folder)): _video(p) if p.suffix == ".mp4" else p.read_bytes()
+        str(p.relative_to(folder)): p.read_bytes()
         for p in sorted(folder.rglob("*"))
         if p.is_file() and ".vggts" not in p.parts
     }
-
-
-def _video(path: Path) -> tuple[int, int, int]:
-    info = probe(path)
-    return info.num_frames, info.width, info.height
 
 
 # --------------------------------------------------------------------------- the corpus: 6 good jobs, 1 bad

@@ -5,11 +5,14 @@ Each reference is carried into the target as a soft candidate mask with a confid
   pushed forward along its own (interior) motion, trusted where the flow is forward–backward consistent and
   the object looks the same where it lands;
 - every other reference (the seed, another camera's frame at this instant) by an affine map or homography
-  fitted by RANSAC to ORB/SIFT matches of the keypoints on the reference object, trusted by its inliers.
+  fitted by RANSAC to ORB/SIFT matches of the keypoints on the reference object (for another camera at the
+  same instant, also its surroundings when the object alone has too few), trusted by its inliers and by the
+  colours it brings into the target.
 The candidates vote per pixel, weighted by confidence: the anchors (seed, cross) keep the temporal track from
-drifting, and the temporal track gives the shape where no single transform fits. All the work happens at a
-small working size; per-frame work (grayscale, keypoints) is cached because the same reference frames come
-back on every call. Everything is deterministic: a resumed job reproduces the same masks.
+drifting, and the temporal track gives the shape where no single transform fits. GrabCut then redraws the
+outline on the object's colour edges, in a band around it. All the work happens at a small working size;
+per-frame work (grayscale, keypoints) is cached because the same reference frames come back on every call.
+Everything is deterministic: a resumed job reproduces the same masks.
 """
 
 from __future__ import annotations
