@@ -26,6 +26,20 @@ def _fit_pix_fmt(pix_fmt: str, width: int, height: int) -> str:
     return pix_fmt
 
 
+def _x264_reproducible() -> dict[str, str]:
+    """x264 options that make the same frames encode to the same bytes.
+
+    x264's AVX-512 kernels gave run-to-run differences in the bottom rows of P-frames here (seen with
+    FFmpeg 8.1 in av 18 on an AVX-512 CPU; the AVX2 kernels and plain C do not), and a resumed or retried
+    job must rewrite byte-identical files. So on such a CPU x264 is held to AVX2, which it also has.
+    """
+    try:
+        flags = Path("/proc/cpuinfo").read_text().split()
+    except OSError:
+        return {}
+    return {"x264-params": "asm=AVX2"} if "avx512f" in flags and "avx2" in flags else {}
+
+
 def _quiet(codec: str, options: dict[str, str]) -> dict[str, str]:
     """libx265 prints its banner and statistics itself, past FFmpeg's log level."""
     if codec in ("libx265", "hevc") and "x265-params" not in options:
@@ -84,9 +98,7 @@ class VideoWriter:
     @classmethod
     def h264(cls, path: Path, like: VideoInfo, *, copy_audio: bool = False) -> VideoWriter:
         """H.264 for viewing (overlay, redacted): near-transparent quality, fast to encode."""
-        # One encoder thread: with x264's threads, sequential runs on the same frames gave different bytes
-        # here, and a resumed or retried job must rewrite byte-identical files.
-        options = {"crf": "18", "preset": "veryfast", "threads": "1"}
+        options = {"crf": "18", "preset": "veryfast", **_x264_reproducible()}
         return cls(path, like, codec="libx264", pix_fmt="yuv420p", options=options, copy_audio=copy_audio)
 
     @classmethod
