@@ -1,4 +1,4 @@
-"""Test videos encoded with PyAV, with content that names its own frame.
+"""Test videos encoded with PyAV, with content that names its own frame, and ffprobe to check files.
 
 `pattern(i, w, h)` draws frame `i`: the top quarter holds `i` as 12 binary blocks (white = 1, most
 significant on the left) and the rest is a dark blue field with a red bar that moves 3 px a frame.
@@ -8,16 +8,22 @@ is upright (a turned or mirrored image does not read back as its own index).
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 
 BITS = 12  # frame numbers up to 4095
 SAMPLE_RATE = 48_000
 _AUDIO_CODECS = {"aac": "aac", "opus": "libopus"}
+HAVE_FFPROBE = shutil.which("ffprobe") is not None
+needs_ffprobe = pytest.mark.skipif(not HAVE_FFPROBE, reason="ffprobe (Debian ffmpeg) not installed")
 
 Pattern = Callable[[int, int, int], np.ndarray]
 
@@ -132,3 +138,28 @@ def _add_tone(
             container.mux(packet)
     for packet in stream.encode(None):
         container.mux(packet)
+
+
+def ffprobe(path: Path, *args: str) -> dict:
+    """ffprobe's JSON report on `path` (an FFmpeg build independent of PyAV); skips the test without it.
+
+    `args` choose what it shows, e.g. "-show_entries", "stream=codec_name:format=duration".
+    """
+    if not HAVE_FFPROBE:
+        pytest.skip("ffprobe (Debian ffmpeg) not installed")
+    cmd = ["ffprobe", "-v", "error", *args, "-of", "json", str(path)]
+    return json.loads(subprocess.run(cmd, capture_output=True, text=True, check=True).stdout)
+
+
+def ffprobe_streams(path: Path, entries: str, select: str | None = None, count: bool = False) -> list[dict]:
+    """`entries` ("codec_name,width") of each stream, or of those matching `select` ("v:0", "a").
+
+    count: decode and count frames and packets (`nb_read_frames`, `nb_read_packets`). Fields ffprobe
+    does not know for a stream (N/A) are left out.
+    """
+    args = ["-show_entries", f"stream={entries}"]
+    if select is not None:
+        args += ["-select_streams", select]
+    if count:
+        args += ["-count_frames", "-count_packets"]
+    return ffprobe(path, *args)["streams"]

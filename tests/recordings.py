@@ -39,24 +39,21 @@ def make_recording(
 ) -> Recording:
     """The example rig (ego + exo), `seconds` long, sizes scaled by `scale`; exo may start later."""
     scene = Scene.generate(0, duration=seconds)
+
+    def scaled(camera: CameraPath, fps: Fraction, **fields) -> CameraPath:
+        """`camera` at `scale` (even sizes), filming `seconds` at `fps`."""
+        return replace(
+            camera,
+            width=int(camera.width * scale) // 2 * 2,
+            height=int(camera.height * scale) // 2 * 2,
+            zoom=camera.zoom * scale,
+            fps=fps,
+            num_frames=round(seconds * fps),
+            **fields,
+        )
+
     ego, exo = ego_exo_cameras(seconds)
-    ego = replace(
-        ego,
-        width=int(ego.width * scale) // 2 * 2,
-        height=int(ego.height * scale) // 2 * 2,
-        zoom=ego.zoom * scale,
-        fps=ego_fps,
-        num_frames=round(seconds * ego_fps),
-    )
-    exo = replace(
-        exo,
-        width=int(exo.width * scale) // 2 * 2,
-        height=int(exo.height * scale) // 2 * 2,
-        zoom=exo.zoom * scale,
-        fps=exo_fps,
-        num_frames=round(seconds * exo_fps),
-        start=exo_start,
-    )
+    ego, exo = scaled(ego, ego_fps), scaled(exo, exo_fps, start=exo_start)
     folder.mkdir(parents=True, exist_ok=True)
     videos = (folder / "ego.mp4", folder / "exo.mp4")
     encode_camera(videos[0], scene, ego, audio=audio)

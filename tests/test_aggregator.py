@@ -2,42 +2,28 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
-from safetensors.torch import load_file
+from vectors import load_vectors, official_shapes
 
 from vggts_cli.model.aggregator import Aggregator
 from vggts_cli.model.configs import TESTVECTOR_BACKBONE, VGGT_S_1B
 from vggts_cli.model.dino import resize_pos_embed
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-TESTVECTORS = SHARED / "testvectors"
-KEY_TABLE = SHARED / "research" / "official" / "vggt-1b.keys.tsv"
 ATOL = 1e-4  # testvectors/README.md: fp32 rounding of the official code is <= 4.3e-6 here
 # bf16 autocast vs fp32 on these vectors measured max |diff| 0.019-0.038 over the 5 layers (values up to
 # 7.9, i.e. about one bf16 ulp of the largest values); allow roughly 2.5x that.
 BF16_ATOL = 0.1
 
 
-def _load(name: str) -> dict[str, torch.Tensor]:
-    path = TESTVECTORS / name
-    if not path.is_file():
-        pytest.skip(f"test vectors not found at {path} (shared/ is checked out beside the repo)")
-    return load_file(path)
-
-
 @pytest.fixture(scope="module")
 def io() -> dict[str, torch.Tensor]:
-    return _load("backbone_small.io.safetensors")
+    return load_vectors("backbone_small.io.safetensors")
 
 
 @pytest.fixture(scope="module")
 def model() -> Aggregator:
-    prefix = "aggregator."
-    weights = _load("backbone_small.weights.safetensors")
-    state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+    state = load_vectors("backbone_small.weights.safetensors", "aggregator.")
     model = Aggregator(TESTVECTOR_BACKBONE.aggregator).eval()
     model.load_state_dict(state, strict=True)
     return model
@@ -125,13 +111,8 @@ def test_rejects_bad_shapes(model: Aggregator, shape: tuple[int, ...]) -> None:
         model(torch.rand(shape))
 
 
-@pytest.mark.skipif(not KEY_TABLE.is_file(), reason=f"key table not found at {KEY_TABLE}")
 def test_1b_config_matches_official_keys() -> None:
-    expected = {}
-    for line in KEY_TABLE.read_text().splitlines():
-        if line.startswith("aggregator."):
-            key, shape, *_ = line.split("\t")
-            expected[key[len("aggregator.") :]] = tuple(int(n) for n in shape.split("x"))
+    expected = official_shapes("vggt-1b.keys.tsv", "aggregator.")
     with torch.device("meta"):  # shapes only: no 0.9 B values allocated
         model = Aggregator(VGGT_S_1B.aggregator)
     got = {k: tuple(v.shape) for k, v in model.state_dict().items()}

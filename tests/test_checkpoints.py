@@ -13,28 +13,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 from torch import nn
+from vectors import KeyTable, official_keys, vector_path
 
 from vggts_cli.errors import VggtsError
 from vggts_cli.model.checkpoints import VGGT_SKIPPED_PREFIXES, load_into, read_state_dict
-
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-OFFICIAL = SHARED / "research" / "official"
-
-KeyTable = list[tuple[str, tuple[int, ...], str]]  # (key, shape, kind: "param" | "buffer")
-
-
-def _key_table(name: str) -> KeyTable:
-    path = OFFICIAL / name
-    if not path.is_file():
-        pytest.skip(f"official key table not found at {path} (shared/ is checked out beside the repo)")
-    rows = [line.split("\t") for line in path.read_text().splitlines() if line and not line.startswith("#")]
-    assert rows[0] == ["key", "shape", "dtype", "numel", "kind"]
-    table = []
-    for key, shape, dtype, numel, kind in rows[1:]:
-        dims = tuple(int(d) for d in shape.split("x"))
-        assert dtype == "float32" and math.prod(dims) == int(numel) and kind in ("param", "buffer")
-        table.append((key, dims, kind))
-    return table
 
 
 class TableModule(nn.Module):
@@ -81,7 +63,7 @@ def _one_line_error(match: str, call, *args) -> str:
 
 
 def test_vggt_1b_table_and_skipped_heads() -> None:
-    table = _key_table("vggt-1b.keys.tsv")
+    table = official_keys("vggt-1b.keys.tsv")
     assert len(table) == 1797
     assert sum(math.prod(shape) for _, shape, _ in table) == 1_256_537_516
     assert all(kind == "param" for *_, kind in table)  # model.pt holds no buffers
@@ -93,7 +75,7 @@ def test_vggt_1b_table_and_skipped_heads() -> None:
 
 
 def test_vggt_s_head_table() -> None:
-    table = _key_table("vggt-s-head.keys.tsv")
+    table = official_keys("vggt-s-head.keys.tsv")
     assert len(table) == 153
     assert sum(math.prod(shape) for _, shape, _ in table) == 37_968_368
     assert sum(math.prod(shape) for _, shape, kind in table if kind == "buffer") == 1_024
@@ -104,7 +86,7 @@ def test_vggt_s_head_table() -> None:
 
 def _vggt_subset() -> KeyTable:
     """Tokens, one frame block, the tracker's first layers and a few keys of each skipped head."""
-    table = _key_table("vggt-1b.keys.tsv")
+    table = official_keys("vggt-1b.keys.tsv")
     wanted = (
         "aggregator.camera_token",
         "aggregator.register_token",
@@ -161,7 +143,7 @@ def test_prefix_selects_a_submodule(tmp_path: Path) -> None:
 
 
 def test_main_exp_pth_layout_loads_at_full_size(tmp_path: Path) -> None:
-    table = _key_table("vggt-s-head.keys.tsv")
+    table = official_keys("vggt-s-head.keys.tsv")
     state = _random_state(table)
     # The optimizer/scheduler entries only need the official structure (AdamW with per-parameter state,
     # MultiStepLR whose milestones are a collections.Counter), not the head's size.
@@ -195,7 +177,7 @@ def test_module_prefix_is_stripped(tmp_path: Path) -> None:
 
 
 def test_values_are_cast_to_the_module_dtype() -> None:
-    table = _key_table("vggt-s-head.keys.tsv")[:14]  # the prompt encoder, incl. both buffers
+    table = official_keys("vggt-s-head.keys.tsv")[:14]  # the prompt encoder, incl. both buffers
     state = _random_state(table)
     head = TableModule(table, dtype=torch.bfloat16)
     load_into(head, state)
@@ -212,7 +194,7 @@ def test_non_persistent_buffers_are_not_expected_in_the_file() -> None:
 
 
 def test_safetensors(tmp_path: Path) -> None:
-    table = _key_table("vggt-s-head.keys.tsv")[:14]
+    table = official_keys("vggt-s-head.keys.tsv")[:14]
     state = _random_state(table)
     save_file(state, tmp_path / "head.safetensors")
     read = read_state_dict(tmp_path / "head.safetensors")
@@ -222,12 +204,9 @@ def test_safetensors(tmp_path: Path) -> None:
 
 
 def test_official_head_test_vector_reads() -> None:
-    path = SHARED / "testvectors" / "head_small.weights.safetensors"
-    if not path.is_file():
-        pytest.skip(f"test vectors not found at {path}")
-    read = read_state_dict(path)
+    read = read_state_dict(vector_path("head_small.weights.safetensors"))
     assert sorted(read) == sorted(
-        key for key, *_ in _key_table("vggt-s-head.keys.tsv")
+        key for key, *_ in official_keys("vggt-s-head.keys.tsv")
     )  # safetensors sorts keys
     assert sum(value.numel() for value in read.values()) == 2_890_608  # testvectors/README.md
 
@@ -237,7 +216,7 @@ def test_official_head_test_vector_reads() -> None:
 
 @pytest.fixture
 def small_head() -> tuple[KeyTable, dict[str, torch.Tensor]]:
-    table = _key_table("vggt-s-head.keys.tsv")[:14]
+    table = official_keys("vggt-s-head.keys.tsv")[:14]
     return table, _random_state(table)
 
 

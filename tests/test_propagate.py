@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -16,6 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from media import ffprobe, ffprobe_streams, needs_ffprobe
 from pycocotools import mask as cocomask
 from recordings import make_recording
 
@@ -26,7 +26,6 @@ from vggts_cli.video.reader import probe
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "examples"
-HAVE_FFPROBE = shutil.which("ffprobe") is not None
 
 
 def vggts(*args: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -37,47 +36,14 @@ def vggts(*args: str, check: bool = True) -> subprocess.CompletedProcess:
 
 
 def ffprobe_video(path: Path) -> dict:
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-count_frames",
-            "-select_streams",
-            "v:0",
-            "-show_entries",
-            "stream=codec_name,width,height,pix_fmt,r_frame_rate,nb_read_frames:format=duration",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    data = json.loads(out)
+    """The first video stream's format, frame rate and decoded frame count, and the file's duration."""
+    entries = "stream=codec_name,width,height,pix_fmt,r_frame_rate,nb_read_frames:format=duration"
+    data = ffprobe(path, "-count_frames", "-select_streams", "v:0", "-show_entries", entries)
     return {**data["streams"][0], "duration": float(data["format"]["duration"])}
 
 
 def ffprobe_audio_codecs(path: Path) -> list[str]:
-    out = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-select_streams",
-            "a",
-            "-show_entries",
-            "stream=codec_name",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    return [s["codec_name"] for s in json.loads(out)["streams"]]
+    return [s["codec_name"] for s in ffprobe_streams(path, "codec_name", "a")]
 
 
 class RecordingEngine(Engine):
@@ -129,7 +95,7 @@ def test_json_summary(example_run):
         assert 0.0 <= c["mean_score"] <= 1.0 and c["frames_per_second"] > 0
 
 
-@pytest.mark.skipif(not HAVE_FFPROBE, reason="ffprobe (Debian ffmpeg) not installed")
+@needs_ffprobe
 @pytest.mark.parametrize("camera", ["ego", "exo"])
 @pytest.mark.parametrize("output", ["overlay.mp4", "redacted.mp4", "matte.mov"])
 def test_videos_keep_count_rate_size_duration(example_run, camera, output):
@@ -144,7 +110,7 @@ def test_videos_keep_count_rate_size_duration(example_run, camera, output):
         assert result["codec_name"] == "prores" and "a" in result["pix_fmt"]
 
 
-@pytest.mark.skipif(not HAVE_FFPROBE, reason="ffprobe (Debian ffmpeg) not installed")
+@needs_ffprobe
 def test_redacted_keeps_audio(example_run):
     out, _ = example_run
     assert ffprobe_audio_codecs(out / "ego" / "redacted.mp4") == ffprobe_audio_codecs(EXAMPLES / "ego.mp4")
@@ -270,7 +236,8 @@ def small(tmp_path_factory) -> tuple[Path, Path, Path]:
     return rec.videos[0], rec.videos[1], rec.seed_png(folder / "mask.png")
 
 
-def bad_inputs(tmp: Path, ego: Path, exo: Path, mask: Path) -> dict[str, tuple[list[str], int]]:
+def bad_inputs(tmp: Path, ego: Path, exo: Path, mask: Path, out: Path) -> dict[str, tuple[list[str], int]]:
+    """Case name: (propagate's arguments, expected exit code)."""
     text = tmp / "notes.mp4"
     text.write_text("this is not a video\n")
     truncated = tmp / "truncated.mp4"
@@ -281,21 +248,22 @@ def bad_inputs(tmp: Path, ego: Path, exo: Path, mask: Path) -> dict[str, tuple[l
     cv2.imwrite(str(wrong_size), np.full((10, 10), 255, np.uint8))
     empty = tmp / "empty.png"
     cv2.imwrite(str(empty), np.zeros(cv2.imread(str(mask)).shape[:2], np.uint8))
-    inside = ego.parent / "out"
-    base = ["--src", str(ego), "--dst", str(exo), "--mask", str(mask)]
+
+    def args(*extra: str, src: Path = ego, dst: Path = exo, seed: Path = mask, to: Path = out) -> list[str]:
+        return ["--src", str(src), "--dst", str(dst), "--mask", str(seed), *extra, "--out", str(to)]
+
     return {
-        "unreadable": (["--src", str(text), "--dst", str(exo), "--mask", str(mask), "--out"], 1),
-        "missing": (["--src", str(tmp / "nope.mp4"), "--dst", str(exo), "--mask", str(mask), "--out"], 1),
-        "truncated": (["--src", str(ego), "--dst", str(truncated), "--mask", str(mask), "--out"], 1),
-        "no-video-stream": (["--src", str(ego), "--dst", str(audio_only), "--mask", str(mask), "--out"], 1),
-        "mask-size": (["--src", str(ego), "--dst", str(exo), "--mask", str(wrong_size), "--out"], 1),
-        "mask-empty": (["--src", str(ego), "--dst", str(exo), "--mask", str(empty), "--out"], 1),
-        "mask-frame": ([*base, "--mask-frame", "999", "--out"], 2),
-        "out-holds-input": ([*base, "--out", str(ego.parent), "--write", "rle", "--out"], 2),
-        "bad-offset": ([*base, "--offset", "exo:0.4", "--out"], 2),
-        "unknown-camera": ([*base, "--offset", "side=0.4", "--out"], 2),
-        "bad-write": ([*base, "--write", "rle,gif", "--out"], 2),
-        "inside": ([*base, "--out"], 2) if False else ([*base, "--out", str(inside), "--out"], 2),
+        "unreadable": (args(src=text), 1),
+        "missing": (args(src=tmp / "nope.mp4"), 1),
+        "truncated": (args(dst=truncated), 1),
+        "no-video-stream": (args(dst=audio_only), 1),
+        "mask-size": (args(seed=wrong_size), 1),
+        "mask-empty": (args(seed=empty), 1),
+        "mask-frame": (args("--mask-frame", "999"), 2),
+        "out-holds-input": (args("--write", "rle", to=ego.parent), 2),
+        "bad-offset": (args("--offset", "exo:0.4"), 2),
+        "unknown-camera": (args("--offset", "side=0.4"), 2),
+        "bad-write": (args("--write", "rle,gif"), 2),
     }
 
 
@@ -329,12 +297,8 @@ def subprocess_audio(path: Path) -> None:
 )
 def test_bad_input_one_line_no_outputs(tmp_path, small, case):
     ego, exo, mask = small
-    args, code = bad_inputs(tmp_path, ego, exo, mask)[case]
     out = tmp_path / "out"
-    if case != "out-holds-input":
-        args = [*args, str(out)]
-    else:
-        args = args[:-1]
+    args, code = bad_inputs(tmp_path, ego, exo, mask, out)[case]
     proc = vggts("propagate", *args, check=False)
     assert proc.returncode == code, proc.stderr
     lines = [line for line in proc.stderr.splitlines() if line.strip()]

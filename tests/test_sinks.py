@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
@@ -12,7 +10,7 @@ import av
 import cv2
 import numpy as np
 import pytest
-from media import make_video
+from media import HAVE_FFPROBE, ffprobe_streams, make_video, needs_ffprobe
 from pycocotools import mask as coco_mask
 
 from vggts_cli.errors import UsageError, VggtsError
@@ -25,7 +23,6 @@ from vggts_cli.video.reader import VideoInfo, VideoReader, probe
 WIDTH, HEIGHT, FRAMES = 160, 128, 8
 FPS = Fraction(30000, 1001)
 MARGIN = 6
-HAVE_FFPROBE = shutil.which("ffprobe") is not None
 
 
 def checker(index: int, width: int, height: int) -> np.ndarray:
@@ -76,25 +73,6 @@ def run_sinks(kinds, out_dir: Path, source: VideoInfo, frames: list, options=Non
 def decode(path: Path, fmt: str = "rgb24") -> list[np.ndarray]:
     with av.open(str(path)) as container:
         return [f.to_ndarray(format=fmt) for f in container.decode(video=0)]
-
-
-def ffprobe(path: Path) -> list[dict]:
-    result = subprocess.run(
-        [
-            "ffprobe",
-            "-v",
-            "error",
-            "-show_entries",
-            "stream=codec_type,codec_name,pix_fmt",
-            "-of",
-            "json",
-            str(path),
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(result.stdout)["streams"]
 
 
 def diff(a: np.ndarray, b: np.ndarray) -> float:
@@ -226,7 +204,7 @@ def test_redacted_video(tmp_path, source, frames, mode) -> None:
         assert len(container.streams.audio) == 1
         assert container.streams.video[0].average_rate == FPS
     if HAVE_FFPROBE:
-        kinds = sorted(s["codec_type"] for s in ffprobe(tmp_path / "redacted.mp4"))
+        kinds = sorted(s["codec_type"] for s in ffprobe_streams(tmp_path / "redacted.mp4", "codec_type"))
         assert kinds == ["audio", "video"]
 
 
@@ -253,10 +231,10 @@ def test_redaction_covers_a_missed_frame(tmp_path, source, frames) -> None:
         assert covered == expected, name
 
 
-@pytest.mark.skipif(not HAVE_FFPROBE, reason="ffprobe (Debian ffmpeg) not installed")
+@needs_ffprobe
 def test_matte_has_alpha(tmp_path, source, frames) -> None:
     run_sinks(["matte"], tmp_path, source, frames)
-    (video,) = [s for s in ffprobe(tmp_path / "matte.mov") if s["codec_type"] == "video"]
+    (video,) = ffprobe_streams(tmp_path / "matte.mov", "codec_name,pix_fmt", "v")
     assert video["codec_name"] == "prores" and "yuva" in video["pix_fmt"]
     out = decode(tmp_path / "matte.mov", "rgba")
     assert len(out) == FRAMES

@@ -3,20 +3,15 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
+from vectors import load_vectors, official_shapes
 
 from vggts_cli.model.configs import TESTVECTOR_BACKBONE, VGGT_S_1B
 from vggts_cli.model.track_head import TrackHead
 from vggts_cli.model.tracker import TrackOutput, location_embedding, sincos_1d
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-TESTVECTORS = SHARED / "testvectors"
-KEY_TABLE = SHARED / "research" / "official" / "vggt-1b.keys.tsv"
 # testvectors/README.md: suggested tolerances for an independent fp32 implementation.
 FEATURE_ATOL = 1e-4
 COORD_ATOL = (1e-4, 2e-4, 1e-3, 2e-3)  # px, per iteration: the iterations amplify rounding
@@ -25,23 +20,14 @@ PROB_ATOL = 2e-3
 IMAGE_HW = (140, 182)
 
 
-def _load(name: str) -> dict[str, torch.Tensor]:
-    path = TESTVECTORS / name
-    if not path.is_file():
-        pytest.skip(f"test vectors not found at {path} (shared/ is checked out beside the repo)")
-    return load_file(path)
-
-
 @pytest.fixture(scope="module")
 def io() -> dict[str, torch.Tensor]:
-    return _load("backbone_small.io.safetensors")
+    return load_vectors("backbone_small.io.safetensors")
 
 
 @pytest.fixture(scope="module")
 def head() -> TrackHead:
-    prefix = "track_head."
-    weights = _load("backbone_small.weights.safetensors")
-    state = {k[len(prefix) :]: v for k, v in weights.items() if k.startswith(prefix)}
+    state = load_vectors("backbone_small.weights.safetensors", "track_head.")
     head = TrackHead(TESTVECTOR_BACKBONE.dpt, TESTVECTOR_BACKBONE.tracker).eval()
     head.load_state_dict(state, strict=True)
     return head
@@ -128,13 +114,8 @@ def test_location_embedding_equals_sampling_the_full_table() -> None:
     torch.testing.assert_close(got, expected[0, :, :, 0].T, atol=1e-6, rtol=0)
 
 
-@pytest.mark.skipif(not KEY_TABLE.is_file(), reason=f"key table not found at {KEY_TABLE}")
 def test_1b_config_matches_official_keys() -> None:
-    expected = {}
-    for line in KEY_TABLE.read_text().splitlines():
-        if line.startswith("track_head."):
-            key, shape, *_ = line.split("\t")
-            expected[key[len("track_head.") :]] = tuple(int(n) for n in shape.split("x"))
+    expected = official_shapes("vggt-1b.keys.tsv", "track_head.")
     with torch.device("meta"):  # shapes only: no 66 M values allocated
         head = TrackHead(VGGT_S_1B.dpt, VGGT_S_1B.tracker)
     got = {k: tuple(v.shape) for k, v in head.state_dict().items()}

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
+from vectors import load_vectors, official_keys, vector_path
 
 from vggts_cli.model.configs import HeadConfig
 from vggts_cli.model.crops import (
@@ -31,16 +30,9 @@ from vggts_cli.model.points import (
 )
 from vggts_cli.model.union_head import HeadPass, UnionHead, presence_score
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-VECTORS = SHARED / "testvectors"
-KEYS_TSV = SHARED / "research" / "official" / "vggt-s-head.keys.tsv"
 SMALL = HeadConfig(img_size=40, sa_tokens=10)
 TOL = 1e-4  # README: absolute 1e-4 on embeddings and logits for an independent fp32 implementation
 MASKS = ("crescent", "ellipse_hole", "four_pixels")
-
-needs_vectors = pytest.mark.skipif(
-    not (VECTORS / "head_small.io.safetensors").exists(), reason=f"test vectors not found in {VECTORS}"
-)
 
 
 def close(actual: torch.Tensor | np.ndarray, expected: torch.Tensor | np.ndarray, tol: float = TOL) -> None:
@@ -59,18 +51,18 @@ def same_binary(mask: torch.Tensor, expected: torch.Tensor, logits: torch.Tensor
 
 @pytest.fixture(scope="module")
 def io() -> dict[str, torch.Tensor]:
-    return load_file(VECTORS / "head_small.io.safetensors")
+    return load_vectors("head_small.io.safetensors")
 
 
 @pytest.fixture(scope="module")
 def manifest() -> dict:
-    return json.loads((VECTORS / "head_small.json").read_text())
+    return json.loads(vector_path("head_small.json").read_text())
 
 
 @pytest.fixture(scope="module")
 def head(io) -> UnionHead:
     model = UnionHead(SMALL).eval()
-    model.load_state_dict(load_file(VECTORS / "head_small.weights.safetensors"), strict=True)
+    model.load_state_dict(load_vectors("head_small.weights.safetensors"), strict=True)
     return model
 
 
@@ -115,22 +107,16 @@ def passes(head, io) -> tuple[list[HeadPass], list[torch.Tensor], torch.Tensor]:
 
 
 def test_published_config_has_the_official_keys_and_shapes():
-    if not KEYS_TSV.exists():
-        pytest.skip(f"key table not found: {KEYS_TSV}")
-    rows = [
-        line.split("\t") for line in KEYS_TSV.read_text().splitlines() if line and not line.startswith("#")
-    ]
-    expected = [(key, [int(n) for n in shape.split("x")]) for key, shape, *_ in rows[1:]]
+    expected = [(key, shape) for key, shape, _ in official_keys("vggt-s-head.keys.tsv")]
     with torch.device("meta"):  # shapes only; the real r = 7 head is 38 M values
         model = UnionHead(HeadConfig())
-    actual = [(key, list(t.shape)) for key, t in model.state_dict().items()]
+    actual = [(key, tuple(t.shape)) for key, t in model.state_dict().items()]
     assert len(actual) == 153
     assert actual == expected
 
 
-@needs_vectors
 def test_small_weights_load_strictly(head):
-    weights = load_file(VECTORS / "head_small.weights.safetensors")
+    weights = load_vectors("head_small.weights.safetensors")
     assert set(head.state_dict()) == set(weights)
     for key, value in head.state_dict().items():
         assert torch.equal(value, weights[key]), key
@@ -149,13 +135,11 @@ def test_config_must_tile_the_feature_grid():
 # --------------------------------------------------------------------------------------------- points
 
 
-@needs_vectors
 def test_kmeans_points_of_the_input_masks(io):
     for mask, expected in zip(io["in.src_mask"].numpy(), io["out.src_points"].numpy(), strict=True):
         assert np.array_equal(kmeans_points(mask, 5), expected)
 
 
-@needs_vectors
 @pytest.mark.parametrize("name", MASKS)
 @pytest.mark.parametrize("n_points", [5, 50])
 def test_kmeans_points_of_realistic_masks(io, name, n_points):
@@ -164,13 +148,11 @@ def test_kmeans_points_of_realistic_masks(io, name, n_points):
     assert np.array_equal(points, io[f"pointprep.kmeans.{name}.points{n_points}"].numpy())
 
 
-@needs_vectors
 def test_kmeans_points_of_an_empty_mask(io):
     points = kmeans_points(np.zeros((518, 518), np.uint8), 5)
     assert np.array_equal(points, io["pointprep.kmeans.empty.points5"].numpy())
 
 
-@needs_vectors
 def test_target_chain(io, manifest):
     tracked = io["pointprep.tarchain.points50_518"].numpy()
     window = manifest["pointprep"]["tarchain"]["meta"]
@@ -193,7 +175,6 @@ def test_target_chain(io, manifest):
     close(tar_points, io["pointprep.tarchain.tar_points"])
 
 
-@needs_vectors
 def test_point_features(io):
     features = sample_point_features(io["in.feat_map"][:, 0], io["out.src_points"], 40)
     close(features, io["out.src_points_feat"])
@@ -202,14 +183,12 @@ def test_point_features(io):
 # ----------------------------------------------------------------------------------------------- head
 
 
-@needs_vectors
 def test_dense_position_encodings(head, io):
     with torch.no_grad():
         close(head.prompt_encoder.dense_ca_pe(), io["out.dense_ca_pe"])
         close(head.prompt_encoder.dense_sa_pe(), io["out.dense_sa_pe"])
 
 
-@needs_vectors
 @pytest.mark.parametrize("t", [0, 1])
 def test_each_pass_matches(passes, io, t):
     results, entered, _ = passes
@@ -229,7 +208,6 @@ def test_each_pass_matches(passes, io, t):
     assert result.low_res_logits.abs().max() <= 32
 
 
-@needs_vectors
 def test_passes_accumulate_the_source_point_embedding(passes, head, io):
     _, entered, after = passes
     pe = head.prompt_encoder.src_point_pe.weight.detach()
@@ -237,7 +215,6 @@ def test_passes_accumulate_the_source_point_embedding(passes, head, io):
     close(after, io["out.src_points_feat"] + 2 * pe)
 
 
-@needs_vectors
 def test_evaluation_outputs(head, io, manifest):
     points_feat = io["out.src_points_feat"].clone()
     pred = run_passes(head, io, points_feat)[0][-1].pred_logits
@@ -259,7 +236,6 @@ def test_evaluation_outputs(head, io, manifest):
     close(rescale_points(io["in.tar_points"][1], 40, 704), io["out.eval.recovered_points.1"])
 
 
-@needs_vectors
 def test_segment_is_the_official_inference_and_deterministic(head, io):
     feat, mask, tar_points = io["in.feat_map"], io["in.src_mask"].bool(), io["in.tar_points"]
     feat_before = feat.clone()

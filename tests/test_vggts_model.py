@@ -10,6 +10,7 @@ import pytest
 import torch
 from models import make_tiny_model
 from safetensors.torch import load_file, save_file
+from vectors import load_vectors, vector_path
 
 from vggts_cli.errors import VggtsError
 from vggts_cli.model.configs import CONFIGS, TESTVECTOR_BACKBONE, VGGT_S_TINY
@@ -23,8 +24,6 @@ from vggts_cli.model.vggts import (
     save_model,
 )
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-TESTVECTORS = SHARED / "testvectors"
 ATOL = 1e-4  # testvectors/README.md, features and logits
 COORD_ATOL = (1e-4, 2e-4, 1e-3, 2e-3)  # tracker iterations 0-3, pixels
 LOGIT_ATOL, PROB_ATOL = 5e-3, 2e-3
@@ -33,22 +32,15 @@ LOGIT_ATOL, PROB_ATOL = 5e-3, 2e-3
 BF16_ATOL = 0.15
 
 
-def _testvector(name: str) -> Path:
-    path = TESTVECTORS / name
-    if not path.is_file():
-        pytest.skip(f"test vectors not found at {path} (shared/ is checked out beside the repo)")
-    return path
-
-
 @pytest.fixture(scope="module")
 def io() -> dict[str, torch.Tensor]:
-    return load_file(_testvector("backbone_small.io.safetensors"))
+    return load_vectors("backbone_small.io.safetensors")
 
 
 @pytest.fixture(scope="module")
 def tv_model() -> VGGTS:
     model = VGGTS(TESTVECTOR_BACKBONE).eval()
-    load_backbone(model, _testvector("backbone_small.weights.safetensors"))  # strict
+    load_backbone(model, vector_path("backbone_small.weights.safetensors"))  # strict
     return model
 
 
@@ -210,7 +202,7 @@ def test_our_format_mismatch_names_key(tiny: VGGTS, tmp_path: Path) -> None:
 
 
 def test_our_format_rejects_other_files(tmp_path: Path) -> None:
-    weights = _testvector("backbone_small.weights.safetensors")  # safetensors without our metadata
+    weights = vector_path("backbone_small.weights.safetensors")  # safetensors without our metadata
     with pytest.raises(VggtsError, match="not a vggts model"):
         load_model(weights)
     pt = tmp_path / "model.pt"

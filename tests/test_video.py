@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
-from media import frame_times, make_video, read_index
+from media import ffprobe_streams, frame_times, make_video, read_index
 
 from vggts_cli.errors import VggtsError
 from vggts_cli.fsutil import partial_path
@@ -21,27 +19,12 @@ from vggts_cli.video.writer import VideoWriter
 NTSC = Fraction(30000, 1001)
 
 
-def ffprobe(path: Path, *args: str) -> list[dict[str, str]]:
-    """What ffprobe (an independent FFmpeg build) reports: one dict per section; skips if absent."""
-    if shutil.which("ffprobe") is None:
-        pytest.skip("ffprobe not installed")
-    cmd = ["ffprobe", "-v", "error", *args, "-of", "compact=nokey=0:print_section=0", str(path)]
-    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-    return [dict(item.split("=", 1) for item in line.split("|")) for line in out.splitlines() if line]
-
-
-def stream_entries(path: Path, stream: str, entries: str, count: bool = False) -> dict[str, str]:
-    """`entries` of the first stream matching `stream` ("v:0", "a"), frames/packets counted if asked."""
-    counting = ["-count_frames", "-count_packets"] if count else []
-    return ffprobe(path, *counting, "-select_streams", stream, "-show_entries", f"stream={entries}")[0]
-
-
 def video_duration(path: Path) -> float:
     """The video stream's duration by ffprobe: MP4 states it, Matroska tags where the stream ends."""
-    found = stream_entries(path, "v:0", "start_time,duration:stream_tags=DURATION")
-    if found["duration"] != "N/A":
+    (found,) = ffprobe_streams(path, "start_time,duration:stream_tags=DURATION", "v:0")
+    if "duration" in found:
         return float(found["duration"])
-    hours, minutes, seconds = found["tag:DURATION"].split(":")
+    hours, minutes, seconds = found["tags"]["DURATION"].split(":")
     return int(hours) * 3600 + int(minutes) * 60 + float(seconds) - float(found["start_time"])
 
 
@@ -87,7 +70,7 @@ def test_probe_containers(tmp_path: Path, suffix: str, codec: str, decoder: str)
     np.testing.assert_allclose(np.diff(info.times), 1 / 30, atol=1e-3)
     assert info.duration == pytest.approx(1.0, abs=1e-3)
     assert read_all(info) == [(i, i) for i in range(30)]
-    theirs = stream_entries(path, "v:0", "codec_name,r_frame_rate,nb_read_frames", count=True)
+    (theirs,) = ffprobe_streams(path, "codec_name,r_frame_rate,nb_read_frames", "v:0", count=True)
     assert theirs == {"codec_name": decoder, "r_frame_rate": "30/1", "nb_read_frames": "30"}
 
 
@@ -185,18 +168,20 @@ def test_writer_round_trip_keeps_timing_and_audio(tmp_path: Path, name: str, opt
     np.testing.assert_allclose(again.times, info.times, atol=1e-9)
     assert read_all(again) == [(i, i) for i in range(45)]
 
-    video = stream_entries(out, "v:0", "width,height,r_frame_rate,avg_frame_rate,nb_read_frames", count=True)
+    (video,) = ffprobe_streams(
+        out, "width,height,r_frame_rate,avg_frame_rate,nb_read_frames", "v:0", count=True
+    )
     rate = f"{info.fps.numerator}/{info.fps.denominator}"
     assert video == {
-        "width": "96",
-        "height": "64",
+        "width": 96,
+        "height": 64,
         "r_frame_rate": rate,
         "avg_frame_rate": rate,
         "nb_read_frames": "45",
     }
     assert video_duration(out) == pytest.approx(info.duration, abs=1 / float(info.fps))
-    audio_in = stream_entries(source, "a", "codec_name,nb_read_packets", count=True)
-    audio_out = stream_entries(out, "a", "codec_name,nb_read_packets", count=True)
+    (audio_in,) = ffprobe_streams(source, "codec_name,nb_read_packets", "a", count=True)
+    (audio_out,) = ffprobe_streams(out, "codec_name,nb_read_packets", "a", count=True)
     assert audio_out == audio_in and int(audio_in["nb_read_packets"]) > 10
 
 
@@ -218,7 +203,7 @@ def test_prores_matte_keeps_alpha(tmp_path: Path) -> None:
         for index in range(info.num_frames):
             rgba = np.dstack([np.full((48, 64, 3), 90, np.uint8), alpha])
             writer.write(rgba, index)
-    stream = stream_entries(out, "v:0", "codec_name,profile,pix_fmt,nb_read_frames", count=True)
+    (stream,) = ffprobe_streams(out, "codec_name,profile,pix_fmt,nb_read_frames", "v:0", count=True)
     assert stream["codec_name"] == "prores" and stream["profile"] == "4444"
     assert stream["pix_fmt"].startswith("yuva444p") and stream["nb_read_frames"] == "6"
     with av.open(str(out)) as container:

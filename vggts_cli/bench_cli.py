@@ -10,16 +10,12 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from vggts_cli.options import Device
+
 
 class BenchModel(str, Enum):
     vggt_s_1b = "vggt-s-1b"
     vggt_s_tiny = "vggt-s-tiny"
-
-
-class BenchDevice(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 class BenchDtype(str, Enum):
@@ -82,7 +78,7 @@ def register(app: typer.Typer) -> None:
         model: Annotated[
             BenchModel, typer.Option(help="Model size (random weights).")
         ] = BenchModel.vggt_s_1b,
-        device: Annotated[BenchDevice, typer.Option(help="Where to run.")] = BenchDevice.auto,
+        device: Annotated[Device, typer.Option(help="Where to run.")] = Device.auto,
         size: Annotated[int, typer.Option(help="Backbone input side in pixels (a multiple of 14).")] = 518,
         window: Annotated[int, typer.Option(help="Frames per backbone window (S).")] = 8,
         dtype: Annotated[

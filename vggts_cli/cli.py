@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from vggts_cli import __version__
 from vggts_cli.errors import VggtsError
-from vggts_cli.options import parse_offsets, parse_write
+from vggts_cli.options import Device, parse_offsets, parse_write
 
 app = typer.Typer(
     name="vggts",
@@ -72,12 +72,6 @@ class RedactMode(str, Enum):
     blur = "blur"
     pixelate = "pixelate"
     fill = "fill"
-
-
-class Device(str, Enum):
-    auto = "auto"
-    cpu = "cpu"
-    cuda = "cuda"
 
 
 def version_callback(value: bool) -> None:

@@ -1,10 +1,19 @@
-"""Parsers for option values shared by `vggts propagate` and the rows of a `vggts batch` manifest."""
+"""Option values shared by the commands: `--device`, and parsers for `vggts propagate` and batch rows."""
 
 from __future__ import annotations
 
 from collections.abc import Iterable
+from enum import Enum
 
 from vggts_cli.errors import UsageError
+
+
+class Device(str, Enum):
+    """Where the model runs; auto picks CUDA when there is one."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
 
 
 def parse_offsets(values: Iterable[str], option: str = "--offset") -> tuple[tuple[str, float], ...]:
