@@ -51,20 +51,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         rec = make_recording(Path(tmp) / "rec", seconds=frames / 30, scale=args.scale, audio=True)
         mask = rec.seed_png(Path(tmp) / "mask.png")
-        cmd = [
-            "propagate",
-            "--src",
-            str(rec.videos[0]),
-            "--dst",
-            str(rec.videos[1]),
-            "--mask",
-            str(mask),
-            "--out",
-            str(Path(tmp) / "out"),
-            "--write",
-            "rle,overlay,redact,png,matte",
-            "--json",
-        ]
+        out = str(Path(tmp) / "out")
+        cmd = rec.propagate_args(mask, "--out", out, "--write", "rle,overlay,redact,png,matte", "--json")
         rss, seconds, summary = peak_rss_run(cmd)
     total = sum(c["frames"] for c in summary["cameras"])
     print(

@@ -205,19 +205,7 @@ def test_every_frame_once_from_any_seed(tmp_path, where):
 def test_middle_seed_classic_quality(tmp_path):
     rec = make_recording(tmp_path / "rec", seconds=1.0)
     out = tmp_path / "out"
-    vggts(
-        "propagate",
-        "--src",
-        str(rec.videos[0]),
-        "--dst",
-        str(rec.videos[1]),
-        "--mask",
-        str(rec.seed_png(tmp_path / "m.png", 15)),
-        "--mask-frame",
-        "15",
-        "--out",
-        str(out),
-    )
+    vggts(*rec.propagate_args(rec.seed_png(tmp_path / "m.png", 15), "--mask-frame", "15", "--out", str(out)))
     for cam, name in enumerate(("ego", "exo")):
         doc = json.loads((out / name / "masks.json").read_text())
         ious = [
@@ -326,19 +314,7 @@ def test_refuses_to_overwrite_an_earlier_job(tmp_path, small):
 def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
     rec = make_recording(tmp_path / "rec", seconds=2.0, scale=0.5, audio=True)
     mask = rec.seed_png(tmp_path / "m.png", 20)
-    common = [
-        "propagate",
-        "--src",
-        str(rec.videos[0]),
-        "--dst",
-        str(rec.videos[1]),
-        "--mask",
-        str(mask),
-        "--mask-frame",
-        "20",
-        "--write",
-        "rle,overlay,redact,png",
-    ]
+    common = rec.propagate_args(mask, "--mask-frame", "20", "--write", "rle,overlay,redact,png")
     vggts(*common, "--out", str(tmp_path / "clean"))
 
     killed = tmp_path / "killed"
@@ -378,23 +354,20 @@ def test_learned_engine_end_to_end(tmp_path):
     rec = make_recording(tmp_path / "rec", seconds=0.3, scale=0.25)
     checkpoint = make_tiny_checkpoint(tmp_path / "tiny.safetensors")
     out = tmp_path / "out"
+    mask = rec.seed_png(tmp_path / "m.png")
     proc = vggts(
-        "propagate",
-        "--src",
-        str(rec.videos[0]),
-        "--dst",
-        str(rec.videos[1]),
-        "--mask",
-        str(rec.seed_png(tmp_path / "m.png")),
-        "--out",
-        str(out),
-        "--engine",
-        "vggts",
-        "--model",
-        str(checkpoint),
-        "--device",
-        "cpu",
-        "--json",
+        *rec.propagate_args(
+            mask,
+            "--out",
+            str(out),
+            "--engine",
+            "vggts",
+            "--model",
+            str(checkpoint),
+            "--device",
+            "cpu",
+            "--json",
+        )
     )
     cams = {c["camera"]: c for c in json.loads(proc.stdout)["cameras"]}
     for cam, info in (("ego", probe(rec.videos[0])), ("exo", probe(rec.videos[1]))):
@@ -405,17 +378,6 @@ def test_learned_engine_end_to_end(tmp_path):
             assert cocomask.decode(rec_["segmentation"]).shape == (info.height, info.width)
             assert 0.0 <= rec_["score"] <= 1.0
     missing = vggts(
-        "propagate",
-        "--src",
-        str(rec.videos[0]),
-        "--dst",
-        str(rec.videos[1]),
-        "--mask",
-        str(rec.seed_png(tmp_path / "m.png")),
-        "--out",
-        str(tmp_path / "o2"),
-        "--engine",
-        "vggts",
-        check=False,
+        *rec.propagate_args(mask, "--out", str(tmp_path / "o2"), "--engine", "vggts"), check=False
     )
     assert missing.returncode == 2 and "--model" in missing.stderr
