@@ -51,7 +51,7 @@ class MaskDecoder(nn.Module):
         src_mask_emb: torch.Tensor,
         tar_mask_emb: torch.Tensor | None,
     ) -> DecoderOutput:
-        """feat_map (B, 2, C, h, h) (source, target), ca_pe (1, C, h, 2h), sa_pe (1, 128·r, t, 2t),
+        """feat_map (B, 2, C, h, h) (source, target), ca_pe (1, C, h, 2h), sa_pe (1, C·r, t, 2t),
         sparse (B, 3N, C), mask embeddings (B, C, h, h) -> DecoderOutput."""
         b, _, c, h, _ = feat_map.shape
         tokens = torch.cat([self.mask_tokens.weight.expand(b, -1, -1), sparse], dim=1)

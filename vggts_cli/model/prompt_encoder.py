@@ -50,7 +50,7 @@ class PromptEncoder(nn.Module):
     Args:
         embed_dim: token width (128).
         img_size: model input side; points are in its pixels, the feature grid is img_size // 2.
-        ratio: bottleneck ratio r (feature grid = r · sa_tokens); bottleneck width 128 · r.
+        ratio: bottleneck ratio r (feature grid = r · sa_tokens); bottleneck width embed_dim · r.
         sa_tokens: bottleneck grid side per view.
         mask_chans: hidden channels of `mask_downscaling` (16).
     """
@@ -85,7 +85,7 @@ class PromptEncoder(nn.Module):
         return self._two_views(self.ca_pe_layer.grid(self.feature_hw), self.ca_src_img_pe, self.ca_tar_img_pe)
 
     def dense_sa_pe(self) -> torch.Tensor:
-        """Self-attention encoding of the bottleneck tokens -> (1, 128·r, t, 2t), t = sa_tokens."""
+        """Self-attention encoding of the bottleneck tokens -> (1, C·r, t, 2t), t = sa_tokens."""
         return self._two_views(self.sa_pe_layer.grid(self.sa_tokens), self.sa_src_img_pe, self.sa_tar_img_pe)
 
     @staticmethod

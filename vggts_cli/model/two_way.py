@@ -2,7 +2,7 @@
 
 SAM's two-way transformer over the source and target feature maps placed side by side, with one
 addition per block, the *Bottleneck Fusion*: both views are downsampled by a stride-r convolution to a
-t×t grid each, attend to each other as 2t² tokens of width 128·r, and are upsampled back; that whole
+t×t grid each, attend to each other as 2t² tokens of width C·r, and are upsampled back; that whole
 down/up path is one residual branch. Then the SAM steps: token self-attention, token→image attention
 and MLP, image→token attention.
 """
@@ -13,7 +13,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-FUSION_IN_CHANNELS = 128  # the official block hard-codes 128 input channels, whatever embed_dim says
 
 
 class ReluMlp(nn.Module):
@@ -66,18 +65,19 @@ class TwoWayAttentionBlock(nn.Module):
     Args:
         dim: token width (128).
         num_heads: heads of every attention (8).
-        ratio: bottleneck ratio r; the fused tokens are 128·r wide.
+        ratio: bottleneck ratio r; the fused tokens are C·r wide.
         first: layer 0 — adds the mask embeddings to the image (and makes that the residual base of the
             fusion) and runs the token self-attention without residual or query PE, as SAM's first layer.
     """
 
     def __init__(self, dim: int, num_heads: int, ratio: int, first: bool) -> None:
         super().__init__()
-        width = FUSION_IN_CHANNELS * ratio
+        # The official block hard-codes 128 (its only embed_dim) where we write dim.
+        width = dim * ratio
         self.first = first
         # Bottleneck Fusion (image self-attention); registration order = official key order.
-        self.downsampling = nn.Conv2d(FUSION_IN_CHANNELS, width, kernel_size=ratio, stride=ratio)
-        self.upsampling = nn.ConvTranspose2d(width, FUSION_IN_CHANNELS, kernel_size=ratio, stride=ratio)
+        self.downsampling = nn.Conv2d(dim, width, kernel_size=ratio, stride=ratio)
+        self.upsampling = nn.ConvTranspose2d(width, dim, kernel_size=ratio, stride=ratio)
         self.self_attn_img = Attention(width, num_heads, downsample_rate=ratio / 2)
         self.norm0 = nn.LayerNorm(width)
         self.norm_nf = nn.LayerNorm(dim)
@@ -101,7 +101,7 @@ class TwoWayAttentionBlock(nn.Module):
         src_mask_emb: torch.Tensor,
         tar_mask_emb: torch.Tensor | None,
     ) -> torch.Tensor:
-        """Bottleneck Fusion of image tokens (B, hw·2hw, C) -> (B, hw·2hw, C); sa_pe (1, 2t², 128·r)."""
+        """Bottleneck Fusion of image tokens (B, hw·2hw, C) -> (B, hw·2hw, C); sa_pe (1, 2t², C·r)."""
         b, _, c = keys.shape
         image = keys.transpose(1, 2).reshape(b, c, hw, 2 * hw)
         src, tar = image[..., :hw], image[..., hw:]
@@ -137,7 +137,7 @@ class TwoWayAttentionBlock(nn.Module):
         tar_mask_emb: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """queries (B, Nq, C), keys (B, h·2h, C), query_pe like queries, ca_pe like keys (batch 1),
-        sa_pe (1, 2t², 128·r), mask embeddings (B, C, h, h) -> (queries, keys)."""
+        sa_pe (1, 2t², C·r), mask embeddings (B, C, h, h) -> (queries, keys)."""
         keys = self.fuse(keys, src_mask_emb.shape[-1], sa_pe, src_mask_emb, tar_mask_emb)
 
         if self.first:
@@ -180,7 +180,7 @@ class TwoWayTransformer(nn.Module):
         src_mask_emb: torch.Tensor,
         tar_mask_emb: torch.Tensor | None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """image (B, C, h, 2h) [source | target], ca_pe (1, C, h, 2h), sa_pe (1, 128·r, t, 2t),
+        """image (B, C, h, 2h) [source | target], ca_pe (1, C, h, 2h), sa_pe (1, C·r, t, 2t),
         tokens (B, Nq, C), mask embeddings (B, C, h, h) -> queries (B, Nq, C), keys (B, h·2h, C)."""
         keys = image.flatten(2).transpose(1, 2)
         ca_pe = ca_pe.flatten(2).transpose(1, 2)

@@ -79,11 +79,12 @@ class VGGTS(nn.Module):
         return self.track_head.track(fmaps, queries, iters)
 
     def check_segmentable(self) -> None:
-        """The head reads 128-channel features of an img_size square input; raise if this config can't."""
+        """The head reads `head.embed_dim`-channel features of an img_size square input; raise if this
+        config can't."""
         cfg = self.cfg
-        if cfg.img_size != cfg.head.img_size or cfg.dpt.features != 128:
+        if cfg.img_size != cfg.head.img_size or cfg.dpt.features != cfg.head.embed_dim:
             raise VggtsError(
-                f"model {cfg.name!r} cannot segment: the head needs 128-channel features of a "
+                f"model {cfg.name!r} cannot segment: the head needs {cfg.head.embed_dim}-channel features of a "
                 f"{cfg.head.img_size}px input, the backbone gives {cfg.dpt.features} at {cfg.img_size}px"
             )
 
