@@ -6,17 +6,18 @@ from pathlib import Path
 
 import torch
 
-from vggts_cli.model.configs import VGGT_S_TINY
+from vggts_cli.model.configs import VGGT_S_TINY, ModelConfig
 from vggts_cli.model.vggts import VGGTS, save_model
 
 
-def make_tiny_model(seed: int = 0) -> VGGTS:
-    """A VGGT_S_TINY with seeded random weights (the global RNG is left untouched), eval mode."""
+def make_tiny_model(seed: int = 0, cfg: ModelConfig = VGGT_S_TINY) -> VGGTS:
+    """A model of `cfg` (default VGGT_S_TINY) with seeded random weights (the global RNG is left
+    untouched), eval mode."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return VGGTS(VGGT_S_TINY).eval()
+        return VGGTS(cfg).eval()
 
 
-def make_tiny_checkpoint(path: str | Path, seed: int = 0) -> Path:
-    """Write a seeded random VGGT_S_TINY model to `path` (.safetensors) and return the path."""
-    return save_model(make_tiny_model(seed), path)
+def make_tiny_checkpoint(path: str | Path, seed: int = 0, cfg: ModelConfig = VGGT_S_TINY) -> Path:
+    """Write a seeded random model of `cfg` to `path` (.safetensors) and return the path."""
+    return save_model(make_tiny_model(seed, cfg), path)

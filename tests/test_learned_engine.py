@@ -7,12 +7,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from models import make_tiny_checkpoint
+from models import make_tiny_checkpoint, make_tiny_model
 
 from vggts_cli.engine.base import Prediction, Reference, View
 from vggts_cli.engine.learned import KIND_WEIGHTS, PAD_VALUE, LearnedEngine, Letterbox, fuse_logits
 from vggts_cli.engine.registry import make_engine
 from vggts_cli.errors import UsageError
+from vggts_cli.model.configs import VGGT_S_LITE
+from vggts_cli.model.vggts import DEFAULT_MODEL, shipped_model_path
 
 TARGET_SIZES = ((120, 90), (64, 150))  # (H, W): portrait and landscape, both smaller than the model input
 
@@ -80,11 +82,48 @@ def test_no_usable_reference_gives_empty_mask_and_score_zero(
     assert pred.score == 0.0
 
 
-def test_needs_a_model() -> None:
-    with pytest.raises(UsageError, match="--model"):
-        LearnedEngine.load(None, "cpu")
-    with pytest.raises(UsageError, match="--model"):
-        make_engine("vggts", None, "cpu")
+def test_no_model_means_the_shipped_one() -> None:
+    shipped = make_engine("vggts", None, "cpu")
+    assert isinstance(shipped, LearnedEngine)
+    assert shipped.model.cfg.name == DEFAULT_MODEL
+    assert shipped_model_path().stat().st_size <= 40 * 2**20  # the issue's package budget
+
+
+def test_windowed_schedule_reuses_features_and_matches_the_pair_schedule(seed_ref: Reference) -> None:
+    """With only the seed as reference the windowed pair is the very pair of the per-pair schedule."""
+    model = make_tiny_model(cfg=VGGT_S_LITE)
+    targets = [View("exo", i, _frame(*TARGET_SIZES[i % 2], seed=10 + i)[0]) for i in range(5)]
+    per_pair = LearnedEngine(model, "cpu", schedule="pair")
+    expected = [per_pair.segment(view, [seed_ref]) for view in targets]
+
+    windowed = LearnedEngine(model, "cpu", schedule="windowed", window=3)
+    calls = []
+    features = model.features
+
+    def counted(images: torch.Tensor) -> torch.Tensor:
+        calls.append(images.shape[0])
+        return features(images)
+
+    model.features = counted  # type: ignore[method-assign]
+    windowed.prepare(seed_ref.view, targets)
+    assert calls == [3, 2]  # two batches of announced frames, nothing else
+    for view, b in zip(targets, expected, strict=True):
+        a = windowed.segment(view, [seed_ref])
+        assert (a.mask != b.mask).mean() < 1e-3
+        assert a.score == pytest.approx(b.score, abs=1e-4)
+    # A temporal reference brings its own cached features: still no backbone call.
+    refs = [seed_ref, Reference(targets[0], np.ones(targets[0].image.shape[:2], bool), "temporal")]
+    windowed.segment(targets[1], refs)
+    assert calls == [3, 2]
+    # A new job (another seed View) starts a fresh cache.
+    other_seed = View(seed_ref.view.camera, 0, seed_ref.view.image.copy())
+    windowed.segment(targets[0], [Reference(other_seed, seed_ref.mask, "seed")])
+    assert calls == [3, 2, 1]
+
+
+def test_unknown_schedule_is_a_usage_error(engine: LearnedEngine) -> None:
+    with pytest.raises(UsageError, match="schedule"):
+        LearnedEngine(engine.model, "cpu", schedule="batched")  # type: ignore[arg-type]
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when CUDA is absent")

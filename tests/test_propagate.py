@@ -22,6 +22,7 @@ from recordings import make_recording
 from vggts_cli.engine.base import Engine, Prediction, Reference, View
 from vggts_cli.engine.propagate import PropagateJob, prepare, run
 from vggts_cli.masks.ops import iou
+from vggts_cli.model.configs import VGGT_S_LITE
 from vggts_cli.video.reader import probe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -352,7 +353,7 @@ def test_learned_engine_end_to_end(tmp_path):
     from models import make_tiny_checkpoint
 
     rec = make_recording(tmp_path / "rec", seconds=0.3, scale=0.25)
-    checkpoint = make_tiny_checkpoint(tmp_path / "tiny.safetensors")
+    checkpoint = make_tiny_checkpoint(tmp_path / "lite.safetensors", cfg=VGGT_S_LITE)
     out = tmp_path / "out"
     mask = rec.seed_png(tmp_path / "m.png")
     proc = vggts(
@@ -378,6 +379,16 @@ def test_learned_engine_end_to_end(tmp_path):
             assert cocomask.decode(rec_["segmentation"]).shape == (info.height, info.width)
             assert 0.0 <= rec_["score"] <= 1.0
     missing = vggts(
-        *rec.propagate_args(mask, "--out", str(tmp_path / "o2"), "--engine", "vggts"), check=False
+        *rec.propagate_args(
+            mask,
+            "--out",
+            str(tmp_path / "o2"),
+            "--engine",
+            "vggts",
+            "--model",
+            str(tmp_path / "none.safetensors"),
+        ),
+        check=False,
     )
-    assert missing.returncode == 2 and "--model" in missing.stderr
+    assert missing.returncode == 1 and "no such file" in missing.stderr
+    assert missing.stderr.count("\n") == 1 and not (tmp_path / "o2").exists()

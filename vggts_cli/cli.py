@@ -190,12 +190,14 @@ def propagate(
 
 def _register_subcommands() -> None:
     """Commands that live in their own modules."""
-    from vggts_cli import batch_cli, bench_cli
+    from vggts_cli import batch_cli, bench_cli, eval_cli, train_cli
     from vggts_cli.weights_cli import app as weights_app
 
     app.add_typer(weights_app, name="weights")
     bench_cli.register(app)
     batch_cli.register(app)
+    eval_cli.register(app)
+    train_cli.register(app)
 
 
 _register_subcommands()

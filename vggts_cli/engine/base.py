@@ -47,9 +47,17 @@ class Prediction:
 
 
 class Engine(ABC):
-    """A way of finding the object in a target frame from reference frames."""
+    """A way of finding the object in a target frame from reference frames.
+
+    `window`: how many upcoming target frames the caller should announce at a time with `prepare`.
+    """
 
     name: str
+    window: int = 1
+
+    def prepare(self, seed: View, targets: Sequence[View]) -> None:  # noqa: B027 (optional hook)
+        """Announce the next target frames of a job whose seed frame is `seed`, in the order `segment` will
+        see them, so that an engine can do their per-frame work in one batch. The default does nothing."""
 
     @abstractmethod
     def segment(self, target: View, refs: Sequence[Reference]) -> Prediction:

@@ -1,16 +1,23 @@
 """The learned engine: VGGT-Segmentor on [reference, target] pairs.
 
-Per target frame, every reference with a non-empty mask makes one pair. The pair goes through the VGGT
-backbone as a window of two frames, reference first (it is the tracker's query frame and gets VGGT's
-first-frame camera token); K-Means points of the reference mask are tracked into the target and, with the
-reference mask, prompt the Union Segmentation Head. The references' logits are fused by a weighted mean
-and mapped back to the target frame. All pairs of one target run as one batch.
+Per target frame, every reference with a non-empty mask makes one pair: K-Means points of the reference
+mask are tracked into the target and, with the reference mask, prompt the Union Segmentation Head. The
+references' logits are fused by a weighted mean and mapped back to the target frame.
+
+Two schedules for the backbone (the expensive, mask-free part):
+- "windowed" (default): each frame goes through the backbone once, as the pair [seed frame, frame], and
+  announced frames (`prepare`) go in batches of `window` pairs. A target's pairs then reuse cached
+  features: its seed pair is exactly the pair the backbone saw; a temporal or cross reference brings the
+  features of its own [seed, reference] pass.
+- "pair" (the official pipeline's way): every [reference, target] pair through the whole model on its own.
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal
 
 import cv2
 import numpy as np
@@ -20,7 +27,7 @@ from vggts_cli.engine.base import Engine, Prediction, Reference, ReferenceKind, 
 from vggts_cli.errors import UsageError
 from vggts_cli.model.crops import resize_logits
 from vggts_cli.model.union_head import presence_score
-from vggts_cli.model.vggts import OFFICIAL_MODEL, VGGTS, load_model, resolve_device
+from vggts_cli.model.vggts import DEFAULT_MODEL, VGGTS, load_model, resolve_device
 
 # Weights of the fused logits. The seed is the user's own mask and never drifts; a cross reference is
 # another camera at the same instant, so the object is in the same pose (the ego↔exo setting VGGT-S is
@@ -89,24 +96,100 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(images).movedim(-1, -3).float() / 255
 
 
+Schedule = Literal["windowed", "pair"]
+SCHEDULES: tuple[Schedule, ...] = ("windowed", "pair")
+CPU_WINDOW = 4  # pairs per backbone batch on the CPU: larger batches gain nothing there
+FEATURE_CACHE = 64  # frames whose features are kept (announced targets + recent references)
+
+
 class LearnedEngine(Engine):
     """VGGT-Segmentor: bf16 autocast on CUDA, fp32 on the CPU; deterministic on the CPU."""
 
     name = "vggts"
 
-    def __init__(self, model: VGGTS, device: str | torch.device = "cpu") -> None:
+    def __init__(
+        self,
+        model: VGGTS,
+        device: str | torch.device = "cpu",
+        schedule: Schedule = "windowed",
+        window: int | None = None,
+    ) -> None:
         model.check_segmentable()
+        if schedule not in SCHEDULES:
+            raise UsageError(f"schedule {schedule!r} is not one of {', '.join(SCHEDULES)}")
         self.device = resolve_device(device) if isinstance(device, str) else torch.device(device)
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.size = model.cfg.img_size
+        self.schedule = schedule
+        self.window = window or CPU_WINDOW
+        # Per job (keyed by the seed View object): (camera, index) -> (seed features, frame features),
+        # each (C, h, w), from the frame's [seed, frame] backbone pass; and K-Means points of reference masks.
+        self._seed: View | None = None
+        self._features: OrderedDict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._points: OrderedDict[tuple[str, int, str], torch.Tensor] = OrderedDict()
 
     @classmethod
-    def load(cls, model: str | None, device: str) -> LearnedEngine:
-        """The engine for `--model` (a vggts checkpoint file or `vggt-s-1b`) on `--device` (auto|cpu|cuda)."""
-        if model is None:
-            raise UsageError(f"--engine vggts needs --model (a checkpoint file or {OFFICIAL_MODEL})")
+    def load(
+        cls, model: str | None, device: str, schedule: Schedule = "windowed", window: int | None = None
+    ) -> LearnedEngine:
+        """The engine for `--model` (a vggts model file or name; None = the shipped default) on `--device`."""
         target = resolve_device(device)
-        return cls(load_model(model, target), target)
+        return cls(load_model(model or DEFAULT_MODEL, target), target, schedule, window)
+
+    # -- the windowed schedule's feature cache ----------------------------------------------------------
+
+    def _start_job(self, seed: View) -> None:
+        if self._seed is not seed:
+            self._seed = seed
+            self._features.clear()
+            self._points.clear()
+
+    def _autocast(self):
+        return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
+
+    def _compute_features(self, seed: View, views: Sequence[View]) -> None:
+        """Backbone features of [seed, view] pairs, `window` pairs per batch, into the cache."""
+        seed_image = Letterbox.fit(seed.image.shape[:2], self.size).image(seed.image)
+        for start in range(0, len(views), self.window):
+            chunk = views[start : start + self.window]
+            pairs = np.stack(
+                [
+                    np.stack([seed_image, Letterbox.fit(v.image.shape[:2], self.size).image(v.image)])
+                    for v in chunk
+                ]
+            )
+            with torch.inference_mode(), self._autocast():
+                fmaps = self.model.features(to_tensor(pairs).to(self.device)).float()
+            for view, fmap in zip(chunk, fmaps, strict=True):
+                self._features[(view.camera, view.index)] = (fmap[0], fmap[1])
+        while len(self._features) > FEATURE_CACHE:
+            self._features.popitem(last=False)
+
+    def prepare(self, seed: View, targets: Sequence[View]) -> None:
+        """Compute the backbone features of the announced targets in batches (windowed schedule only)."""
+        if self.schedule != "windowed":
+            return
+        self._start_job(seed)
+        todo = [v for v in targets if (v.camera, v.index) not in self._features]
+        self._compute_features(seed, todo)
+
+    def _cached(self, seed: View, view: View) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (view.camera, view.index)
+        if key not in self._features:
+            self._compute_features(seed, [view])
+        self._features.move_to_end(key)
+        return self._features[key]
+
+    def _source_points(self, ref: Reference, mask: np.ndarray) -> torch.Tensor:
+        """K-Means points (N, 2) of a reference mask, computed once per reference frame and kind."""
+        key = (ref.view.camera, ref.view.index, ref.kind)
+        if key not in self._points:
+            self._points[key] = self.model.head.source_points(torch.from_numpy(mask)[None])[0]
+            while len(self._points) > FEATURE_CACHE:
+                self._points.popitem(last=False)
+        return self._points[key]
+
+    # -- segmentation -----------------------------------------------------------------------------------
 
     def segment(self, target: View, refs: Sequence[Reference]) -> Prediction:
         """Fuse the predictions of every usable reference (non-empty mask); none usable -> empty, score 0."""
@@ -119,23 +202,37 @@ class LearnedEngine(Engine):
                 raise ValueError(
                     f"reference mask {ref.mask.shape} does not match its frame {ref.view.image.shape[:2]}"
                 )
-
         box = Letterbox.fit(frame_hw, self.size)
-        target_image = box.image(target.image)
         ref_boxes = [Letterbox.fit(ref.view.image.shape[:2], self.size) for ref in usable]
-        pairs = np.stack(
-            [np.stack([b.image(r.view.image), target_image]) for r, b in zip(usable, ref_boxes, strict=True)]
-        )
         masks = np.stack([b.mask(r.mask) for r, b in zip(usable, ref_boxes, strict=True)])
         weights = torch.tensor([KIND_WEIGHTS[ref.kind] for ref in usable])
+        seed = next((ref.view for ref in refs if ref.kind == "seed"), None)
 
-        with (
-            torch.inference_mode(),
-            torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda"),
-        ):
-            out = self.model.segment_pairs(
-                to_tensor(pairs).to(self.device), torch.from_numpy(masks).to(self.device), box.content_hw
-            )
+        with torch.inference_mode(), self._autocast():
+            if self.schedule == "pair" or seed is None:
+                target_image = box.image(target.image)
+                pairs = np.stack(
+                    [
+                        np.stack([b.image(r.view.image), target_image])
+                        for r, b in zip(usable, ref_boxes, strict=True)
+                    ]
+                )
+                out = self.model.segment_pairs(
+                    to_tensor(pairs).to(self.device), torch.from_numpy(masks).to(self.device), box.content_hw
+                )
+            else:
+                self._start_job(seed)
+                seed_feat, target_feat = self._cached(seed, target)
+                # The seed pair is the very pair the backbone saw; other references bring their own pass's
+                # features of their frame.
+                sources = [
+                    seed_feat if ref.kind == "seed" else self._cached(seed, ref.view)[1] for ref in usable
+                ]
+                fmaps = torch.stack([torch.stack([src, target_feat]) for src in sources])
+                points = torch.stack([self._source_points(r, m) for r, m in zip(usable, masks, strict=True)])
+                out = self.model.segment_features(
+                    fmaps, torch.from_numpy(masks).to(self.device), box.content_hw, points.to(self.device)
+                )
         fused = fuse_logits(out.logits.float(), weights)
         score = presence_score(box.content(fused)[None])[0]
         mask = box.unmap_logits(fused) > 0

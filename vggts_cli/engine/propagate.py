@@ -234,20 +234,35 @@ def _segment(
             return Reference(view, mask, "temporal")
 
         def walk(steps, seed_frames: Iterator[Frame], other_frames: list[Iterator[Frame]]) -> None:
-            for step in steps:
-                frame = next(seed_frames)
-                assert frame.index == step.seed_index
-                refs = [seed_ref] + ([temporal[0]] if temporal[0] is not None else [])
-                temporal[0] = segment(0, frame, refs)
-                cross = Reference(temporal[0].view, temporal[0].mask, "cross")
-                for k, frames in enumerate(step.others, start=1):
-                    for index in frames:
-                        other = next(other_frames[k - 1])
-                        assert other.index == index
-                        refs = [cross, seed_ref] + ([temporal[k]] if temporal[k] is not None else [])
-                        temporal[k] = segment(k, other, refs)
-                        if leg_start[k] is None:
-                            leg_start[k] = temporal[k]
+            # Frames are read `engine.window` seed-camera steps at a time and announced to the engine
+            # (`prepare`), which may batch their per-frame work; then they are segmented in walk order.
+            window = max(1, engine.window)
+            for start in range(0, len(steps), window):
+                frames: list[tuple[int, Frame]] = []
+                for step in steps[start : start + window]:
+                    frames.append((0, next(seed_frames)))
+                    assert frames[-1][1].index == step.seed_index
+                    for k, indices in enumerate(step.others, start=1):
+                        for index in indices:
+                            frames.append((k, next(other_frames[k - 1])))
+                            assert frames[-1][1].index == index
+                pending = [
+                    View(cams[ci].name, f.index, f.image)
+                    for ci, f in frames
+                    if journal.get(ci, f.index) is None and not (ci == 0 and f.index == s)
+                ]
+                if pending:
+                    engine.prepare(seed_ref.view, pending)
+                for ci, frame in frames:
+                    if ci == 0:
+                        refs = [seed_ref] + ([temporal[0]] if temporal[0] is not None else [])
+                        temporal[0] = segment(0, frame, refs)
+                        cross = Reference(temporal[0].view, temporal[0].mask, "cross")
+                        continue
+                    refs = [cross, seed_ref] + ([temporal[ci]] if temporal[ci] is not None else [])
+                    temporal[ci] = segment(ci, frame, refs)
+                    if leg_start[ci] is None:
+                        leg_start[ci] = temporal[ci]
                 journal.flush()
 
         def first(steps, k: int) -> int | None:

@@ -9,8 +9,11 @@ ENGINES = ("classic", "vggts")
 DEFAULT_ENGINE = "classic"
 
 
-def make_engine(name: str, model: str | None = None, device: str = "auto") -> Engine:
-    """Build the engine `name`; `model` (a name or a checkpoint path) and `device` serve learned engines."""
+def make_engine(
+    name: str, model: str | None = None, device: str = "auto", schedule: str = "windowed"
+) -> Engine:
+    """Build the engine `name`; `model` (a name or a model file; None = the shipped default), `device` and
+    `schedule` ("windowed" or "pair", see engine/learned.py) serve the learned engine."""
     if name == "classic":
         if model is not None:
             raise UsageError("--model applies to --engine vggts; the classic engine has no weights")
@@ -20,5 +23,5 @@ def make_engine(name: str, model: str | None = None, device: str = "auto") -> En
     if name == "vggts":
         from vggts_cli.engine.learned import LearnedEngine
 
-        return LearnedEngine.load(model, device)
+        return LearnedEngine.load(model, device, schedule)  # type: ignore[arg-type]
     raise UsageError(f"--engine {name!r} is not one of {', '.join(ENGINES)}")

@@ -131,4 +131,32 @@ VGGT_S_TINY = ModelConfig(
     head=HeadConfig(img_size=224, sa_tokens=16, depth=1),
 )
 
-CONFIGS: dict[str, ModelConfig] = {c.name: c for c in (VGGT_S_1B, VGGT_S_TINY, TESTVECTOR_BACKBONE)}
+# The shipped default (`vggts train`): the same architecture sized for a 2-core CPU — 112 px input (8×8
+# patches), 32-channel features, a 56 px feature grid fused at 8×8 per view (ratio 7, as the 1B head).
+VGGT_S_LITE = ModelConfig(
+    name="vggt-s-lite",
+    img_size=112,
+    aggregator=AggregatorConfig(
+        embed_dim=96,
+        depth=4,
+        num_heads=4,
+        dino=DinoConfig(img_size=112, embed_dim=96, depth=2, num_heads=4),
+    ),
+    dpt=DPTConfig(dim_in=192, features=32, out_channels=(32, 48, 64, 96), layer_idx=(0, 1, 2, 3)),
+    tracker=TrackerConfig(
+        latent_dim=32,
+        hidden_size=64,
+        iters=3,
+        corr_levels=3,
+        corr_radius=3,
+        depth=2,
+        num_heads=4,
+        num_virtual_tracks=16,
+        max_scale=112,
+    ),
+    head=HeadConfig(img_size=112, sa_tokens=8, embed_dim=32, depth=1, num_heads=4),
+)
+
+CONFIGS: dict[str, ModelConfig] = {
+    c.name: c for c in (VGGT_S_1B, VGGT_S_TINY, VGGT_S_LITE, TESTVECTOR_BACKBONE)
+}

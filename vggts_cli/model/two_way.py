@@ -14,7 +14,6 @@ import torch.nn.functional as F
 from torch import nn
 
 
-
 class ReluMlp(nn.Module):
     """Linears `layers.{i}`, ReLU between them (not after the last). x: (..., in_dim) -> (..., out_dim)."""
 

@@ -140,6 +140,35 @@ class UnionHead(nn.Module):
         points = np.stack([kmeans_points(m, self.cfg.n_points) for m in masks])
         return torch.from_numpy(points).to(src_mask.device)
 
+    def run_passes(
+        self,
+        src_feat: torch.Tensor,
+        tar_feat: torch.Tensor,
+        src_mask: torch.Tensor,
+        tar_points: torch.Tensor,
+        src_points: torch.Tensor | None = None,
+    ) -> list[torch.Tensor]:
+        """Every refinement pass's prediction: src_feat, tar_feat (B, C, h, h); src_mask (B, img, img) bool;
+        tar_points (B, N, 2) (x, y) in target input pixels -> `cfg.passes` logits (B, img, img).
+
+        `src_points` (B, N, 2) are the K-Means points of src_mask when the caller already has them (it
+        tracked them), else computed here. Source points and their features are computed once; pass t
+        (0-based) gets the previous pass's clamped low-res logits (none for t = 0, detached as in SAM-style
+        iterative training) and sees the point features + (t + 1)·src_point_pe.
+        """
+        if src_points is None:
+            src_points = self.source_points(src_mask)
+        points_feat = sample_point_features(src_feat, src_points, self.cfg.img_size)
+        feat_map = torch.stack([src_feat, tar_feat], dim=1)
+        tar_points = tar_points.float()
+        feedback = None
+        preds = []
+        for _ in range(self.cfg.passes):
+            result = self(feat_map, src_points, tar_points, src_mask, feedback, points_feat)
+            feedback = result.low_res_logits.detach()
+            preds.append(result.pred_logits[:, 0])
+        return preds
+
     @torch.no_grad()
     def segment(
         self,
@@ -149,21 +178,6 @@ class UnionHead(nn.Module):
         tar_points: torch.Tensor,
         src_points: torch.Tensor | None = None,
     ) -> HeadOutput:
-        """The official inference: src_feat, tar_feat (B, 128, h, h); src_mask (B, img, img) bool;
-        tar_points (B, N, 2) (x, y) in target input pixels -> HeadOutput. `src_points` (B, N, 2) are the
-        K-Means points of src_mask when the caller already has them (it tracked them), else computed here.
-
-        Source points and their features are computed once; pass t (0-based) gets the previous pass's
-        clamped low-res logits (none for t = 0) and sees the point features + (t + 1)·src_point_pe.
-        """
-        if src_points is None:
-            src_points = self.source_points(src_mask)
-        points_feat = sample_point_features(src_feat, src_points, self.cfg.img_size)
-        feat_map = torch.stack([src_feat, tar_feat], dim=1)
-        tar_points = tar_points.float()
-        feedback = None
-        for _ in range(self.cfg.passes):
-            result = self(feat_map, src_points, tar_points, src_mask, feedback, points_feat)
-            feedback = result.low_res_logits
-        logits = result.pred_logits[:, 0]
+        """The official inference (`run_passes`, last pass) -> HeadOutput."""
+        logits = self.run_passes(src_feat, tar_feat, src_mask, tar_points, src_points)[-1]
         return HeadOutput(logits=logits, presence=presence_score(logits))

@@ -39,6 +39,9 @@ FORMAT_VERSION = "1"
 OFFICIAL_MODEL = VGGT_S_1B.name  # the name that loads the official pair through the hub
 # Official weights by hub name: VGGT's model.pt (backbone) and VGGT-S's main_exp.pth (head).
 OFFICIAL_BACKBONE, OFFICIAL_HEAD = "vggt-1b", "vggt-s-head"
+# The model that ships inside the package (trained by `vggts train`), used when no model is named.
+DEFAULT_MODEL = "vggt-s-lite"
+SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "weights"
 _CPU = torch.device("cpu")
 
 
@@ -84,24 +87,35 @@ class VGGTS(nn.Module):
         cfg = self.cfg
         if cfg.img_size != cfg.head.img_size or cfg.dpt.features != cfg.head.embed_dim:
             raise VggtsError(
-                f"model {cfg.name!r} cannot segment: the head needs {cfg.head.embed_dim}-channel features of a "
-                f"{cfg.head.img_size}px input, the backbone gives {cfg.dpt.features} at {cfg.img_size}px"
+                f"model {cfg.name!r} cannot segment: the head needs {cfg.head.embed_dim}-channel features "
+                f"of a {cfg.head.img_size}px input, the backbone gives {cfg.dpt.features} at {cfg.img_size}px"
             )
 
     def segment_pairs(
         self, images: torch.Tensor, src_masks: torch.Tensor, target_hw: tuple[int, int] | None = None
     ) -> PairOutput:
-        """images (B, 2, 3, img, img) in [0, 1]: [source, target] pairs; src_masks (B, img, img) bool.
+        """images (B, 2, 3, img, img) in [0, 1]: [source, target] pairs, each through the backbone as one
+        window; src_masks (B, img, img) bool. See `segment_features`."""
+        return self.segment_features(self.features(images).float(), src_masks, target_hw)
 
-        The source is frame 0 (the tracker's query frame, with VGGT's first-frame tokens). K-Means points of
-        each source mask are tracked into the target (last iterate, clipped to the target's top-left
+    def segment_features(
+        self,
+        fmaps: torch.Tensor,
+        src_masks: torch.Tensor,
+        target_hw: tuple[int, int] | None = None,
+        src_points: torch.Tensor | None = None,
+    ) -> PairOutput:
+        """fmaps (B, 2, C, h, w): [source, target] backbone features; src_masks (B, img, img) bool.
+
+        The source is frame 0 (the tracker's query frame). K-Means points of each source mask (or the given
+        `src_points` (B, N, 2)) are tracked into the target (last iterate, clipped to the target's top-left
         `target_hw` = (h, w) region, default the whole input: the padding of a letterboxed frame is not
         image), then the head predicts the target's logits.
         """
-        fmaps = self.features(images).float()
-        src_points = self.head.source_points(src_masks)
+        if src_points is None:
+            src_points = self.head.source_points(src_masks)
         tracked = self.track(fmaps, src_points).coords[-1][:, 1].float()
-        h, w = target_hw or tuple(images.shape[-2:])
+        h, w = target_hw or (self.cfg.img_size, self.cfg.img_size)
         tar_points = torch.stack([tracked[..., 0].clamp(0, w - 1), tracked[..., 1].clamp(0, h - 1)], dim=-1)
         out = self.head.segment(fmaps[:, 0], fmaps[:, 1], src_masks, tar_points, src_points)
         return PairOutput(logits=out.logits.float(), presence=out.presence.float(), tar_points=tar_points)
@@ -246,16 +260,28 @@ def load_file_model(path: str | PathLike[str], device: torch.device = _CPU) -> V
     return model.eval().requires_grad_(False)
 
 
+def shipped_model_path(name: str = DEFAULT_MODEL) -> Path:
+    """Where the package keeps a shipped model file."""
+    return SHIPPED_MODELS / f"{name}.safetensors"
+
+
 def load_model(name_or_path: str | PathLike[str], device: str | torch.device = "cpu") -> VGGTS:
     """`vggt-s-1b` -> the official pair through the hub (Hugging Face cache, downloaded when missing);
-    a file path -> our safetensors format. Returns the model in eval mode on `device`, frozen."""
+    `vggt-s-lite` -> the model shipped in the package; a file path -> our safetensors format. Returns the
+    model in eval mode on `device`, frozen."""
     device = resolve_device(device) if isinstance(device, str) else device
-    if str(name_or_path) == OFFICIAL_MODEL and not Path(name_or_path).is_file():
+    name = str(name_or_path)
+    if name == OFFICIAL_MODEL and not Path(name).is_file():
         return load_official(hub.resolve(OFFICIAL_BACKBONE), hub.resolve(OFFICIAL_HEAD), device=device)
+    if name == DEFAULT_MODEL and not Path(name).is_file():
+        shipped = shipped_model_path()
+        if not shipped.is_file():
+            raise VggtsError(f"the shipped model {DEFAULT_MODEL!r} is missing from this install ({shipped})")
+        return load_file_model(shipped, device)
     path = Path(name_or_path).expanduser()
     if not path.is_file():
         raise VggtsError(
             f"{path}: {'is a directory' if path.is_dir() else 'no such file'}; --model takes a vggts "
-            f"model file (.safetensors) or {OFFICIAL_MODEL!r}"
+            f"model file (.safetensors), {DEFAULT_MODEL!r} (shipped) or {OFFICIAL_MODEL!r}"
         )
     return load_file_model(path, device)
