@@ -1,0 +1,73 @@
+"""`vggts eval` results as rich tables (the JSON form is the result dict itself)."""
+
+from __future__ import annotations
+
+from rich.table import Table
+
+
+def _num(value: float | None, digits: int = 3) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def metrics_cell(summary: dict) -> str:
+    """A multi-line cell: paper mIoU, the four Ego-Exo4D metrics, time per pair when known."""
+    lines = [
+        f"mIoU {_num(summary['visible_miou'], 1)} ({summary['visible_pairs']} pairs)",
+        f"IoU {_num(summary['iou'])}  F {_num(summary['contour_accuracy'])}",
+        f"LE {_num(summary['location_error'])}  vis {_num(summary['balanced_accuracy'])}",
+    ]
+    if summary.get("seconds_per_pair") is not None:
+        lines.append(f"{summary['seconds_per_pair']:.3f} s/pair")
+    return "\n".join(lines)
+
+
+def rendered_table(result: dict) -> Table:
+    """`evaluate_rendered`'s result: rows tier × direction, one column per engine."""
+    table = Table(
+        title=f"Rendered validation scenes, {result['pairs']} pairs per tier",
+        caption=(
+            "mIoU: mean IoU ×100 over pairs visible in both views (paper protocol). Ego-Exo4D metrics at "
+            "the evaluator's size: IoU, F = contour accuracy, LE = location error (lower is better), "
+            "vis = visibility balanced accuracy."
+        ),
+        show_lines=True,
+    )
+    table.add_column("tier")
+    table.add_column("direction")
+    for engine in result["engines"]:
+        table.add_column(engine)
+    for tier in result["tiers"]:
+        for direction in result["directions"]:
+            cells = result["results"][tier][direction]
+            table.add_row(tier, direction, *(metrics_cell(cells[e]) for e in result["engines"]))
+    return table
+
+
+def egoexo_table(scores: dict[str, dict], title: str) -> Table:
+    """`egoexo.score`'s result: one row per direction, the official metrics in the evaluator's order."""
+    table = Table(
+        title=title,
+        caption="Plain means (not percentages) but the visible-pairs mIoU (paper protocol, ×100).",
+    )
+    columns = (
+        "direction",
+        "visibility bal. acc",
+        "IoU",
+        "location error (lower better)",
+        "contour acc",
+        "visible-pairs mIoU",
+        "frames (visible)",
+    )
+    for column in columns:
+        table.add_column(column, justify="left" if column == "direction" else "right")
+    for direction, s in scores.items():
+        table.add_row(
+            direction,
+            _num(s["balanced_accuracy"]),
+            _num(s["iou"]),
+            _num(s["location_error"]),
+            _num(s["contour_accuracy"]),
+            _num(s["visible_miou"], 1),
+            f"{s['frames']} ({s['visible_frames']})",
+        )
+    return table
