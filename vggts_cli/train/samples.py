@@ -1,0 +1,204 @@
+"""Training samples: [source, target] model inputs, both masks, and the source points with their true
+target positions, from three kinds of pair:
+
+- "adaptive" / "non_adaptive": one photo, two views (`augment`), a pseudo-object (`regions`) as the
+  object; the target mask is the object warped into the target view;
+- "rig": an ego/exo frame pair of a scene rendered by `synth.rig`, in either direction.
+
+Target points are exact: the source points mapped by the known homography between the two inputs. For the
+non-adaptive kind the tracker is not expected to follow, so the prompt is synthesised from them: the true
+points plus noise, clipped to the image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from vggts_cli.engine.learned import Letterbox, to_tensor
+from vggts_cli.errors import UsageError, VggtsError
+from vggts_cli.model.points import kmeans_points
+from vggts_cli.synth.rig import TIERS, render_rig_pair, training_seed
+from vggts_cli.train.augment import (
+    Viewport,
+    adaptive_view,
+    centred,
+    colour_jitter,
+    map_points,
+    non_adaptive_view,
+    render,
+    source_window,
+)
+from vggts_cli.train.photos import load_photo, photo_names
+from vggts_cli.train.regions import choose_region, region_mask
+
+KINDS = ("adaptive", "non_adaptive", "rig")
+DIRECTIONS = ("ego-exo", "exo-ego")
+EGO_HW, EXO_HW = (480, 640), (540, 960)  # the frame sizes of the rig's cameras (as in the example rig)
+PROMPT_NOISE = 0.02  # std of the synthesised prompt's noise, fraction of the model input side
+SOURCE_TRIES = 50  # (photo, window) draws before giving up on finding a pseudo-object
+RIG_TRIES = 20  # rig pairs drawn before giving up on one whose source view shows the object
+
+
+class NoObjectInSource(ValueError):
+    """The source view of a rendered pair does not show the object (the rig renders such views)."""
+
+
+@dataclass
+class TrainSample:
+    """One [source, target] pair at model-input size S with N points (all coordinates (x, y) in input px)."""
+
+    images: np.ndarray  # (2, S, S, 3) uint8: [source, target] square model inputs
+    src_mask: np.ndarray  # (S, S) bool, non-empty
+    tgt_mask: np.ndarray  # (S, S) bool, may be empty (the object left the view)
+    src_points: np.ndarray  # (N, 2) float32: kmeans_points(src_mask, N)
+    tgt_points: np.ndarray  # (N, 2) float32: true positions of src_points in the target (may lie outside)
+    points_valid: np.ndarray  # (N,) bool: the true target point is inside the target's image content
+    synth_points: bool  # prompt the head with prompt_points instead of the tracker's points
+    prompt_points: np.ndarray  # (N, 2) float32: tgt_points (+ noise when synth_points) clipped to the image
+    kind: str  # "adaptive" | "non_adaptive" | "rig"
+
+
+def _target_points(
+    src_mask: np.ndarray,
+    to_target: np.ndarray,
+    content_hw: tuple[int, int],
+    n_points: int,
+    noise: tuple[np.random.Generator, float] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source points, their true target positions through `to_target` (pixel-centre homography), which of
+    those lie in the target's content (h, w), and the prompt: the positions plus Gaussian `noise`
+    (rng, std px) if given, clipped to the content."""
+    src = kmeans_points(src_mask, n_points)
+    tgt = map_points(to_target, src)
+    h, w = content_hw
+    valid = (tgt[:, 0] >= -0.5) & (tgt[:, 0] < w - 0.5) & (tgt[:, 1] >= -0.5) & (tgt[:, 1] < h - 0.5)
+    prompt = tgt if noise is None else tgt + noise[0].normal(0, noise[1], tgt.shape)
+    prompt = np.stack([np.clip(prompt[:, 0], 0, w - 1), np.clip(prompt[:, 1], 0, h - 1)], axis=1)
+    return src, tgt, valid, prompt.astype(np.float32)
+
+
+def _jitter_content(image: np.ndarray, view: Viewport, rng: np.random.Generator) -> np.ndarray:
+    """Colour jitter on the image part of a letterboxed input; the padding keeps its inference value."""
+    h, w = view.content_hw
+    out = image.copy()
+    out[:h, :w] = colour_jitter(image[:h, :w], rng)
+    return out
+
+
+def single_image_sample(rng: np.random.Generator, size: int, n_points: int, kind: str) -> TrainSample:
+    """A pair of two views of one photo with a pseudo-object: `kind` "adaptive" (the tracker's points
+    prompt the head) or "non_adaptive" (synthesised points do)."""
+    if kind not in ("adaptive", "non_adaptive"):
+        raise ValueError(f"single-image kind {kind!r} is not adaptive or non_adaptive")
+    names = photo_names()
+    for _ in range(SOURCE_TRIES):
+        photo = load_photo(names[int(rng.integers(len(names)))])
+        src_view, window = source_window(photo.hw, size, rng)
+        region = choose_region(photo.segmentation, window, rng)
+        if region is None:
+            continue
+        object_mask, object_box = region_mask(photo.segmentation, region)
+        src_image, src_mask = render(photo, object_mask, src_view, fill=(0, 0, 0))
+        if src_mask.any():
+            break
+    else:
+        raise VggtsError("no pseudo-object found in the training photos")
+
+    if kind == "adaptive":
+        tgt_view = adaptive_view(window, size, rng)
+    else:
+        tgt_view = non_adaptive_view(window, object_box, size, rng)
+    fill = tuple(int(c) for c in rng.integers(0, 256, 3))  # outside the photo: a flat random colour
+    tgt_image, tgt_mask = render(photo, object_mask, tgt_view, fill)
+    images = np.stack([_jitter_content(src_image, src_view, rng), _jitter_content(tgt_image, tgt_view, rng)])
+
+    synth = kind == "non_adaptive"
+    to_target = centred(tgt_view.to_input() @ np.linalg.inv(src_view.to_input()))
+    noise = (rng, PROMPT_NOISE * size) if synth else None
+    src, tgt, valid, prompt = _target_points(src_mask, to_target, tgt_view.content_hw, n_points, noise)
+    return TrainSample(images, src_mask, tgt_mask, src, tgt, valid, synth, prompt, kind)
+
+
+def rig_sample(index: int, size: int, n_points: int, direction: str, tier: str) -> TrainSample:
+    """Rendered rig pair `index` of difficulty `tier` ("easy" | "medium" | "hard"), "ego-exo" (ego frame
+    is the source) or "exo-ego": rendered directly at the letterbox content sizes of a 640×480 ego and a
+    960×540 exo frame. The tracker's points prompt the head. Raises NoObjectInSource when the source view
+    does not show the object."""
+    if direction not in DIRECTIONS:
+        raise ValueError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
+    ego_box, exo_box = Letterbox.fit(EGO_HW, size), Letterbox.fit(EXO_HW, size)
+    pair = render_rig_pair(training_seed(index), tier, ego_box.content_hw, exo_box.content_hw)
+    # The renders already have the content size, so the letterbox only places them on the padded canvas.
+    ego_in = Letterbox.fit(ego_box.content_hw, size)
+    exo_in = Letterbox.fit(exo_box.content_hw, size)
+    ego = (ego_in.image(pair.ego), ego_in.mask(pair.ego_mask))
+    exo = (exo_in.image(pair.exo), exo_in.mask(pair.exo_mask))
+    to_exo = pair.ego_to_exo
+    if direction == "ego-exo":
+        (src_image, src_mask), (tgt_image, tgt_mask), to_target, tgt_hw = ego, exo, to_exo, exo_box.content_hw
+    else:
+        (src_image, src_mask), (tgt_image, tgt_mask) = exo, ego
+        to_target, tgt_hw = np.linalg.inv(to_exo), ego_box.content_hw
+    if not src_mask.any():
+        raise NoObjectInSource(f"rig pair {index} ({tier}): the {direction.split('-')[0]} view has no object")
+    src, tgt, valid, prompt = _target_points(src_mask, to_target, tgt_hw, n_points, noise=None)
+    images = np.stack([src_image, tgt_image])
+    return TrainSample(images, src_mask, tgt_mask, src, tgt, valid, False, prompt, "rig")
+
+
+class SampleStream:
+    """Endless training data: sample i of step s is drawn from its own generator seeded by (seed, s, i),
+    so any step can be rebuilt exactly (a resumed run sees the batches an uninterrupted one would).
+    `mix` weights the kinds (keys among "adaptive", "non_adaptive", "rig"); rig pairs take a random
+    direction and tier."""
+
+    def __init__(self, seed: int, size: int, n_points: int, mix: dict[str, float]) -> None:
+        unknown = sorted(set(mix) - set(KINDS))
+        if unknown:
+            raise UsageError(f"unknown sample kinds {', '.join(unknown)}; use {', '.join(KINDS)}")
+        weights = np.array([float(mix.get(kind, 0.0)) for kind in KINDS])
+        if (weights < 0).any() or weights.sum() <= 0:
+            raise UsageError(f"sample mix weights must be >= 0 with a positive sum, got {mix}")
+        self.seed, self.size, self.n_points = seed, size, n_points
+        self.probs = weights / weights.sum()
+
+    def sample(self, step: int, index: int) -> TrainSample:
+        """Sample `index` of batch `step`."""
+        rng = np.random.default_rng((self.seed, step, index))
+        kind = KINDS[int(rng.choice(len(KINDS), p=self.probs))]
+        if kind == "rig":
+            return self._rig(rng)
+        return single_image_sample(rng, self.size, self.n_points, kind)
+
+    def _rig(self, rng: np.random.Generator) -> TrainSample:
+        """A rig pair of a random index, direction and tier whose source view shows the object."""
+        for _ in range(RIG_TRIES):
+            direction = DIRECTIONS[int(rng.integers(len(DIRECTIONS)))]
+            tier = tuple(TIERS)[int(rng.integers(len(TIERS)))]
+            try:
+                return rig_sample(int(rng.integers(2**31)), self.size, self.n_points, direction, tier)
+            except NoObjectInSource:
+                continue
+        raise VggtsError(f"{RIG_TRIES} rendered rig pairs in a row had no object in their source view")
+
+    def batch(self, step: int, batch_size: int) -> dict[str, torch.Tensor]:
+        """Batch `step` as tensors (see `collate`)."""
+        return collate([self.sample(step, i) for i in range(batch_size)])
+
+
+def collate(samples: list[TrainSample]) -> dict[str, torch.Tensor]:
+    """Stack samples: images (B, 2, 3, S, S) float in [0, 1]; src_mask, tgt_mask (B, S, S) bool;
+    src_points, tgt_points, prompt_points (B, N, 2) float32; points_valid (B, N) bool; synth_points (B,)."""
+    return {
+        "images": to_tensor(np.stack([s.images for s in samples])),
+        "src_mask": torch.from_numpy(np.stack([s.src_mask for s in samples])),
+        "tgt_mask": torch.from_numpy(np.stack([s.tgt_mask for s in samples])),
+        "src_points": torch.from_numpy(np.stack([s.src_points for s in samples])),
+        "tgt_points": torch.from_numpy(np.stack([s.tgt_points for s in samples])),
+        "prompt_points": torch.from_numpy(np.stack([s.prompt_points for s in samples])),
+        "points_valid": torch.from_numpy(np.stack([s.points_valid for s in samples])),
+        "synth_points": torch.tensor([s.synth_points for s in samples]),
+    }
