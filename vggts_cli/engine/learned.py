@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 import torch
 
+from vggts_cli.engine.backoff import WindowBackoff, free_cuda_memory, window_from_memory
 from vggts_cli.engine.base import Engine, Prediction, Reference, ReferenceKind, View
 from vggts_cli.errors import UsageError
 from vggts_cli.model.crops import resize_logits
@@ -99,6 +100,7 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 Schedule = Literal["windowed", "pair"]
 SCHEDULES: tuple[Schedule, ...] = ("windowed", "pair")
 CPU_WINDOW = 4  # pairs per backbone batch on the CPU: larger batches gain nothing there
+MAX_GPU_WINDOW = 32
 FEATURE_CACHE = 64  # frames whose features are kept (announced targets + recent references)
 
 
@@ -121,7 +123,9 @@ class LearnedEngine(Engine):
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.size = model.cfg.img_size
         self.schedule = schedule
-        self.window = window or CPU_WINDOW
+        # Pairs per backbone batch: given, else as many as free GPU memory holds (CPU: a few); an
+        # out-of-memory halves it for the rest of the engine's life and retries the same frames.
+        self._backoff = WindowBackoff(window or self._window_for_device())
         # Per job (keyed by the seed View object): (camera, index) -> (seed features, frame features),
         # each (C, h, w), from the frame's [seed, frame] backbone pass; and K-Means points of reference masks.
         self._seed: View | None = None
@@ -135,6 +139,25 @@ class LearnedEngine(Engine):
         """The engine for `--model` (a vggts model file or name; None = the shipped default) on `--device`."""
         target = resolve_device(device)
         return cls(load_model(model or DEFAULT_MODEL, target), target, schedule, window)
+
+    @property
+    def window(self) -> int:  # type: ignore[override]
+        return self._backoff.window
+
+    def _window_for_device(self) -> int:
+        free = free_cuda_memory(self.device)
+        if free is None:
+            return CPU_WINDOW
+        return window_from_memory(free, self._bytes_per_pair(), reserve=2 * 2**30, lo=1, hi=MAX_GPU_WINDOW)
+
+    def _bytes_per_pair(self) -> int:
+        """A generous estimate of the backbone's working memory for one [seed, frame] pair: the
+        aggregator's tokens of the kept layers and the DPT's largest maps, in bf16, with slack."""
+        cfg = self.model.cfg
+        tokens = 2 * (cfg.img_size // cfg.aggregator.dino.patch_size) ** 2
+        aggregator = tokens * 2 * cfg.aggregator.embed_dim * (len(cfg.dpt.layer_idx) + 4) * 2
+        dpt = 2 * max(cfg.dpt.out_channels) * (cfg.img_size // 2) ** 2 * 4 * 2
+        return 4 * (aggregator + dpt)
 
     # -- the windowed schedule's feature cache ----------------------------------------------------------
 
@@ -150,8 +173,8 @@ class LearnedEngine(Engine):
     def _compute_features(self, seed: View, views: Sequence[View]) -> None:
         """Backbone features of [seed, view] pairs, `window` pairs per batch, into the cache."""
         seed_image = Letterbox.fit(seed.image.shape[:2], self.size).image(seed.image)
-        for start in range(0, len(views), self.window):
-            chunk = views[start : start + self.window]
+
+        def window_features(chunk: Sequence[View]) -> list[torch.Tensor]:
             pairs = np.stack(
                 [
                     np.stack([seed_image, Letterbox.fit(v.image.shape[:2], self.size).image(v.image)])
@@ -159,9 +182,10 @@ class LearnedEngine(Engine):
                 ]
             )
             with torch.inference_mode(), self._autocast():
-                fmaps = self.model.features(to_tensor(pairs).to(self.device)).float()
-            for view, fmap in zip(chunk, fmaps, strict=True):
-                self._features[(view.camera, view.index)] = (fmap[0], fmap[1])
+                return list(self.model.features(to_tensor(pairs).to(self.device)).float())
+
+        for view, fmap in zip(views, self._backoff.run(window_features, views), strict=True):
+            self._features[(view.camera, view.index)] = (fmap[0], fmap[1])
         while len(self._features) > FEATURE_CACHE:
             self._features.popitem(last=False)
 

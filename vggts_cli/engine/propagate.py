@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack
+from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -24,11 +24,13 @@ from vggts_cli.masks import rle
 from vggts_cli.masks.io import load_seed_mask
 from vggts_cli.sinks import OUTPUT_KINDS, OUTPUT_NAMES, build_sinks
 from vggts_cli.sinks.base import SinkOptions
+from vggts_cli.video.prefetch import prefetch
 from vggts_cli.video.reader import Frame, VideoInfo, VideoReader, probe
 from vggts_cli.video.sync import world_times
 
 # progress(stage, frames_done_increment): the CLI draws it; the library stays silent.
 ProgressFn = Callable[[str, int], None]
+PREFETCH = 8  # frames decoded ahead per camera, on a background thread
 
 
 @dataclass(frozen=True)
@@ -268,17 +270,23 @@ def _segment(
         def first(steps, k: int) -> int | None:
             return next((st.others[k - 1][0] for st in steps if st.others[k - 1]), None)
 
-        walk(
+        def leg(steps, sources: list[Iterator[Frame]]) -> None:
+            # Decoding runs in background threads (PyAV releases the GIL), a few frames ahead of the
+            # engine; each leg's threads end before the next leg reads the same files.
+            with ExitStack() as threads:
+                frames = [threads.enter_context(closing(prefetch(src, depth=PREFETCH))) for src in sources]
+                walk(steps, frames[0], frames[1:])
+
+        leg(
             forward,
-            readers[0].frames(s),
-            [readers[k].frames(first(forward, k) or 0) for k in range(1, len(cams))],
+            [readers[0].frames(s)] + [readers[k].frames(first(forward, k) or 0) for k in range(1, len(cams))],
         )
         if backward:
             temporal = [Reference(seed_ref.view, prepared.seed_mask, "temporal"), *leg_start[1:]]
-            walk(
+            leg(
                 backward,
-                readers[0].frames_reversed(0, s),
-                [readers[k].frames_reversed(0, _backward_stop(backward, k)) for k in range(1, len(cams))],
+                [readers[0].frames_reversed(0, s)]
+                + [readers[k].frames_reversed(0, _backward_stop(backward, k)) for k in range(1, len(cams))],
             )
 
 
@@ -294,8 +302,8 @@ def _render(job: PropagateJob, cam: Camera, ci: int, journal: Journal, tick: Pro
     out_dir.mkdir(parents=True, exist_ok=True)
     sinks = build_sinks(job.write, out_dir, cam.info, job.sink_options)
     try:
-        with VideoReader(cam.info) as reader:
-            for frame in reader.frames():
+        with VideoReader(cam.info) as reader, closing(prefetch(reader.frames(), depth=PREFETCH)) as frames:
+            for frame in frames:
                 counts, score = journal.records[(ci, frame.index)]
                 mask = rle.decode({"size": [cam.info.height, cam.info.width], "counts": counts})
                 for sink in sinks:
