@@ -119,11 +119,19 @@ def propagate(
         str, typer.Option(help="Tint of the overlay video: #rrggbb or r,g,b.")
     ] = "#ff00aa",
     engine: Annotated[
-        str, typer.Option(help="Segmentation engine: classic (weight-free) or vggts.")
-    ] = "classic",
+        str | None,
+        typer.Option(
+            help="Segmentation engine: vggts (learned) or classic (weight-free feature matching and flow) "
+            "[default: whichever scores best on our validation scenes, vggts with the shipped model].",
+            show_default=False,
+        ),
+    ] = None,
     model: Annotated[
         str | None,
-        typer.Option(help="For --engine vggts: a model name (see `vggts weights list`) or a file."),
+        typer.Option(
+            help="For --engine vggts: a model file, vggt-s-lite (shipped, the default) or vggt-s-1b "
+            "(the published weights, see `vggts weights`)."
+        ),
     ] = None,
     device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
     offset: Annotated[
@@ -143,7 +151,7 @@ def propagate(
     Example: vggts propagate --src ego.mp4 --dst exo.mp4 --mask ego_mask.png --out out/ --write rle,redact
     """
     from vggts_cli.engine.propagate import PropagateJob, prepare, run
-    from vggts_cli.engine.registry import make_engine
+    from vggts_cli.engine.registry import default_engine, make_engine
     from vggts_cli.sinks.base import SinkOptions
 
     options = SinkOptions(
@@ -162,7 +170,7 @@ def propagate(
         mask_frame=mask_frame,
         write=parse_write(write),
         sink_options=options,
-        engine=engine,
+        engine=engine or default_engine(),
         model=model,
         device=device.value,
         offsets=parse_offsets(offset or []),
@@ -170,7 +178,7 @@ def propagate(
         overwrite=overwrite,
     )
     prepared = prepare(job)
-    seg_engine = make_engine(engine, model, device.value)
+    seg_engine = make_engine(job.engine, model, device.value)
     total = sum(c.info.num_frames for c in prepared.cameras)
     with progress_bar() as bar:
         tasks = {

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from vggts_cli.engine.propagate import PropagateJob, fingerprint, prepare
-from vggts_cli.engine.registry import DEFAULT_ENGINE, ENGINES
+from vggts_cli.engine.registry import ENGINES, default_engine
 from vggts_cli.errors import UsageError, VggtsError
 from vggts_cli.options import parse_offsets, parse_write
 from vggts_cli.sinks.base import SinkOptions
@@ -167,7 +167,7 @@ def _checked(job_id: str, where: str, row: dict[str, Any], base: Path, out: Path
     missing = [k for k in REQUIRED if row.get(k) in (None, "", [])]
     if missing:
         raise UsageError(f"no {missing[0]}")
-    engine = str(row.get("engine") or DEFAULT_ENGINE).strip()
+    engine = str(row.get("engine") or default_engine()).strip()
     job = PropagateJob(
         src=_path(row["src"], base),
         dsts=tuple(_path(v, base) for v in _items(row["dst"])),

@@ -18,6 +18,7 @@ import numpy as np
 
 from vggts_cli.engine.base import Engine, Reference, View
 from vggts_cli.engine.journal import STATE_DIR, Journal
+from vggts_cli.engine.registry import default_engine
 from vggts_cli.engine.schedule import plan_steps
 from vggts_cli.errors import UsageError
 from vggts_cli.masks import rle
@@ -44,7 +45,7 @@ class PropagateJob:
     mask_frame: int = 0
     write: tuple[str, ...] = ("rle", "overlay")
     sink_options: SinkOptions = field(default_factory=SinkOptions)
-    engine: str = "classic"
+    engine: str = field(default_factory=default_engine)
     model: str | None = None
     device: str = "auto"
     offsets: tuple[tuple[str, float], ...] = ()

@@ -21,6 +21,9 @@ class DinoConfig:
     num_heads: int = 16
     mlp_ratio: float = 4.0
     num_register_tokens: int = 4
+    # "patch": one patch_size-strided conv; "efficientnet-lite0": an ImageNet-initialisable conv trunk
+    # (stride 16, `stem.EfficientStem`).
+    stem: str = "patch"
 
 
 @dataclass(frozen=True)
@@ -131,8 +134,9 @@ VGGT_S_TINY = ModelConfig(
     head=HeadConfig(img_size=224, sa_tokens=16, depth=1),
 )
 
-# The shipped default (`vggts train`): the same architecture sized for a 2-core CPU — 112 px input (8×8
-# patches), 32-channel features, a 56 px feature grid fused at 8×8 per view (ratio 7, as the 1B head).
+# The shipped default (`vggts train`): the same architecture sized for a 2-core CPU — 112 px input, an
+# ImageNet-initialisable EfficientNet-Lite0 stem instead of the patch conv (7×7 tokens of 16 px),
+# 32-channel features, a 56 px feature grid fused at 8×8 per view (ratio 7, as the 1B head).
 VGGT_S_LITE = ModelConfig(
     name="vggt-s-lite",
     img_size=112,
@@ -140,9 +144,13 @@ VGGT_S_LITE = ModelConfig(
         embed_dim=96,
         depth=4,
         num_heads=4,
-        dino=DinoConfig(img_size=112, embed_dim=96, depth=2, num_heads=4),
+        dino=DinoConfig(
+            img_size=112, patch_size=16, embed_dim=96, depth=2, num_heads=4, stem="efficientnet-lite0"
+        ),
     ),
-    dpt=DPTConfig(dim_in=192, features=32, out_channels=(32, 48, 64, 96), layer_idx=(0, 1, 2, 3)),
+    dpt=DPTConfig(
+        dim_in=192, patch_size=16, features=32, out_channels=(32, 48, 64, 96), layer_idx=(0, 1, 2, 3)
+    ),
     tracker=TrackerConfig(
         latent_dim=32,
         hidden_size=64,

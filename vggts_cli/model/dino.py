@@ -10,6 +10,7 @@ from torch import nn
 
 from vggts_cli.model.block import Block
 from vggts_cli.model.configs import DinoConfig
+from vggts_cli.model.stem import EfficientStem
 
 
 def check_image_size(height: int, width: int, patch_size: int) -> None:
@@ -49,6 +50,19 @@ class PatchEmbed(nn.Module):
         return self.proj(images).flatten(2).transpose(1, 2)
 
 
+def build_patch_embed(cfg: DinoConfig) -> nn.Module:
+    """The configured patch embedding: (N, 3, H, W) -> (N, H/p * W/p, embed_dim), p = cfg.patch_size."""
+    if cfg.stem == "patch":
+        return PatchEmbed(cfg.patch_size, cfg.embed_dim)
+    if cfg.stem == "efficientnet-lite0":
+        if cfg.patch_size != EfficientStem.stride:
+            raise ValueError(
+                f"the efficientnet-lite0 stem needs patch_size {EfficientStem.stride}, got {cfg.patch_size}"
+            )
+        return EfficientStem(cfg.embed_dim)
+    raise ValueError(f"unknown stem {cfg.stem!r}: expected 'patch' or 'efficientnet-lite0'")
+
+
 class DinoViT(nn.Module):
     """DINOv2 trunk returning its normalised patch tokens.
 
@@ -64,7 +78,7 @@ class DinoViT(nn.Module):
         self.pos_embed = nn.Parameter(nn.init.trunc_normal_(torch.empty(1, 1 + grid * grid, dim), std=0.02))
         self.register_tokens = nn.Parameter(torch.randn(1, cfg.num_register_tokens, dim) * 1e-6)
         self.mask_token = nn.Parameter(torch.zeros(1, dim))
-        self.patch_embed = PatchEmbed(cfg.patch_size, dim)
+        self.patch_embed = build_patch_embed(cfg)
         self.blocks = nn.ModuleList(
             Block(dim, cfg.num_heads, cfg.mlp_ratio, eps=1e-6, init_values=1.0) for _ in range(cfg.depth)
         )

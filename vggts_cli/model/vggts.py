@@ -33,15 +33,13 @@ from vggts_cli.model.configs import VGGT_S_1B, ModelConfig
 from vggts_cli.model.track_head import TrackHead
 from vggts_cli.model.tracker import TrackOutput
 from vggts_cli.model.union_head import UnionHead
+from vggts_cli.weights import DEFAULT_MODEL, shipped_model_path
 
 FORMAT = "vggts-model"  # safetensors metadata "format" of our files
 FORMAT_VERSION = "1"
 OFFICIAL_MODEL = VGGT_S_1B.name  # the name that loads the official pair through the hub
 # Official weights by hub name: VGGT's model.pt (backbone) and VGGT-S's main_exp.pth (head).
 OFFICIAL_BACKBONE, OFFICIAL_HEAD = "vggt-1b", "vggt-s-head"
-# The model that ships inside the package (trained by `vggts train`), used when no model is named.
-DEFAULT_MODEL = "vggt-s-lite"
-SHIPPED_MODELS = Path(__file__).resolve().parent.parent / "weights"
 _CPU = torch.device("cpu")
 
 
@@ -258,11 +256,6 @@ def load_file_model(path: str | PathLike[str], device: torch.device = _CPU) -> V
     model = _build(cfg, device)
     _load_checked(model, read_state_dict(path), path)
     return model.eval().requires_grad_(False)
-
-
-def shipped_model_path(name: str = DEFAULT_MODEL) -> Path:
-    """Where the package keeps a shipped model file."""
-    return SHIPPED_MODELS / f"{name}.safetensors"
 
 
 def load_model(name_or_path: str | PathLike[str], device: str | torch.device = "cpu") -> VGGTS:

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from vggts_cli.errors import UsageError, VggtsError
 from vggts_cli.fsutil import commit, discard, partial_path
 from vggts_cli.model.configs import CONFIGS
+from vggts_cli.model.stem import load_imagenet_weights
 from vggts_cli.model.vggts import VGGTS, save_model
 from vggts_cli.train.losses import mask_loss
 from vggts_cli.train.samples import SampleStream
@@ -48,6 +49,12 @@ class TrainConfig:
     warmup: int = 300
     clip: float = 1.0
     track_weight: float = 0.1  # tracking loss (coords / image side) next to the mask loss
+    # Share of pairs whose head is prompted with the true target points rather than the tracker's, from
+    # `teacher_start` at step 0 down to `teacher_end` at `teacher_until` of the run: a from-scratch tracker
+    # gives the head no signal at first, and at the end the head must work from tracked points.
+    teacher_start: float = 0.9
+    teacher_end: float = 0.2
+    teacher_until: float = 0.6
     seed: int = 0
     mix: dict[str, float] = field(default_factory=lambda: {"adaptive": 0.3, "non_adaptive": 0.3, "rig": 0.4})
 
@@ -73,6 +80,12 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     return cfg.lr * (0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
+def teacher_share(cfg: TrainConfig, step: int) -> float:
+    """The share of tracked-prompt pairs prompted with true points instead, at `step` (linear decay)."""
+    progress = min(1.0, step / max(1.0, cfg.teacher_until * cfg.steps))
+    return cfg.teacher_start + (cfg.teacher_end - cfg.teacher_start) * progress
+
+
 def track_loss(
     coords: list[torch.Tensor], truth: torch.Tensor, valid: torch.Tensor, side: int
 ) -> torch.Tensor:
@@ -88,15 +101,20 @@ def track_loss(
 
 
 def forward_losses(
-    model: VGGTS, batch: dict[str, torch.Tensor], cfg: TrainConfig
+    model: VGGTS, batch: dict[str, torch.Tensor], cfg: TrainConfig, step: int = 0
 ) -> tuple[torch.Tensor, StepLosses]:
-    """The loss of one batch (see the module docstring)."""
+    """The loss of one batch (see the module docstring) at training step `step`."""
     side = model.cfg.img_size
     fmaps = model.features(batch["images"])
     tracks = model.track(fmaps, batch["src_points"])
     t_loss = track_loss(tracks.coords, batch["tgt_points"], batch["points_valid"], side)
     tracked = tracks.coords[-1][:, 1].detach().clamp(0, side - 1)
-    prompts = torch.where(batch["synth_points"][:, None, None], batch["prompt_points"], tracked)
+    # Which pairs get true (synthesised) prompts: the non-adaptive ones always, the others by the teacher
+    # share, drawn from a generator of (seed, step) so that a resumed run makes the same draws.
+    draw = torch.Generator().manual_seed(cfg.seed * 1_000_003 + step)
+    teacher = torch.rand(len(tracked), generator=draw) < teacher_share(cfg, step)
+    synth = batch["synth_points"] | teacher.to(tracked.device)
+    prompts = torch.where(synth[:, None, None], batch["prompt_points"], tracked)
     passes = model.head.run_passes(fmaps[:, 0], fmaps[:, 1], batch["src_mask"], prompts, batch["src_points"])
     target = batch["tgt_mask"].float()
     m_loss = sum(mask_loss(logits, target) for logits in passes) / len(passes)
@@ -121,9 +139,19 @@ class Trainer:
         self.cfg, self.out, self.device = cfg, out, device
         model_cfg = CONFIGS[cfg.model]
         torch.manual_seed(cfg.seed)
-        self.model = VGGTS(model_cfg).to(device)
+        self.model = VGGTS(model_cfg)
         self.model.check_segmentable()
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        if model_cfg.aggregator.dino.stem != "patch":
+            load_imagenet_weights(self.model.aggregator.patch_embed.patch_embed)
+        self.model.to(device)
+        # The ImageNet trunk learns 10x slower than the rest, which starts from scratch.
+        pretrained = [p for n, p in self.model.named_parameters() if ".trunk." in n]
+        ids = {id(p) for p in pretrained}
+        fresh = [p for p in self.model.parameters() if id(p) not in ids]
+        groups = [{"params": fresh, "lr_scale": 1.0}] + (
+            [{"params": pretrained, "lr_scale": 0.1}] if pretrained else []
+        )
+        self.optimizer = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.stream = SampleStream(cfg.seed, model_cfg.img_size, model_cfg.head.n_points, cfg.mix)
         self.step = 0
         checkpoint = out / CHECKPOINT
@@ -147,6 +175,11 @@ class Trainer:
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.step = int(state["step"])
+        # Steps logged after the checkpoint were lost with the process; they will be run (and logged) again.
+        log = self.out / LOG_FILE
+        if log.exists():
+            kept = [line for line in log.read_text().splitlines() if json.loads(line)["step"] <= self.step]
+            log.write_text("".join(line + "\n" for line in kept))
 
     def save(self) -> None:
         """checkpoint.pt and model.safetensors, each written under a temporary name and renamed."""
@@ -178,6 +211,10 @@ class Trainer:
         JSON line per step to train.jsonl."""
         self.out.mkdir(parents=True, exist_ok=True)
         self.model.train()
+        # The ImageNet stem keeps its BatchNorm statistics: a few pairs a step cannot estimate them.
+        for module in self.model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.eval()
         start, first = time.monotonic(), self.step
         with (self.out / LOG_FILE).open("a") as log:
             while self.step < self.cfg.steps:
@@ -190,8 +227,8 @@ class Trainer:
                 }
                 lr = learning_rate(self.cfg, self.step)
                 for group in self.optimizer.param_groups:
-                    group["lr"] = lr
-                loss, parts = forward_losses(self.model, batch, self.cfg)
+                    group["lr"] = lr * group["lr_scale"]
+                loss, parts = forward_losses(self.model, batch, self.cfg, self.step)
                 self.optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip)
@@ -199,10 +236,10 @@ class Trainer:
                 self.step += 1
                 record = {"step": self.step, "lr": lr, "seconds": round(time.monotonic() - start, 2)}
                 log.write(json.dumps(record | dataclasses.asdict(parts)) + "\n")
+                log.flush()
                 if on_step is not None:
                     on_step(self.step, parts)
                 if self.step % checkpoint_every == 0:
-                    log.flush()
                     self.save()
         self.save()
         self.model.eval()
