@@ -26,10 +26,11 @@ class Recording:
         cv2.imwrite(str(path), self.truth(0, index).astype(np.uint8) * 255)
         return path
 
-    def propagate_args(self, mask: Path, *options: str) -> list[str]:
-        """`vggts propagate` over this recording (ego = src, exo = dst) with `mask`, plus `options`."""
+    def propagate_args(self, mask: Path, *options: str, engine: str = "classic") -> list[str]:
+        """`vggts propagate` over this recording (ego = src, exo = dst) with `mask` and `engine` (the fast,
+        weight-free classic one unless told), plus `options`."""
         src, dst = (str(v) for v in self.videos)
-        return ["propagate", "--src", src, "--dst", dst, "--mask", str(mask), *options]
+        return ["propagate", "--src", src, "--dst", dst, "--mask", str(mask), "--engine", engine, *options]
 
 
 def make_recording(

@@ -49,9 +49,11 @@ def files(folder: Path) -> dict[str, bytes]:
 # --------------------------------------------------------------------------- the corpus: 6 good jobs, 1 bad
 
 # Each job's manifest cells (paths relative to the corpus folder); propagate_args makes its command line.
+# "plain" runs the default engine (the shipped model when it scores best), the others the fast classic one.
 JOBS = {
     "plain": {"src": "r1/ego.mp4", "dst": "r1/exo.mp4", "mask": "r1/mask0.png", "write": "rle,overlay"},
     "mid-seed": {
+        "engine": "classic",
         "src": "r1/ego.mp4",
         "dst": "r1/exo.mp4",
         "mask": "r1/mask7.png",
@@ -60,6 +62,7 @@ JOBS = {
         "redact": "pixelate",
     },
     "three-cams": {
+        "engine": "classic",
         "src": "r2/ego.mp4",
         "dst": "r2/exo.mp4;r1/exo.mp4",
         "mask": "r2/mask0.png",
@@ -67,6 +70,7 @@ JOBS = {
         "write": "rle;png",
     },
     "fill": {
+        "engine": "classic",
         "src": "r2/ego.mp4",
         "dst": "r2/exo.mp4",
         "mask": "r2/mask0.png",
@@ -75,11 +79,35 @@ JOBS = {
         "fill_color": "#00ff00",
         "margin": "3",
     },
-    "exo-seed": {"src": "r1/exo.mp4", "dst": "r1/ego.mp4", "mask": "r1/exo-mask.png", "write": "rle"},
-    "matte": {"src": "r2/ego.mp4", "dst": "r1/exo.mp4", "mask": "r2/mask0.png", "write": "matte,rle"},
+    "exo-seed": {
+        "engine": "classic",
+        "src": "r1/exo.mp4",
+        "dst": "r1/ego.mp4",
+        "mask": "r1/exo-mask.png",
+        "write": "rle",
+    },
+    "matte": {
+        "engine": "classic",
+        "src": "r2/ego.mp4",
+        "dst": "r1/exo.mp4",
+        "mask": "r2/mask0.png",
+        "write": "matte,rle",
+    },
 }
 BAD = {"id": "too-far", "src": "r1/ego.mp4", "dst": "r1/exo.mp4", "mask": "r1/mask0.png", "mask_frame": "99"}
-COLUMNS = ["id", "src", "dst", "mask", "mask_frame", "offsets", "write", "redact", "margin", "fill_color"]
+COLUMNS = [
+    "id",
+    "engine",
+    "src",
+    "dst",
+    "mask",
+    "mask_frame",
+    "offsets",
+    "write",
+    "redact",
+    "margin",
+    "fill_color",
+]
 
 
 def propagate_args(cells: dict[str, str], root: Path) -> list[str]:
@@ -87,7 +115,7 @@ def propagate_args(cells: dict[str, str], root: Path) -> list[str]:
     args = ["--src", str(root / cells["src"]), "--mask", str(root / cells["mask"])]
     for dst in cells["dst"].split(";"):
         args += ["--dst", str(root / dst)]
-    options = {"mask_frame": "--mask-frame", "redact": "--redact", "margin": "--margin"}
+    options = {"engine": "--engine", "mask_frame": "--mask-frame", "redact": "--redact", "margin": "--margin"}
     options |= {"fill_color": "--fill-color", "offsets": "--offset"}
     for key, flag in options.items():
         if key in cells:

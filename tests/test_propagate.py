@@ -361,13 +361,12 @@ def test_learned_engine_end_to_end(tmp_path):
             mask,
             "--out",
             str(out),
-            "--engine",
-            "vggts",
             "--model",
             str(checkpoint),
             "--device",
             "cpu",
             "--json",
+            engine="vggts",
         )
     )
     cams = {c["camera"]: c for c in json.loads(proc.stdout)["cameras"]}
@@ -383,10 +382,9 @@ def test_learned_engine_end_to_end(tmp_path):
             mask,
             "--out",
             str(tmp_path / "o2"),
-            "--engine",
-            "vggts",
             "--model",
             str(tmp_path / "none.safetensors"),
+            engine="vggts",
         ),
         check=False,
     )

@@ -53,6 +53,12 @@ def register(app: typer.Typer) -> None:
             ),
         ] = "adaptive=0.3,non_adaptive=0.3,rig=0.4",
         seed: Annotated[int, typer.Option(help="Seed of the weights and of the data stream.")] = 0,
+        balanced_focal: Annotated[
+            bool,
+            typer.Option(
+                help="Weigh object and background pixels alike in the focal loss (SAM's: α = 0.25)."
+            ),
+        ] = False,
         minutes: Annotated[
             float | None,
             typer.Option(help="Stop (with a checkpoint) after this much wall time; --resume goes on."),
@@ -71,7 +77,13 @@ def register(app: typer.Typer) -> None:
         from vggts_cli.train.loop import TrainConfig, Trainer
 
         cfg = TrainConfig(
-            model=config, steps=steps, batch_size=batch_size, lr=lr, seed=seed, mix=_parse_mix(mix)
+            model=config,
+            steps=steps,
+            batch_size=batch_size,
+            lr=lr,
+            seed=seed,
+            mix=_parse_mix(mix),
+            focal_alpha=None if balanced_focal else 0.25,
         )
         trainer = Trainer(cfg, out, resolve_device(device.value), resume=resume)
         with progress_bar() as bar:

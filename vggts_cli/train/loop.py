@@ -49,6 +49,7 @@ class TrainConfig:
     warmup: int = 300
     clip: float = 1.0
     track_weight: float = 0.1  # tracking loss (coords / image side) next to the mask loss
+    focal_alpha: float | None = 0.25  # SAM's; None weighs object and background pixels alike
     # Share of pairs whose head is prompted with the true target points rather than the tracker's, from
     # `teacher_start` at step 0 down to `teacher_end` at `teacher_until` of the run: a from-scratch tracker
     # gives the head no signal at first, and at the end the head must work from tracked points.
@@ -117,7 +118,7 @@ def forward_losses(
     prompts = torch.where(synth[:, None, None], batch["prompt_points"], tracked)
     passes = model.head.run_passes(fmaps[:, 0], fmaps[:, 1], batch["src_mask"], prompts, batch["src_points"])
     target = batch["tgt_mask"].float()
-    m_loss = sum(mask_loss(logits, target) for logits in passes) / len(passes)
+    m_loss = sum(mask_loss(logits, target, cfg.focal_alpha) for logits in passes) / len(passes)
     total = m_loss + cfg.track_weight * t_loss
     with torch.no_grad():
         pred = passes[-1] > 0
@@ -128,6 +129,14 @@ def forward_losses(
     return total, StepLosses(
         float(total.detach()), float(m_loss.detach()), float(t_loss.detach()), float(iou)
     )
+
+
+def _stored_config(text: object) -> TrainConfig | None:
+    """The TrainConfig a checkpoint was made with (fields added since then take their defaults)."""
+    try:
+        return TrainConfig(**json.loads(str(text)))
+    except (TypeError, ValueError):
+        return None
 
 
 class Trainer:
@@ -167,7 +176,7 @@ class Trainer:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as err:  # torch raises several types for a damaged or foreign file
             raise VggtsError(f"{path}: not a vggts training checkpoint ({type(err).__name__})") from None
-        if state.get("config") != self.cfg.to_json():
+        if _stored_config(state.get("config")) != self.cfg:
             raise UsageError(
                 f"{path}: the checkpoint was made with other training settings; resume with the same options "
                 f"(stored: {state.get('config')})"
