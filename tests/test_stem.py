@@ -10,9 +10,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from vggts_cli.errors import VggtsError
-from vggts_cli.model.aggregator import IMAGENET_MEAN, IMAGENET_STD
 from vggts_cli.model.configs import VGGT_S_LITE, DinoConfig
 from vggts_cli.model.dino import DinoViT, PatchEmbed
+from vggts_cli.model.layers import IMAGENET_MEAN, IMAGENET_STD
 from vggts_cli.model.stem import (
     LITE0_STAGES,
     TRUNK_STAGES,

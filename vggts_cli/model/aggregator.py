@@ -10,10 +10,8 @@ from torch import nn
 from vggts_cli.model.block import Block
 from vggts_cli.model.configs import AggregatorConfig
 from vggts_cli.model.dino import DinoViT, check_image_size
+from vggts_cli.model.layers import IMAGENET_MEAN, IMAGENET_STD
 from vggts_cli.model.rope import grid_positions, rope_tables
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def _per_frame(token: torch.Tensor, batch: int, frames: int) -> torch.Tensor:

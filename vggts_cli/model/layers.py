@@ -5,6 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+# The normalisation VGGT's aggregator applies to [0, 1] images (ImageNet statistics).
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
 
 class Mlp(nn.Module):
     """Two-layer perceptron fc1 -> GELU -> fc2 (keys `fc1.*`, `fc2.*`). x: (..., in) -> (..., out)."""

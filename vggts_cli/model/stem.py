@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vggts_cli.errors import VggtsError
+from vggts_cli.model.layers import IMAGENET_MEAN, IMAGENET_STD
 
 # (expand ratio, kernel, first stride, out channels, repeats) of Lite0's seven stages; the trunk keeps the
 # first five (blocks 0-10), ending with the 112-channel stage at stride 16.
@@ -129,8 +130,8 @@ class EfficientStem(nn.Module):
         self.proj = nn.Conv2d(self.trunk.out_channels, embed_dim, 1)
         # The aggregator hands over (x - mean) / std of x in [0, 1]; Lite0 wants (255·x - 127.5) / 128.
         # One affine map per channel does both: x·scale + shift. Constants, so not in the state dict.
-        mean = torch.tensor((0.485, 0.456, 0.406)).view(1, 3, 1, 1)
-        std = torch.tensor((0.229, 0.224, 0.225)).view(1, 3, 1, 1)
+        mean = torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1)
+        std = torch.tensor(IMAGENET_STD).view(1, 3, 1, 1)
         self.register_buffer("in_scale", std * 255 / 128, persistent=False)
         self.register_buffer("in_shift", (mean * 255 - 127.5) / 128, persistent=False)
 

@@ -68,7 +68,8 @@ class VGGTS(nn.Module):
         return nn.ModuleDict({"aggregator": self.aggregator, "track_head": self.track_head})
 
     def features(self, images: torch.Tensor) -> torch.Tensor:
-        """images (B, S, 3, H, W) in [0, 1], H and W multiples of 14 -> DPT feature maps (B, S, F, H/2, W/2).
+        """images (B, S, 3, H, W) in [0, 1], H and W multiples of the patch size -> DPT feature maps
+        (B, S, F, H/2, W/2).
 
         The aggregator stops after the last layer the DPT reads (all of them for the real model).
         """
