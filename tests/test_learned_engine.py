@@ -73,6 +73,17 @@ def test_empty_reference_is_skipped(engine: LearnedEngine, seed_ref: Reference, 
     assert with_empty.score == predictions[hw].score
 
 
+def test_a_cross_reference_replaces_the_seed(seed_ref: Reference) -> None:
+    lite = LearnedEngine(make_tiny_model(cfg=VGGT_S_LITE), "cpu", schedule="pair")
+    image, mask = _frame(90, 120, seed=3)
+    cross = Reference(View("ego", 7, image), mask, "cross")
+    target = _target(TARGET_SIZES[0])
+    both = lite.segment(target, [cross, seed_ref])
+    alone = lite.segment(target, [cross])
+    assert np.array_equal(both.mask, alone.mask) and both.score == alone.score
+    assert lite.segment(target, [seed_ref]).score != alone.score  # the seed alone is a different pair
+
+
 def test_no_usable_reference_gives_empty_mask_and_score_zero(
     engine: LearnedEngine, seed_ref: Reference
 ) -> None:

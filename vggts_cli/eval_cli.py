@@ -16,8 +16,13 @@ if TYPE_CHECKING:
 
     from vggts_cli.engine.base import Engine
 
-ENGINE_HELP = "Engine to evaluate: classic (weight-free) or vggts (--model, or the default shipped model)."
-MODEL_HELP = "For --engine vggts: a model name (see `vggts weights list`) or a checkpoint file."
+ENGINE_HELP = (
+    "Engine to evaluate: classic (weight-free) or vggts (--model, or the shipped model); repeat to compare "
+    "[default: both, or classic alone when no model ships]."
+)
+MODEL_HELP = (
+    "For --engine vggts: a model file, vggt-s-lite (shipped, the default) or vggt-s-1b (see `vggts weights`)."
+)
 JSON_HELP = "Also write the result as JSON to this file ('-': print it on stdout instead of the table)."
 
 
@@ -36,6 +41,13 @@ def _engines(names: list[str], model: str | None, device: str) -> dict[str, Engi
     if model is not None and "vggts" not in names:
         raise UsageError("--model applies to --engine vggts; add --engine vggts or drop --model")
     return {name: make_engine(name, model if name == "vggts" else None, device) for name in names}
+
+
+def _default_engines() -> list[str]:
+    """Both engines when the package ships a model, else the classic one."""
+    from vggts_cli.weights import shipped_model_path
+
+    return ["classic", "vggts"] if shipped_model_path().is_file() else ["classic"]
 
 
 def _emit(result: dict, json_out: str | None, table: Table) -> None:
@@ -90,7 +102,7 @@ def register(app: typer.Typer) -> None:
     @one_line_errors
     def rendered(
         engine: Annotated[
-            list[str] | None, typer.Option(metavar="NAME", help=ENGINE_HELP + " Repeat to compare.")
+            list[str] | None, typer.Option(metavar="NAME", help=ENGINE_HELP)
         ] = None,
         model: Annotated[str | None, typer.Option(metavar="NAME|FILE", help=MODEL_HELP)] = None,
         device: Annotated[Device, typer.Option(help="Where learned engines run.")] = Device.auto,
@@ -114,7 +126,7 @@ def register(app: typer.Typer) -> None:
         from vggts_cli.eval.report import rendered_table
 
         tier_list = parse_tiers(tiers)
-        engines = _engines(engine or ["classic"], model, device.value)
+        engines = _engines(engine or _default_engines(), model, device.value)
         with progress_bar() as bar:
             task = bar.add_task("pairs", total=len(tier_list) * pairs * 2 * len(engines))
             result = evaluate_rendered(engines, tier_list, pairs, lambda n: bar.advance(task, n))

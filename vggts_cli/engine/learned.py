@@ -216,9 +216,14 @@ class LearnedEngine(Engine):
     # -- segmentation -----------------------------------------------------------------------------------
 
     def segment(self, target: View, refs: Sequence[Reference]) -> Prediction:
-        """Fuse the predictions of every usable reference (non-empty mask); none usable -> empty, score 0."""
+        """Fuse the predictions of the usable references (non-empty masks; the seed is left out when a cross
+        reference is given); none usable -> empty mask, score 0."""
         frame_hw = target.image.shape[:2]
         usable = [ref for ref in refs if ref.mask.any()]
+        if any(ref.kind == "cross" for ref in usable):
+            # Another camera at this very instant already carries the seed's anchoring (its mask was
+            # predicted from the seed) without the seed's time gap; one pair fewer per frame.
+            usable = [ref for ref in usable if ref.kind != "seed"]
         if not usable:
             return Prediction(mask=np.zeros(frame_hw, dtype=bool), score=0.0)
         for ref in usable:
