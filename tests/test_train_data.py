@@ -21,7 +21,15 @@ from vggts_cli.train.augment import (
 from vggts_cli.train.losses import dice_loss, focal_loss, mask_loss
 from vggts_cli.train.photos import Photo, load_photo, photo_names
 from vggts_cli.train.regions import MAX_AREA, MIN_AREA, choose_region, region_mask, segment
-from vggts_cli.train.samples import KINDS, SampleStream, TrainSample, rig_sample, single_image_sample
+from vggts_cli.train.samples import (
+    KINDS,
+    NoObjectInSource,
+    SampleStream,
+    TrainSample,
+    rig_sample,
+    scene_sample,
+    single_image_sample,
+)
 
 SIZE, N_POINTS = 112, 5
 
@@ -161,8 +169,28 @@ def test_rig_samples(direction: str) -> None:
         assert _near(sample.tgt_mask, sample.tgt_points[interior]).all()
 
 
+def test_scene_samples_are_temporal_or_cross_pairs_with_exact_points() -> None:
+    rng = np.random.default_rng(5)
+    samples = []
+    while len(samples) < 8:
+        try:
+            samples.append(scene_sample(rng, SIZE, N_POINTS))
+        except NoObjectInSource:
+            continue
+    content = {(_content_hw(s.images[0]), _content_hw(s.images[1])) for s in samples}
+    assert {((84, 112), (84, 112)), ((63, 112), (63, 112))} & content  # a camera and itself later
+    assert {((84, 112), (63, 112)), ((63, 112), (84, 112))} & content  # ego and exo at one instant
+    hits = []
+    for sample in samples:
+        _check_sample(sample, "scene")
+        x, y = sample.src_points.astype(int).T
+        interior = _interior(sample.src_mask, 2)[y, x] & sample.points_valid
+        hits += list(_near(sample.tgt_mask, sample.tgt_points[interior]))
+    assert np.mean(hits) >= 0.9  # the object moved on the plane between the two moments: points follow it
+
+
 def test_stream_batches_are_deterministic_and_typed() -> None:
-    mix = {"adaptive": 1.0, "non_adaptive": 1.0, "rig": 1.0}
+    mix = {"adaptive": 1.0, "non_adaptive": 1.0, "rig": 1.0, "scene": 1.0}
     stream = SampleStream(3, SIZE, N_POINTS, mix)
     batch = stream.batch(4, 3)
     assert batch["images"].shape == (3, 2, 3, SIZE, SIZE) and batch["images"].dtype == torch.float32

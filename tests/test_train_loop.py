@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -12,7 +13,8 @@ import torch
 pytest.importorskip("skimage")
 
 from vggts_cli.errors import UsageError  # noqa: E402
-from vggts_cli.model.vggts import load_file_model  # noqa: E402
+from vggts_cli.model.configs import VGGT_S_TINY  # noqa: E402
+from vggts_cli.model.vggts import VGGTS, load_file_model, save_model  # noqa: E402
 from vggts_cli.train.loop import CHECKPOINT, LOG_FILE, MODEL_FILE, TrainConfig, Trainer, learning_rate  # noqa: E402
 
 CPU = torch.device("cpu")
@@ -60,6 +62,19 @@ def test_refuses_to_overwrite_or_resume_mismatched_runs(tmp_path):
     (tmp_path / "junk" / CHECKPOINT).write_bytes(b"not a checkpoint")
     with pytest.raises(Exception, match="not a vggts training checkpoint"):
         Trainer(SMALL, tmp_path / "junk", CPU, resume=True)
+
+
+def test_fine_tuning_starts_from_a_model_file(tmp_path):
+    first = Trainer(SMALL, tmp_path / "a", CPU)
+    first.run(checkpoint_every=100, max_steps=1)
+    tuned = Trainer(dataclasses.replace(SMALL, init=str(tmp_path / "a" / MODEL_FILE)), tmp_path / "b", CPU)
+    for key, value in first.model.state_dict().items():
+        assert torch.equal(tuned.model.state_dict()[key], value), key
+    assert tuned.run(checkpoint_every=100, max_steps=1) == 1
+    other = tmp_path / "tiny.safetensors"
+    save_model(VGGTS(VGGT_S_TINY), other)
+    with pytest.raises(UsageError, match="not 'vggt-s-lite'"):
+        Trainer(dataclasses.replace(SMALL, init=str(other)), tmp_path / "c", CPU)
 
 
 def test_learning_rate_warms_up_then_decays():

@@ -13,12 +13,13 @@ from vggts_cli.options import Device
 def _parse_mix(text: str) -> dict[str, float]:
     """'adaptive=0.3,non_adaptive=0.3,rig=0.4' -> {...}, weights > 0."""
     from vggts_cli.errors import UsageError
+    from vggts_cli.train.samples import KINDS
 
     mix: dict[str, float] = {}
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, _, value = part.partition("=")
-        if name not in ("adaptive", "non_adaptive", "rig"):
-            raise UsageError(f"--mix: {name!r} is not one of adaptive, non_adaptive, rig")
+        if name not in KINDS:
+            raise UsageError(f"--mix: {name!r} is not one of {', '.join(KINDS)}")
         try:
             mix[name] = float(value)
         except ValueError:
@@ -49,7 +50,7 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 help="Share of each pair kind: adaptive (mild single-image augmentation, tracked prompts), "
                 "non_adaptive (strong perspective/rotation/scale, synthesised prompts), rig (rendered "
-                "ego/exo pairs)."
+                "ego/exo pairs), scene (moving-object recordings: temporal and cross-camera pairs)."
             ),
         ] = "adaptive=0.3,non_adaptive=0.3,rig=0.4",
         seed: Annotated[int, typer.Option(help="Seed of the weights and of the data stream.")] = 0,
@@ -65,6 +66,12 @@ def register(app: typer.Typer) -> None:
         ] = None,
         checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 200,
         resume: Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint.")] = False,
+        init: Annotated[
+            Path | None,
+            typer.Option(
+                help="Start from this model file (same --config) instead of fresh weights: fine-tuning."
+            ),
+        ] = None,
         device: Annotated[Device, typer.Option(help="auto = cuda when available, else cpu.")] = Device.auto,
     ) -> None:
         """Train a model from scratch: single-image self-supervised pairs (photos shipped in scikit-image)
@@ -84,6 +91,7 @@ def register(app: typer.Typer) -> None:
             seed=seed,
             mix=_parse_mix(mix),
             focal_alpha=None if balanced_focal else 0.25,
+            init=None if init is None else str(init),
         )
         trainer = Trainer(cfg, out, resolve_device(device.value), resume=resume)
         with progress_bar() as bar:

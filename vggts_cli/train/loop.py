@@ -28,7 +28,7 @@ from vggts_cli.errors import UsageError, VggtsError
 from vggts_cli.fsutil import commit, discard, partial_path
 from vggts_cli.model.configs import CONFIGS
 from vggts_cli.model.stem import load_imagenet_weights
-from vggts_cli.model.vggts import VGGTS, save_model
+from vggts_cli.model.vggts import VGGTS, load_file_model, save_model
 from vggts_cli.train.losses import mask_loss
 from vggts_cli.train.samples import SampleStream
 
@@ -57,6 +57,7 @@ class TrainConfig:
     teacher_end: float = 0.2
     teacher_until: float = 0.6
     seed: int = 0
+    init: str | None = None  # a vggts model file of the same config to start from (fine-tuning)
     mix: dict[str, float] = field(default_factory=lambda: {"adaptive": 0.3, "non_adaptive": 0.3, "rig": 0.4})
 
     def to_json(self) -> str:
@@ -83,6 +84,8 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
 
 def teacher_share(cfg: TrainConfig, step: int) -> float:
     """The share of tracked-prompt pairs prompted with true points instead, at `step` (linear decay)."""
+    if cfg.init is not None:  # fine-tuning: the tracker already gives the head a signal
+        return cfg.teacher_end
     progress = min(1.0, step / max(1.0, cfg.teacher_until * cfg.steps))
     return cfg.teacher_start + (cfg.teacher_end - cfg.teacher_start) * progress
 
@@ -150,7 +153,9 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         self.model = VGGTS(model_cfg)
         self.model.check_segmentable()
-        if model_cfg.aggregator.dino.stem != "patch":
+        if cfg.init is not None:
+            self._init_from(Path(cfg.init))
+        elif model_cfg.aggregator.dino.stem != "patch":
             load_imagenet_weights(self.model.aggregator.patch_embed.patch_embed)
         self.model.to(device)
         # The ImageNet trunk learns 10x slower than the rest, which starts from scratch.
@@ -168,6 +173,13 @@ class Trainer:
             raise UsageError(f"{out}: a training run is already there; pass --resume to continue it")
         if resume:
             self._load(checkpoint)
+
+    def _init_from(self, path: Path) -> None:
+        """Start from the weights of an earlier run's model file (same config)."""
+        source = load_file_model(path)
+        if source.cfg != self.model.cfg:
+            raise UsageError(f"--init {path}: a {source.cfg.name!r} model, not {self.model.cfg.name!r}")
+        self.model.load_state_dict(source.state_dict())
 
     def _load(self, path: Path) -> None:
         if not path.is_file():

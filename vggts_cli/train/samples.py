@@ -3,7 +3,10 @@ target positions, from three kinds of pair:
 
 - "adaptive" / "non_adaptive": one photo, two views (`augment`), a pseudo-object (`regions`) as the
   object; the target mask is the object warped into the target view;
-- "rig": an ego/exo frame pair of a scene rendered by `synth.rig`, in either direction.
+- "rig": an ego/exo frame pair of a scene rendered by `synth.rig`, in either direction;
+- "scene": two frames of the moving-object recordings of `synth.scene` (the bundled example's generator,
+  other seeds): a camera and itself a moment later, or the other camera at the same instant — the
+  temporal and cross references of `vggts propagate`.
 
 Target points are exact: the source points mapped by the known homography between the two inputs. For the
 non-adaptive kind the tracker is not expected to follow, so the prompt is synthesised from them: the true
@@ -12,6 +15,9 @@ points plus noise, clipped to the image.
 
 from __future__ import annotations
 
+import dataclasses
+import functools
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +27,7 @@ from vggts_cli.engine.learned import Letterbox, to_tensor
 from vggts_cli.errors import UsageError, VggtsError
 from vggts_cli.model.points import kmeans_points
 from vggts_cli.synth.rig import TIERS, render_rig_pair, training_seed
+from vggts_cli.synth.scene import CameraPath, Scene, ego_exo_cameras
 from vggts_cli.train.augment import (
     Viewport,
     adaptive_view,
@@ -34,12 +41,12 @@ from vggts_cli.train.augment import (
 from vggts_cli.train.photos import load_photo, photo_names
 from vggts_cli.train.regions import choose_region, region_mask
 
-KINDS = ("adaptive", "non_adaptive", "rig")
+KINDS = ("adaptive", "non_adaptive", "rig", "scene")
 DIRECTIONS = ("ego-exo", "exo-ego")
 EGO_HW, EXO_HW = (480, 640), (540, 960)  # the frame sizes of the rig's cameras (as in the example rig)
 PROMPT_NOISE = 0.02  # std of the synthesised prompt's noise, fraction of the model input side
 SOURCE_TRIES = 50  # (photo, window) draws before giving up on finding a pseudo-object
-RIG_TRIES = 20  # rig pairs drawn before giving up on one whose source view shows the object
+SOURCE_VIEW_TRIES = 20  # rendered pairs drawn before giving up on one whose source view shows the object
 
 
 class NoObjectInSource(ValueError):
@@ -149,6 +156,69 @@ def rig_sample(index: int, size: int, n_points: int, direction: str, tier: str) 
     return TrainSample(images, src_mask, tgt_mask, src, tgt, valid, False, prompt, "rig")
 
 
+EXAMPLE_SCENE_SEED = 0  # the bundled example's scene: never trained on
+SCENE_SEEDS = 32  # scenes 1..32 are drawn (each made once per process, then cached)
+SCENE_MAX_GAP = 0.5  # seconds between the two frames of a temporal scene pair
+
+
+@functools.lru_cache(maxsize=32)
+def _scene(seed: int) -> Scene:
+    return Scene.generate(seed)
+
+
+def _pixel_scale(frame_hw: tuple[int, int], content_hw: tuple[int, int]) -> np.ndarray:
+    """(3, 3) map of pixel centres of a frame to those of its resize to `content_hw`."""
+    sy, sx = content_hw[0] / frame_hw[0], content_hw[1] / frame_hw[1]
+    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+
+
+def _jitter_camera(camera: CameraPath, rng: np.random.Generator) -> CameraPath:
+    """The example rig's camera at another zoom, heading and look-at point."""
+    cx, cy = camera.centre
+    return dataclasses.replace(
+        camera,
+        zoom=camera.zoom * float(rng.uniform(0.6, 1.4)),
+        angle=camera.angle + float(rng.uniform(-np.pi, np.pi)),
+        centre=(cx + float(rng.uniform(-60, 60)), cy + float(rng.uniform(-60, 60))),
+    )
+
+
+def scene_sample(rng: np.random.Generator, size: int, n_points: int) -> TrainSample:
+    """Two frames of a `synth.scene` recording (seed 1..SCENE_SEEDS): one camera at two moments up to
+    SCENE_MAX_GAP apart, or ego and exo at one moment (either way round). Raises NoObjectInSource when the
+    source frame does not show the object."""
+    scene = _scene(int(rng.integers(1, SCENE_SEEDS + 1)))
+    cams = [_jitter_camera(c, rng) for c in ego_exo_cameras(scene.duration)]
+    t1 = float(rng.uniform(0, scene.duration))
+    if rng.random() < 0.5:  # temporal: the same camera a moment later or earlier
+        src_cam = tgt_cam = cams[int(rng.integers(2))]
+        t2 = float(np.clip(t1 + rng.uniform(-SCENE_MAX_GAP, SCENE_MAX_GAP), 0, scene.duration))
+    else:  # cross: the other camera at the same instant
+        src_cam, tgt_cam = cams if rng.random() < 0.5 else cams[::-1]
+        t2 = t1
+    views = []
+    for cam, t in ((src_cam, t1), (tgt_cam, t2)):
+        index = min(cam.num_frames - 1, round(t * float(cam.fps)))
+        image, mask = scene.render(cam, index)
+        box = Letterbox.fit(image.shape[:2], size)
+        views.append((cam, index, box, box.image(image), box.mask(mask)))
+    (c1, i1, b1, img1, m1), (c2, i2, b2, img2, m2) = views
+    if not m1.any():
+        raise NoObjectInSource("scene pair: the source frame has no object")
+    # Object points move with the object on the plane between the two moments.
+    (x1, y1), (x2, y2) = scene.object_position(c1.time(i1)), scene.object_position(c2.time(i2))
+    shift = np.array([[1, 0, x2 - x1], [0, 1, y2 - y1], [0, 0, 1]])
+    frame_to_frame = c2.homography(c2.time(i2)) @ shift @ np.linalg.inv(c1.homography(c1.time(i1)))
+    to_target = (
+        _pixel_scale(b2.frame_hw, b2.content_hw)
+        @ frame_to_frame
+        @ np.linalg.inv(_pixel_scale(b1.frame_hw, b1.content_hw))
+    )
+    src, tgt, valid, prompt = _target_points(m1, to_target, b2.content_hw, n_points, noise=None)
+    images = np.stack([img1, img2])
+    return TrainSample(images, m1, m2, src, tgt, valid, False, prompt, "scene")
+
+
 class SampleStream:
     """Endless training data: sample i of step s is drawn from its own generator seeded by (seed, s, i),
     so any step can be rebuilt exactly (a resumed run sees the batches an uninterrupted one would).
@@ -171,18 +241,29 @@ class SampleStream:
         kind = KINDS[int(rng.choice(len(KINDS), p=self.probs))]
         if kind == "rig":
             return self._rig(rng)
+        if kind == "scene":
+            return self._retry(lambda: scene_sample(rng, self.size, self.n_points))
         return single_image_sample(rng, self.size, self.n_points, kind)
 
     def _rig(self, rng: np.random.Generator) -> TrainSample:
         """A rig pair of a random index, direction and tier whose source view shows the object."""
-        for _ in range(RIG_TRIES):
+
+        def draw() -> TrainSample:
             direction = DIRECTIONS[int(rng.integers(len(DIRECTIONS)))]
             tier = tuple(TIERS)[int(rng.integers(len(TIERS)))]
+            return rig_sample(int(rng.integers(2**31)), self.size, self.n_points, direction, tier)
+
+        return self._retry(draw)
+
+    @staticmethod
+    def _retry(draw: Callable[[], TrainSample]) -> TrainSample:
+        """`draw()` again (it advances its generator) while its source view does not show the object."""
+        for _ in range(SOURCE_VIEW_TRIES):
             try:
-                return rig_sample(int(rng.integers(2**31)), self.size, self.n_points, direction, tier)
+                return draw()
             except NoObjectInSource:
                 continue
-        raise VggtsError(f"{RIG_TRIES} rendered rig pairs in a row had no object in their source view")
+        raise VggtsError(f"{SOURCE_VIEW_TRIES} rendered pairs in a row had no object in their source view")
 
     def batch(self, step: int, batch_size: int) -> dict[str, torch.Tensor]:
         """Batch `step` as tensors (see `collate`)."""
