@@ -49,9 +49,16 @@ def files(folder: Path) -> dict[str, bytes]:
 # --------------------------------------------------------------------------- the corpus: 6 good jobs, 1 bad
 
 # Each job's manifest cells (paths relative to the corpus folder); propagate_args makes its command line.
-# "plain" runs the default engine (the shipped model when it scores best), the others the fast classic one.
+# The weight-free classic engine: its outputs do not depend on how many threads a worker gets, so batch and
+# plain runs must agree byte for byte (the learned engine's float sums may differ in the last bits).
 JOBS = {
-    "plain": {"src": "r1/ego.mp4", "dst": "r1/exo.mp4", "mask": "r1/mask0.png", "write": "rle,overlay"},
+    "plain": {
+        "engine": "classic",
+        "src": "r1/ego.mp4",
+        "dst": "r1/exo.mp4",
+        "mask": "r1/mask0.png",
+        "write": "rle,overlay",
+    },
     "mid-seed": {
         "engine": "classic",
         "src": "r1/ego.mp4",
@@ -263,7 +270,7 @@ def test_bad_rows_one_line_each(corpus, tmp_path):
             [
                 json.dumps({"id": "a", **good, "masks": "x.png"}),
                 "{not json",
-                json.dumps({"id": "b", **good, "model": "vggt-s-1b"}),
+                json.dumps({"id": "b", **good, "engine": "classic", "model": "vggt-s-1b"}),
                 "",
                 json.dumps({"id": "c", **good, "engine": "magic"}),
             ]
@@ -450,7 +457,8 @@ def test_killed_ray_worker_loses_no_job(tmp_path, ray_cluster):
     tmp_path = tmp_path.resolve()
     rec = make_recording(tmp_path / "rec", seconds=2.0, scale=0.5)
     rec.seed_png(tmp_path / "rec" / "mask.png", 0)
-    cells = {"src": "rec/ego.mp4", "dst": "rec/exo.mp4", "mask": "rec/mask.png", "write": "rle,overlay,png"}
+    cells = {"engine": "classic", "src": "rec/ego.mp4", "dst": "rec/exo.mp4", "mask": "rec/mask.png"}
+    cells["write"] = "rle,overlay,png"
     write_csv(tmp_path / "jobs.csv", [{"id": "one", **cells}, {"id": "two", **cells}])
     out = tmp_path / "out"
     batch = subprocess.Popen(

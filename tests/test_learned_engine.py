@@ -11,10 +11,11 @@ from models import make_tiny_checkpoint, make_tiny_model
 
 from vggts_cli.engine.base import Prediction, Reference, View
 from vggts_cli.engine.learned import KIND_WEIGHTS, PAD_VALUE, LearnedEngine, Letterbox, fuse_logits
-from vggts_cli.engine.registry import make_engine
+from vggts_cli.engine.registry import default_engine, make_engine
 from vggts_cli.errors import UsageError
 from vggts_cli.model.configs import VGGT_S_LITE
 from vggts_cli.model.vggts import DEFAULT_MODEL, shipped_model_path
+from vggts_cli.weights import VALIDATION_RESULTS
 
 TARGET_SIZES = ((120, 90), (64, 150))  # (H, W): portrait and landscape, both smaller than the model input
 
@@ -98,6 +99,22 @@ def test_no_model_means_the_shipped_one() -> None:
     assert isinstance(shipped, LearnedEngine)
     assert shipped.model.cfg.name == DEFAULT_MODEL
     assert shipped_model_path().stat().st_size <= 40 * 2**20  # the package budget
+
+
+def test_default_engine_is_the_best_on_the_shipped_validation_scores() -> None:
+    import json
+    import statistics
+
+    results = json.loads(VALIDATION_RESULTS.read_text())["results"]
+    cells = [
+        cell for directions in results.values() for engines in directions.values() for cell in engines.items()
+    ]
+    means = {
+        name: statistics.fmean(c["visible_miou"] for n, c in cells if n == name)
+        for name in {n for n, _ in cells}
+    }
+    assert set(means) == {"classic", "vggts"}
+    assert default_engine() == max(means, key=means.get)
 
 
 def test_windowed_schedule_reuses_features_and_matches_the_pair_schedule(seed_ref: Reference) -> None:

@@ -80,6 +80,8 @@ def example_run(tmp_path_factory) -> tuple[Path, dict]:
         str(EXAMPLES / "ego_mask.png"),
         "--out",
         str(out),
+        "--engine",
+        "classic",
         "--write",
         "rle,overlay,redact,png,matte",
         "--json",

@@ -249,12 +249,10 @@ def _model(engine: str, value: Any, base: Path) -> str | None:
         if model is not None:
             raise UsageError("model applies to engine vggts; the classic engine has no weights")
         return None
-    from vggts_cli.model.vggts import OFFICIAL_MODEL
+    from vggts_cli.model.vggts import DEFAULT_MODEL, OFFICIAL_MODEL
 
-    if model is None:
-        raise UsageError(f"engine vggts needs a model (a checkpoint file or {OFFICIAL_MODEL})")
-    if model == OFFICIAL_MODEL:
-        return model
+    if model is None or model in (OFFICIAL_MODEL, DEFAULT_MODEL):
+        return model  # None: the shipped model
     path = _path(model, base)
     if not path.is_file():
         raise UsageError(f"model {path}: no such file (a vggts .safetensors file or {OFFICIAL_MODEL!r})")
