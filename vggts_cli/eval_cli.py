@@ -101,9 +101,7 @@ def register(app: typer.Typer) -> None:
     @eval_app.command()
     @one_line_errors
     def rendered(
-        engine: Annotated[
-            list[str] | None, typer.Option(metavar="NAME", help=ENGINE_HELP)
-        ] = None,
+        engine: Annotated[list[str] | None, typer.Option(metavar="NAME", help=ENGINE_HELP)] = None,
         model: Annotated[str | None, typer.Option(metavar="NAME|FILE", help=MODEL_HELP)] = None,
         device: Annotated[Device, typer.Option(help="Where learned engines run.")] = Device.auto,
         pairs: Annotated[int, typer.Option(min=1, help="Rendered ego/exo pairs per tier.")] = 40,
