@@ -5,6 +5,8 @@ rendered validation tiers give a table of tiers × directions × engines."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
@@ -343,6 +345,19 @@ def test_rendered_rejects_unknown_tiers_and_stray_model():
     assert "--tiers takes a comma list of easy, medium, hard" in result.stderr
     result = vggts("eval", "rendered", "--engine", "classic", "--model", "vggt-s-1b", code=2)
     assert "--model applies to --engine vggts" in result.stderr
+
+
+def test_rendered_without_scikit_image_is_refused(tmp_path):
+    """Without the photographs the generator would render other scenes: refuse, one line, nothing written."""
+    script = (
+        "import sys; sys.modules['skimage'] = None; sys.argv[0] = 'vggts'; "
+        "from vggts_cli.cli import main; main()"
+    )
+    out = tmp_path / "r.json"
+    args = ["eval", "rendered", "--engine", "classic", "--pairs", "1", "--json", str(out)]
+    proc = subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    assert "pip install 'vggts[train]'" in proc.stderr and not out.exists()
 
 
 def test_rendered_table_of_tiers_directions_engines(tmp_path):

@@ -43,6 +43,19 @@ def _engines(names: list[str], model: str | None, device: str) -> dict[str, Engi
     return {name: make_engine(name, model if name == "vggts" else None, device) for name in names}
 
 
+def _require_photos() -> None:
+    """The validation scenes are textured with scikit-image's bundled photographs; without them the
+    generator falls back to procedural textures, i.e. other scenes and scores that do not compare."""
+    from vggts_cli.errors import UsageError
+
+    try:
+        import skimage.data  # noqa: F401
+    except ImportError:
+        raise UsageError(
+            "the rendered validation scenes need scikit-image's photographs: pip install 'vggts[train]'"
+        ) from None
+
+
 def _default_engines() -> list[str]:
     """Both engines when the package ships a model, else the classic one."""
     from vggts_cli.weights import shipped_model_path
@@ -124,6 +137,7 @@ def register(app: typer.Typer) -> None:
         from vggts_cli.eval.report import rendered_table
 
         tier_list = parse_tiers(tiers)
+        _require_photos()
         engines = _engines(engine or _default_engines(), model, device.value)
         with progress_bar() as bar:
             task = bar.add_task("pairs", total=len(tier_list) * pairs * 2 * len(engines))
