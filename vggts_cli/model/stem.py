@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vggts_cli.errors import VggtsError
+from vggts_cli.model.checkpoints import load_into
 from vggts_cli.model.layers import IMAGENET_MEAN, IMAGENET_STD
 
 # (expand ratio, kernel, first stride, out channels, repeats) of Lite0's seven stages; the trunk keeps the
@@ -171,13 +172,8 @@ def load_imagenet_weights(stem: EfficientStem, path: str | PathLike[str] | None 
     """
     path = Path(path) if path is not None else lite0_weights_path()
     state = read_lite0_state_dict(path)
-    wanted = stem.trunk.state_dict()
-    missing = [k for k in wanted if k not in state]
-    if missing:
-        raise VggtsError(f"{path} is not an EfficientNet-Lite0 state dict: {len(missing)} trunk keys missing")
-    for key, ours in wanted.items():
-        if state[key].shape != ours.shape:
-            raise VggtsError(
-                f"{path}: {key} has shape {tuple(state[key].shape)}, the stem needs {tuple(ours.shape)}"
-            )
-    stem.trunk.load_state_dict({k: state[k] for k in wanted}, strict=True)
+    trunk_keys = stem.trunk.state_dict().keys()
+    try:
+        load_into(stem.trunk, {k: v for k, v in state.items() if k in trunk_keys})
+    except VggtsError as err:
+        raise VggtsError(f"{path}: EfficientNet-Lite0 trunk keys missing or mis-shaped: {err}") from None
