@@ -168,8 +168,7 @@ def _scene(seed: int) -> Scene:
 
 def _pixel_scale(frame_hw: tuple[int, int], content_hw: tuple[int, int]) -> np.ndarray:
     """(3, 3) map of pixel centres of a frame to those of its resize to `content_hw`."""
-    sy, sx = content_hw[0] / frame_hw[0], content_hw[1] / frame_hw[1]
-    return np.array([[sx, 0, 0.5 * sx - 0.5], [0, sy, 0.5 * sy - 0.5], [0, 0, 1]])
+    return centred(np.diag([content_hw[1] / frame_hw[1], content_hw[0] / frame_hw[0], 1.0]))
 
 
 def _jitter_camera(camera: CameraPath, rng: np.random.Generator) -> CameraPath:
