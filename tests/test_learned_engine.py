@@ -10,7 +10,8 @@ import torch
 from models import make_tiny_checkpoint, make_tiny_model
 
 from vggts_cli.engine.base import Prediction, Reference, View
-from vggts_cli.engine.learned import KIND_WEIGHTS, PAD_VALUE, LearnedEngine, Letterbox, fuse_logits
+from vggts_cli.engine.framing import PAD_VALUE, Letterbox
+from vggts_cli.engine.learned import KIND_WEIGHTS, LearnedEngine, fuse_logits
 from vggts_cli.engine.registry import default_engine, make_engine
 from vggts_cli.errors import UsageError
 from vggts_cli.model.configs import VGGT_S_LITE
@@ -118,13 +119,15 @@ def test_default_engine_is_the_best_on_the_shipped_validation_scores() -> None:
 
 
 def test_windowed_schedule_reuses_features_and_matches_the_pair_schedule(seed_ref: Reference) -> None:
-    """With only the seed as reference the windowed pair is the very pair of the per-pair schedule."""
+    """With only the seed as reference the windowed pair is the very pair of the per-pair schedule.
+
+    Whole frames only: focusing (tested below) adds passes of its own windows."""
     model = make_tiny_model(cfg=VGGT_S_LITE)
     targets = [View("exo", i, _frame(*TARGET_SIZES[i % 2], seed=10 + i)[0]) for i in range(5)]
-    per_pair = LearnedEngine(model, "cpu", schedule="pair")
+    per_pair = LearnedEngine(model, "cpu", schedule="pair", focus=False)
     expected = [per_pair.segment(view, [seed_ref]) for view in targets]
 
-    windowed = LearnedEngine(model, "cpu", schedule="windowed", window=3)
+    windowed = LearnedEngine(model, "cpu", schedule="windowed", window=3, focus=False)
     calls = []
     features = model.features
 

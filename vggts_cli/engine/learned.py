@@ -4,11 +4,16 @@ Per target frame, every reference with a non-empty mask makes one pair: K-Means 
 mask are tracked into the target and, with the reference mask, prompt the Union Segmentation Head. The
 references' logits are fused by a weighted mean and mapped back to the target frame.
 
+Small objects are looked at through a focus window (engine/framing.py): the window the camera's previous
+mask calls for, kept while the object stays well inside it; without a previous mask (the first frame of a
+camera, a lost track, a single pair) a first look at the whole frame says where to focus.
+
 Two schedules for the backbone (the expensive, mask-free part):
-- "windowed" (default): each frame goes through the backbone once, as the pair [seed frame, frame], and
-  announced frames (`prepare`) go in batches of `window` pairs. A target's pairs then reuse cached
-  features: its seed pair is exactly the pair the backbone saw; a temporal or cross reference brings the
-  features of its own [seed, reference] pass.
+- "windowed" (default): each frame goes through the backbone once, as the pair [seed frame, framed frame],
+  and announced frames (`prepare`, framed by their camera's current window) go in batches of `window`
+  pairs. A target's pairs then reuse cached features: its seed pair is exactly the pair the backbone saw; a
+  temporal or cross reference brings the features of its own [seed, reference] pass, framed as it was
+  when it was segmented.
 - "pair" (the official pipeline's way): every [reference, target] pair through the whole model on its own.
 """
 
@@ -16,17 +21,24 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Literal
 
-import cv2
 import numpy as np
 import torch
 
 from vggts_cli.engine.backoff import WindowBackoff, free_cuda_memory, window_from_memory
 from vggts_cli.engine.base import Engine, Prediction, Reference, ReferenceKind, View
+from vggts_cli.engine.framing import (
+    FOCUS_MAX,
+    KEEP_MAX,
+    Framing,
+    object_box,
+    search_box,
+    still_fits,
+    window_around,
+)
 from vggts_cli.errors import UsageError
-from vggts_cli.model.crops import resize_logits
+from vggts_cli.model.crops import SquareCrop
 from vggts_cli.model.union_head import presence_score
 from vggts_cli.model.vggts import DEFAULT_MODEL, VGGTS, load_model, resolve_device
 
@@ -35,55 +47,6 @@ from vggts_cli.model.vggts import DEFAULT_MODEL, VGGTS, load_model, resolve_devi
 # trained for). A temporal reference looks most like the target but carries our own earlier prediction,
 # errors included, so it counts half: two anchors outvote a drifting track where they disagree.
 KIND_WEIGHTS: dict[ReferenceKind, float] = {"seed": 1.0, "cross": 1.0, "temporal": 0.5}
-PAD_VALUE = 114  # letterbox padding (grey), as in VGGT-S's exo-frame preprocessing
-
-
-@dataclass(frozen=True)
-class Letterbox:
-    """A frame of `frame_hw` = (H, W) resized, aspect kept, to `content_hw` = (h, w) at the top-left of a
-    `size`×`size` model input; the rest (bottom/right) is padding."""
-
-    frame_hw: tuple[int, int]
-    content_hw: tuple[int, int]
-    size: int
-
-    @classmethod
-    def fit(cls, frame_hw: tuple[int, int], size: int) -> Letterbox:
-        """The largest aspect-preserving fit of a frame (H, W) into `size`×`size`."""
-        height, width = frame_hw
-        scale = size / max(height, width)
-        content = (min(size, max(1, round(height * scale))), min(size, max(1, round(width * scale))))
-        return cls(frame_hw=(height, width), content_hw=content, size=size)
-
-    def image(self, image: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 -> (size, size, 3) uint8 (area-averaged when shrinking)."""
-        h, w = self.content_hw
-        shrink = h < self.frame_hw[0]
-        resized = cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
-        canvas = np.full((self.size, self.size, 3), PAD_VALUE, dtype=np.uint8)
-        canvas[:h, :w] = resized
-        return canvas
-
-    def mask(self, mask: np.ndarray) -> np.ndarray:
-        """(H, W) bool -> (size, size) bool: pixels at least half covered by the object, or, when that
-        leaves nothing (an object thinner than a model pixel), every pixel the object touches."""
-        h, w = self.content_hw
-        coverage = cv2.resize(mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
-        resized = coverage >= 0.5
-        if not resized.any():
-            resized = coverage > 0
-        canvas = np.zeros((self.size, self.size), dtype=bool)
-        canvas[:h, :w] = resized
-        return canvas
-
-    def content(self, logits: torch.Tensor) -> torch.Tensor:
-        """(size, size) -> the (h, w) part that is image, not padding."""
-        h, w = self.content_hw
-        return logits[:h, :w]
-
-    def unmap_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """Model-input logits (size, size) -> frame logits (H, W): crop the padding, resize bilinearly."""
-        return resize_logits(self.content(logits), self.frame_hw)
 
 
 def fuse_logits(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -101,11 +64,16 @@ Schedule = Literal["windowed", "pair"]
 SCHEDULES: tuple[Schedule, ...] = ("windowed", "pair")
 CPU_WINDOW = 4  # pairs per backbone batch on the CPU: larger batches gain nothing there
 MAX_GPU_WINDOW = 32
-FEATURE_CACHE = 64  # frames whose features are kept (announced targets + recent references)
+FEATURE_CACHE = 64  # framed frames whose features are kept (announced targets + recent references)
+FRAMINGS_KEPT = 16  # segmented frames whose window is remembered (references are recent frames)
+Key = tuple[str, int, SquareCrop | None]  # (camera, frame index, focus window) of a cached pass
 
 
 class LearnedEngine(Engine):
-    """VGGT-Segmentor: bf16 autocast on CUDA, fp32 on the CPU; deterministic on the CPU."""
+    """VGGT-Segmentor: bf16 autocast on CUDA, fp32 on the CPU; deterministic on the CPU.
+
+    focus: look at small objects through a focus window (engine/framing.py); False = always whole frames.
+    """
 
     name = "vggts"
 
@@ -115,6 +83,7 @@ class LearnedEngine(Engine):
         device: str | torch.device = "cpu",
         schedule: Schedule = "windowed",
         window: int | None = None,
+        focus: bool = True,
     ) -> None:
         model.check_segmentable()
         if schedule not in SCHEDULES:
@@ -123,14 +92,20 @@ class LearnedEngine(Engine):
         self.model = model.to(self.device).eval().requires_grad_(False)
         self.size = model.cfg.img_size
         self.schedule = schedule
+        self.focus = focus
         # Pairs per backbone batch: given, else as many as free GPU memory holds (CPU: a few); an
         # out-of-memory halves it for the rest of the engine's life and retries the same frames.
         self._backoff = WindowBackoff(window or self._window_for_device())
-        # Per job (keyed by the seed View object): (camera, index) -> (seed features, frame features),
-        # each (C, h, w), from the frame's [seed, frame] backbone pass; and K-Means points of reference masks.
+        # Per job (keyed by the seed View object): (camera, index, window) -> (seed features, frame
+        # features), each (C, h, w), from the frame's [seed, framed frame] backbone pass; K-Means points of
+        # reference masks; the window each segmented View was seen through (the View kept to recognise it
+        # when it comes back as a reference); each camera's latest window, which frames announced to
+        # `prepare` are framed by.
         self._seed: View | None = None
-        self._features: OrderedDict[tuple[str, int], tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        self._points: OrderedDict[tuple[str, int, str], torch.Tensor] = OrderedDict()
+        self._features: OrderedDict[Key, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
+        self._points: OrderedDict[Key, torch.Tensor] = OrderedDict()
+        self._framed: OrderedDict[tuple[str, int], tuple[View, SquareCrop | None]] = OrderedDict()
+        self._camera_window: dict[str, SquareCrop | None] = {}
 
     @classmethod
     def load(
@@ -159,13 +134,18 @@ class LearnedEngine(Engine):
         dpt = 2 * max(cfg.dpt.out_channels) * (cfg.img_size // 2) ** 2 * 4 * 2
         return 4 * (aggregator + dpt)
 
-    # -- the windowed schedule's feature cache ----------------------------------------------------------
+    # -- per-job state: the windowed schedule's feature cache and the focus windows ---------------------
 
-    def _start_job(self, seed: View) -> None:
-        if self._seed is not seed:
+    def _start_job(self, seed: View | None) -> None:
+        if seed is None or self._seed is not seed:
             self._seed = seed
             self._features.clear()
             self._points.clear()
+            self._framed.clear()
+            self._camera_window.clear()
+
+    def _framing(self, view: View, window: SquareCrop | None) -> Framing:
+        return Framing(view.image.shape[:2], window, self.size)
 
     def _upload(self, images: np.ndarray) -> torch.Tensor:
         """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [0, 1] on the device; to a GPU as uint8 from
@@ -178,48 +158,66 @@ class LearnedEngine(Engine):
     def _autocast(self):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
 
-    def _compute_features(self, seed: View, views: Sequence[View]) -> None:
-        """Backbone features of [seed, view] pairs, `window` pairs per batch, into the cache."""
-        seed_image = Letterbox.fit(seed.image.shape[:2], self.size).image(seed.image)
+    def _compute_features(self, seed: View, framed: Sequence[tuple[View, SquareCrop | None]]) -> None:
+        """Backbone features of [seed, framed view] pairs, `window` pairs per batch, into the cache."""
+        seed_image = self._framing(seed, None).image(seed.image)
 
-        def window_features(chunk: Sequence[View]) -> list[torch.Tensor]:
-            pairs = np.stack(
-                [
-                    np.stack([seed_image, Letterbox.fit(v.image.shape[:2], self.size).image(v.image)])
-                    for v in chunk
-                ]
-            )
+        def window_features(chunk: Sequence[tuple[View, SquareCrop | None]]) -> list[torch.Tensor]:
+            pairs = np.stack([np.stack([seed_image, self._framing(v, w).image(v.image)]) for v, w in chunk])
             with torch.inference_mode(), self._autocast():
                 return list(self.model.features(self._upload(pairs)).float())
 
-        for view, fmap in zip(views, self._backoff.run(window_features, views), strict=True):
-            self._features[(view.camera, view.index)] = (fmap[0], fmap[1])
+        for (view, win), fmap in zip(framed, self._backoff.run(window_features, framed), strict=True):
+            self._features[(view.camera, view.index, win)] = (fmap[0], fmap[1])
         while len(self._features) > FEATURE_CACHE:
             self._features.popitem(last=False)
 
     def prepare(self, seed: View, targets: Sequence[View]) -> None:
-        """Compute the backbone features of the announced targets in batches (windowed schedule only)."""
+        """Compute the backbone features of the announced targets in batches (windowed schedule only), each
+        framed by its camera's current focus window."""
         if self.schedule != "windowed":
             return
         self._start_job(seed)
-        todo = [v for v in targets if (v.camera, v.index) not in self._features]
-        self._compute_features(seed, todo)
+        framed = [(v, self._camera_window.get(v.camera)) for v in targets]
+        self._compute_features(
+            seed, [(v, w) for v, w in framed if (v.camera, v.index, w) not in self._features]
+        )
 
-    def _cached(self, seed: View, view: View) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (view.camera, view.index)
+    def _cached(self, seed: View, view: View, window: SquareCrop | None) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (view.camera, view.index, window)
         if key not in self._features:
-            self._compute_features(seed, [view])
+            self._compute_features(seed, [(view, window)])
         self._features.move_to_end(key)
         return self._features[key]
 
-    def _source_points(self, ref: Reference, mask: np.ndarray) -> torch.Tensor:
-        """K-Means points (N, 2) of a reference mask, computed once per reference frame and kind."""
-        key = (ref.view.camera, ref.view.index, ref.kind)
+    def _source_points(self, ref: Reference, window: SquareCrop | None, mask: np.ndarray) -> torch.Tensor:
+        """K-Means points (N, 2) of a framed reference mask, computed once per framed reference frame (a
+        frame is a temporal reference of its own camera and a cross reference of the others)."""
+        key = (ref.view.camera, ref.view.index, window)
         if key not in self._points:
             self._points[key] = self.model.head.source_points(torch.from_numpy(mask)[None])[0]
             while len(self._points) > FEATURE_CACHE:
                 self._points.popitem(last=False)
         return self._points[key]
+
+    def _remember(self, view: View, window: SquareCrop | None) -> None:
+        self._framed[(view.camera, view.index)] = (view, window)
+        while len(self._framed) > FRAMINGS_KEPT:
+            self._framed.popitem(last=False)
+        self._camera_window[view.camera] = window
+
+    def _window_seen(self, view: View) -> SquareCrop | None:
+        """The window `view` was segmented through (None: whole, or not segmented in this job)."""
+        seen = self._framed.get((view.camera, view.index))
+        return seen[1] if seen is not None and seen[0] is view else None
+
+    def _reference_framing(self, ref: Reference) -> Framing:
+        """A reference is seen as it was when it was segmented (its cached pass), whole if its mask would
+        not survive that window."""
+        framing = self._framing(ref.view, self._window_seen(ref.view))
+        if framing.window is not None and not framing.mask(ref.mask).any():
+            return self._framing(ref.view, None)
+        return framing
 
     # -- segmentation -----------------------------------------------------------------------------------
 
@@ -239,38 +237,78 @@ class LearnedEngine(Engine):
                 raise ValueError(
                     f"reference mask {ref.mask.shape} does not match its frame {ref.view.image.shape[:2]}"
                 )
-        box = Letterbox.fit(frame_hw, self.size)
-        ref_boxes = [Letterbox.fit(ref.view.image.shape[:2], self.size) for ref in usable]
-        masks = np.stack([b.mask(r.mask) for r, b in zip(usable, ref_boxes, strict=True)])
-        weights = torch.tensor([KIND_WEIGHTS[ref.kind] for ref in usable])
         seed = next((ref.view for ref in refs if ref.kind == "seed"), None)
+        self._start_job(seed)
+
+        previous = next((r for r in usable if r.kind == "temporal" and r.view.camera == target.camera), None)
+        if not self.focus:
+            window = None
+        elif previous is not None and previous.mask.shape == frame_hw:
+            window = self._follow(previous)
+        else:
+            # No mask of this camera to go by: look at the whole frame first, then focus where it points.
+            logits, score = self._predict(target, None, usable, seed)
+            window = window_around(search_box(logits), frame_hw)
+            if window is None:
+                self._remember(target, None)
+                return Prediction(mask=(logits > 0).cpu().numpy(), score=score)
+        logits, score = self._predict(target, window, usable, seed)
+        self._remember(target, window)
+        return Prediction(mask=(logits > 0).cpu().numpy(), score=score)
+
+    def _follow(self, previous: Reference) -> SquareCrop | None:
+        """The window for the frame after `previous` (same camera): the previous window while the object
+        still fits it, else the window its mask calls for now."""
+        box = object_box(previous.mask)
+        assert box is not None  # usable references have non-empty masks
+        current = self._window_seen(previous.view)
+        if current is not None and still_fits(current, box):
+            return current
+        return window_around(box, previous.mask.shape, KEEP_MAX if current is not None else FOCUS_MAX)
+
+    def _predict(
+        self, target: View, window: SquareCrop | None, usable: Sequence[Reference], seed: View | None
+    ) -> tuple[torch.Tensor, float]:
+        """The references' fused prediction for `target` seen through `window` -> (frame logits (H, W),
+        presence score)."""
+        framing = self._framing(target, window)
+        ref_framings = [self._reference_framing(ref) for ref in usable]
+        masks = np.stack([f.mask(r.mask) for r, f in zip(usable, ref_framings, strict=True)])
+        weights = torch.tensor([KIND_WEIGHTS[ref.kind] for ref in usable])
 
         with torch.inference_mode(), self._autocast():
             if self.schedule == "pair" or seed is None:
-                target_image = box.image(target.image)
+                target_image = framing.image(target.image)
                 pairs = np.stack(
                     [
-                        np.stack([b.image(r.view.image), target_image])
-                        for r, b in zip(usable, ref_boxes, strict=True)
+                        np.stack([f.image(r.view.image), target_image])
+                        for r, f in zip(usable, ref_framings, strict=True)
                     ]
                 )
                 out = self.model.segment_pairs(
-                    self._upload(pairs), torch.from_numpy(masks).to(self.device), box.content_hw
+                    self._upload(pairs), torch.from_numpy(masks).to(self.device), framing.box.content_hw
                 )
             else:
-                self._start_job(seed)
-                seed_feat, target_feat = self._cached(seed, target)
+                seed_feat, target_feat = self._cached(seed, target, window)
                 # The seed pair is the very pair the backbone saw; other references bring their own pass's
                 # features of their frame.
                 sources = [
-                    seed_feat if ref.kind == "seed" else self._cached(seed, ref.view)[1] for ref in usable
+                    seed_feat if ref.kind == "seed" else self._cached(seed, ref.view, f.window)[1]
+                    for ref, f in zip(usable, ref_framings, strict=True)
                 ]
                 fmaps = torch.stack([torch.stack([src, target_feat]) for src in sources])
-                points = torch.stack([self._source_points(r, m) for r, m in zip(usable, masks, strict=True)])
+                points = torch.stack(
+                    [
+                        self._source_points(r, f.window, m)
+                        for r, f, m in zip(usable, ref_framings, masks, strict=True)
+                    ]
+                )
                 out = self.model.segment_features(
-                    fmaps, torch.from_numpy(masks).to(self.device), box.content_hw, points.to(self.device)
+                    fmaps,
+                    torch.from_numpy(masks).to(self.device),
+                    framing.box.content_hw,
+                    points.to(self.device),
                 )
         fused = fuse_logits(out.logits.float(), weights)
-        score = presence_score(box.content(fused)[None])[0]
-        mask = box.unmap_logits(fused) > 0
-        return Prediction(mask=mask.cpu().numpy(), score=float(score))
+        score = presence_score(framing.box.content(fused)[None])[0]
+        return framing.unmap_logits(fused), float(score)

@@ -151,10 +151,13 @@ VGGT_S_LITE = ModelConfig(
     dpt=DPTConfig(
         dim_in=192, patch_size=16, features=32, out_channels=(32, 48, 64, 96), layer_idx=(0, 1, 2, 3)
     ),
+    # Inference runs 1 tracker iterate and 1 head pass; training runs 3 and 2 (`TrainConfig`) with a loss on
+    # each, and the extra ones were measured to add nothing here (`weights/RECIPE.md`) while costing a
+    # third of the per-frame time.
     tracker=TrackerConfig(
         latent_dim=32,
         hidden_size=64,
-        iters=3,
+        iters=1,
         corr_levels=3,
         corr_radius=3,
         depth=2,
@@ -162,7 +165,7 @@ VGGT_S_LITE = ModelConfig(
         num_virtual_tracks=16,
         max_scale=112,
     ),
-    head=HeadConfig(img_size=112, sa_tokens=8, embed_dim=32, depth=1, num_heads=4),
+    head=HeadConfig(img_size=112, sa_tokens=8, embed_dim=32, depth=1, num_heads=4, passes=1),
 )
 
 CONFIGS: dict[str, ModelConfig] = {

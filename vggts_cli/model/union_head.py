@@ -147,9 +147,11 @@ class UnionHead(nn.Module):
         src_mask: torch.Tensor,
         tar_points: torch.Tensor,
         src_points: torch.Tensor | None = None,
+        passes: int | None = None,
     ) -> list[torch.Tensor]:
         """Every refinement pass's prediction: src_feat, tar_feat (B, C, h, h); src_mask (B, img, img) bool;
-        tar_points (B, N, 2) (x, y) in target input pixels -> `cfg.passes` logits (B, img, img).
+        tar_points (B, N, 2) (x, y) in target input pixels -> `passes` (default `cfg.passes`) logits
+        (B, img, img).
 
         `src_points` (B, N, 2) are the K-Means points of src_mask when the caller already has them (it
         tracked them), else computed here. Source points and their features are computed once; pass t
@@ -163,7 +165,7 @@ class UnionHead(nn.Module):
         tar_points = tar_points.float()
         feedback = None
         preds = []
-        for _ in range(self.cfg.passes):
+        for _ in range(self.cfg.passes if passes is None else passes):
             result = self(feat_map, src_points, tar_points, src_mask, feedback, points_feat)
             feedback = result.low_res_logits.detach()
             preds.append(result.pred_logits[:, 0])

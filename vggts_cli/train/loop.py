@@ -50,6 +50,10 @@ class TrainConfig:
     clip: float = 1.0
     track_weight: float = 0.1  # tracking loss (coords / image side) next to the mask loss
     focal_alpha: float | None = 0.25  # SAM's; None weighs object and background pixels alike
+    # Refinement trained as the paper does, whatever the model config runs at inference: every head pass
+    # and every tracker iterate gets a loss, so each of them learns to stand on its own.
+    passes: int = 2
+    track_iters: int = 3
     # Share of pairs whose head is prompted with the true target points rather than the tracker's, from
     # `teacher_start` at step 0 down to `teacher_end` at `teacher_until` of the run: a from-scratch tracker
     # gives the head no signal at first, and at the end the head must work from tracked points.
@@ -110,7 +114,7 @@ def forward_losses(
     """The loss of one batch (see the module docstring) at training step `step`."""
     side = model.cfg.img_size
     fmaps = model.features(batch["images"])
-    tracks = model.track(fmaps, batch["src_points"])
+    tracks = model.track(fmaps, batch["src_points"], cfg.track_iters)
     t_loss = track_loss(tracks.coords, batch["tgt_points"], batch["points_valid"], side)
     tracked = tracks.coords[-1][:, 1].detach().clamp(0, side - 1)
     # Which pairs get true (synthesised) prompts: the non-adaptive ones always, the others by the teacher
@@ -119,7 +123,9 @@ def forward_losses(
     teacher = torch.rand(len(tracked), generator=draw) < teacher_share(cfg, step)
     synth = batch["synth_points"] | teacher.to(tracked.device)
     prompts = torch.where(synth[:, None, None], batch["prompt_points"], tracked)
-    passes = model.head.run_passes(fmaps[:, 0], fmaps[:, 1], batch["src_mask"], prompts, batch["src_points"])
+    passes = model.head.run_passes(
+        fmaps[:, 0], fmaps[:, 1], batch["src_mask"], prompts, batch["src_points"], cfg.passes
+    )
     target = batch["tgt_mask"].float()
     m_loss = sum(mask_loss(logits, target, cfg.focal_alpha) for logits in passes) / len(passes)
     total = m_loss + cfg.track_weight * t_loss

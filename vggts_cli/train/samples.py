@@ -23,7 +23,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vggts_cli.engine.learned import Letterbox, to_tensor
+from vggts_cli.engine.framing import Letterbox
+from vggts_cli.engine.learned import to_tensor
 from vggts_cli.errors import UsageError, VggtsError
 from vggts_cli.model.points import kmeans_points
 from vggts_cli.synth.rig import TIERS, render_rig_pair, training_seed
