@@ -10,10 +10,11 @@ import torch
 from models import make_tiny_checkpoint, make_tiny_model
 
 from vggts_cli.engine.base import Prediction, Reference, View
-from vggts_cli.engine.framing import PAD_VALUE, Letterbox
+from vggts_cli.engine.framing import window_around
 from vggts_cli.engine.learned import KIND_WEIGHTS, LearnedEngine, fuse_logits
 from vggts_cli.engine.registry import default_engine, make_engine
 from vggts_cli.errors import UsageError
+from vggts_cli.masks.ops import iou
 from vggts_cli.model.configs import VGGT_S_LITE
 from vggts_cli.model.vggts import DEFAULT_MODEL, shipped_model_path
 from vggts_cli.weights import VALIDATION_RESULTS
@@ -152,6 +153,61 @@ def test_windowed_schedule_reuses_features_and_matches_the_pair_schedule(seed_re
     assert calls == [3, 2, 1]
 
 
+def test_focus_follows_the_previous_mask_and_keeps_its_window(seed_ref: Reference) -> None:
+    """A small object in the camera's previous frame: the target is seen through the window around it, and
+    announced frames of that camera are framed by it, so a mask that still fits costs no backbone pass."""
+    model = make_tiny_model(cfg=VGGT_S_LITE)
+    engine = LearnedEngine(model, "cpu", schedule="windowed", window=4)
+    hw = (270, 480)
+    frames = [View("exo", i, _frame(*hw, seed=20 + i)[0]) for i in range(4)]
+    small = np.zeros(hw, dtype=bool)
+    small[100:120, 200:225] = True
+    window = window_around((200, 100, 224, 119), hw)
+    assert window is not None and window.side < hw[0]
+
+    first = engine.segment(frames[1], [seed_ref, Reference(frames[0], small, "temporal")])
+    inside = np.zeros(hw, dtype=bool)
+    inside[window.y1 : window.y2, window.x1 : window.x2] = True
+    assert not first.mask[~inside].any()
+
+    calls = []
+    features = model.features
+
+    def counted(images: torch.Tensor) -> torch.Tensor:
+        calls.append(images.shape[0])
+        return features(images)
+
+    model.features = counted  # type: ignore[method-assign]
+    engine.prepare(seed_ref.view, frames[2:])
+    assert calls == [2]
+    moved = np.roll(small, 3, axis=1)  # a few pixels on: still well inside the window
+    engine.segment(frames[2], [seed_ref, Reference(frames[1], moved, "temporal")])
+    assert calls == [2]
+    # Out of the window: a new window for the target, and the reference, whose mask its own window would
+    # cut, is seen whole: two new passes.
+    far = np.roll(small, 120, axis=1)
+    engine.segment(frames[3], [seed_ref, Reference(frames[2], far, "temporal")])
+    assert calls == [2, 1, 1]
+
+
+def test_focus_finds_small_objects_that_the_whole_frame_misses() -> None:
+    """The shipped model on hard rendered pairs (ego→exo: the exo object is a few model pixels wide)."""
+    from vggts_cli.synth.rig import render_rig_pair, validation_seeds
+
+    model = make_engine("vggts", None, "cpu").model  # type: ignore[attr-defined]
+    focused, whole = LearnedEngine(model, "cpu"), LearnedEngine(model, "cpu", focus=False)
+    ious: dict[bool, list[float]] = {True: [], False: []}
+    for seed in validation_seeds("hard", 10):
+        pair = render_rig_pair(seed, "hard")
+        if not (pair.ego_mask.any() and pair.exo_mask.any()):
+            continue
+        refs = [Reference(View("ego", 0, pair.ego), pair.ego_mask, "cross")]
+        for engine, key in ((focused, True), (whole, False)):
+            ious[key].append(iou(pair.exo_mask, engine.segment(View("exo", 0, pair.exo), refs).mask))
+    assert len(ious[True]) >= 8
+    assert np.mean(ious[True]) > np.mean(ious[False]) + 0.1, ious
+
+
 def test_unknown_schedule_is_a_usage_error(engine: LearnedEngine) -> None:
     with pytest.raises(UsageError, match="schedule"):
         LearnedEngine(engine.model, "cpu", schedule="batched")  # type: ignore[arg-type]
@@ -161,28 +217,6 @@ def test_unknown_schedule_is_a_usage_error(engine: LearnedEngine) -> None:
 def test_cuda_without_cuda_is_a_usage_error(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="CUDA"):
         LearnedEngine.load(str(tmp_path / "unused.safetensors"), "cuda")
-
-
-def test_letterbox_round_trip() -> None:
-    box = Letterbox.fit((120, 90), 224)
-    assert box.content_hw == (224, 168)
-    image = np.full((120, 90, 3), 7, dtype=np.uint8)
-    canvas = box.image(image)
-    assert canvas.shape == (224, 224, 3)
-    assert (canvas[:, :168] == 7).all() and (canvas[:, 168:] == PAD_VALUE).all()
-    logits = torch.full((224, 224), -5.0)
-    logits[:, :168] = 3.0  # image part positive, padding negative: nothing of the padding comes back
-    frame_logits = box.unmap_logits(logits)
-    assert frame_logits.shape == (120, 90) and (frame_logits == 3.0).all()
-
-
-def test_letterbox_keeps_thin_objects() -> None:
-    box = Letterbox.fit((1000, 2000), 224)
-    mask = np.zeros((1000, 2000), dtype=bool)
-    mask[500, 100:900] = True  # one pixel high: less than a tenth of a model pixel
-    mapped = box.mask(mask)
-    assert mapped.shape == (224, 224) and mapped.any()
-    assert not mapped[112:].any()  # nothing in the padding
 
 
 def test_fusion_weights() -> None:
