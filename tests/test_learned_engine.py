@@ -16,7 +16,7 @@ from vggts_cli.engine.registry import default_engine, make_engine
 from vggts_cli.errors import UsageError
 from vggts_cli.masks.ops import iou
 from vggts_cli.model.configs import VGGT_S_LITE
-from vggts_cli.model.vggts import DEFAULT_MODEL, shipped_model_path
+from vggts_cli.model.vggts import DEFAULT_MODEL, VGGTS, shipped_model_path
 from vggts_cli.weights import VALIDATION_RESULTS
 
 TARGET_SIZES = ((120, 90), (64, 150))  # (H, W): portrait and landscape, both smaller than the model input
@@ -30,6 +30,19 @@ def _frame(height: int, width: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
     mask[height // 4 : height // 2, width // 3 : 2 * width // 3] = True
     image[mask] = (230, 200, 40)
     return image, mask
+
+
+def count_backbone_calls(model: VGGTS) -> list[int]:
+    """From now on, the batch size of every backbone call of `model`, in order."""
+    calls: list[int] = []
+    features = model.features
+
+    def counted(images: torch.Tensor, *rest: torch.Tensor) -> torch.Tensor:
+        calls.append(images.shape[0])
+        return features(images, *rest)
+
+    model.features = counted  # type: ignore[method-assign]
+    return calls
 
 
 @pytest.fixture(scope="module")
@@ -129,14 +142,7 @@ def test_windowed_schedule_reuses_features_and_matches_the_pair_schedule(seed_re
     expected = [per_pair.segment(view, [seed_ref]) for view in targets]
 
     windowed = LearnedEngine(model, "cpu", schedule="windowed", window=3, focus=False)
-    calls = []
-    features = model.features
-
-    def counted(images: torch.Tensor) -> torch.Tensor:
-        calls.append(images.shape[0])
-        return features(images)
-
-    model.features = counted  # type: ignore[method-assign]
+    calls = count_backbone_calls(model)
     windowed.prepare(seed_ref.view, targets)
     assert calls == [3, 2]  # two batches of announced frames, nothing else
     for view, b in zip(targets, expected, strict=True):
@@ -170,14 +176,7 @@ def test_focus_follows_the_previous_mask_and_keeps_its_window(seed_ref: Referenc
     inside[window.y1 : window.y2, window.x1 : window.x2] = True
     assert not first.mask[~inside].any()
 
-    calls = []
-    features = model.features
-
-    def counted(images: torch.Tensor) -> torch.Tensor:
-        calls.append(images.shape[0])
-        return features(images)
-
-    model.features = counted  # type: ignore[method-assign]
+    calls = count_backbone_calls(model)
     engine.prepare(seed_ref.view, frames[2:])
     assert calls == [2]
     moved = np.roll(small, 3, axis=1)  # a few pixels on: still well inside the window

@@ -62,3 +62,8 @@ class Engine(ABC):
     @abstractmethod
     def segment(self, target: View, refs: Sequence[Reference]) -> Prediction:
         """Predict the object in `target` from `refs` (at least one; the seed reference is always given)."""
+
+    def segment_many(self, requests: Sequence[tuple[View, Sequence[Reference]]]) -> list[Prediction]:
+        """`segment` for targets none of which is a reference of another (an engine may batch them);
+        predictions in request order. The default segments them one by one."""
+        return [self.segment(target, refs) for target, refs in requests]

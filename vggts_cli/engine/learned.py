@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
@@ -64,6 +65,21 @@ Schedule = Literal["windowed", "pair"]
 SCHEDULES: tuple[Schedule, ...] = ("windowed", "pair")
 CPU_WINDOW = 4  # pairs per backbone batch on the CPU: larger batches gain nothing there
 MAX_GPU_WINDOW = 32
+SEARCH = object()  # a target's focus window is found by a first look at the whole frame
+
+
+@dataclass
+class _Task:
+    """One target of `segment_many`: its usable references, its job's seed View, its focus window (None:
+    whole; SEARCH: to be found), and once predicted, (frame logits (H, W), presence score)."""
+
+    target: View
+    usable: list[Reference]
+    seed: View | None
+    window: SquareCrop | None | object
+    result: tuple[torch.Tensor, float] | None = None
+
+
 FEATURE_CACHE = 64  # framed frames whose features are kept (announced targets + recent references)
 FRAMINGS_KEPT = 16  # segmented frames whose window is remembered (references are recent frames)
 Key = tuple[str, int, SquareCrop | None]  # (camera, frame index, focus window) of a cached pass
@@ -106,6 +122,9 @@ class LearnedEngine(Engine):
         self._points: OrderedDict[Key, torch.Tensor] = OrderedDict()
         self._framed: OrderedDict[tuple[str, int], tuple[View, SquareCrop | None]] = OrderedDict()
         self._camera_window: dict[str, SquareCrop | None] = {}
+        # The seed's model input (1, 3, S, S) and its per-image tokens (1, P, C).
+        self._seed_input: torch.Tensor | None = None
+        self._seed_patches: torch.Tensor | None = None
 
     @classmethod
     def load(
@@ -143,6 +162,7 @@ class LearnedEngine(Engine):
             self._points.clear()
             self._framed.clear()
             self._camera_window.clear()
+            self._seed_input = self._seed_patches = None
 
     def _framing(self, view: View, window: SquareCrop | None) -> Framing:
         return Framing(view.image.shape[:2], window, self.size)
@@ -159,13 +179,19 @@ class LearnedEngine(Engine):
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.device.type == "cuda")
 
     def _compute_features(self, seed: View, framed: Sequence[tuple[View, SquareCrop | None]]) -> None:
-        """Backbone features of [seed, framed view] pairs, `window` pairs per batch, into the cache."""
-        seed_image = self._framing(seed, None).image(seed.image)
+        """Backbone features of [seed, framed view] pairs, `window` pairs per batch, into the cache. The
+        seed's per-image tokens are computed once per job and shared by every pair."""
 
         def window_features(chunk: Sequence[tuple[View, SquareCrop | None]]) -> list[torch.Tensor]:
-            pairs = np.stack([np.stack([seed_image, self._framing(v, w).image(v.image)]) for v, w in chunk])
+            frames = self._upload(np.stack([self._framing(v, w).image(v.image) for v, w in chunk]))
             with torch.inference_mode(), self._autocast():
-                return list(self.model.features(self._upload(pairs)).float())
+                if self._seed_input is None:
+                    self._seed_input = self._upload(self._framing(seed, None).image(seed.image)[None])
+                    self._seed_patches = self.model.embed(self._seed_input)
+                n = len(chunk)
+                images = torch.stack([self._seed_input.expand(n, -1, -1, -1), frames], dim=1)
+                patches = torch.stack([self._seed_patches.expand(n, -1, -1), self.model.embed(frames)], dim=1)
+                return list(self.model.features(images, patches).float())
 
         for (view, win), fmap in zip(framed, self._backoff.run(window_features, framed), strict=True):
             self._features[(view.camera, view.index, win)] = (fmap[0], fmap[1])
@@ -222,16 +248,39 @@ class LearnedEngine(Engine):
     # -- segmentation -----------------------------------------------------------------------------------
 
     def segment(self, target: View, refs: Sequence[Reference]) -> Prediction:
-        """Fuse the predictions of the usable references (non-empty masks; the seed is left out when a cross
-        reference is given); none usable -> empty mask, score 0."""
-        frame_hw = target.image.shape[:2]
+        return self.segment_many([(target, refs)])[0]
+
+    def segment_many(self, requests: Sequence[tuple[View, Sequence[Reference]]]) -> list[Prediction]:
+        """Fuse, per target, the predictions of its usable references (non-empty masks; the seed is left
+        out when a cross reference is given; none usable -> empty mask, score 0). The pairs of all targets
+        go through the tracker and the head together."""
+        tasks = [self._task(target, refs) for target, refs in requests]
+        searching = [t for t in tasks if t.usable and t.window is SEARCH]
+        # No mask of the target's camera to go by: look at the whole frame first, then focus where it points.
+        for task, (logits, score) in zip(searching, self._predict(searching), strict=True):
+            task.window = window_around(search_box(logits), task.target.image.shape[:2])
+            if task.window is None:
+                task.result = (logits, score)
+        todo = [t for t in tasks if t.usable and t.result is None]
+        for task, result in zip(todo, self._predict(todo), strict=True):
+            task.result = result
+        predictions = []
+        for task in tasks:
+            if task.result is None:
+                predictions.append(Prediction(np.zeros(task.target.image.shape[:2], dtype=bool), 0.0))
+                continue
+            self._remember(task.target, task.window)  # type: ignore[arg-type]
+            logits, score = task.result
+            predictions.append(Prediction(mask=(logits > 0).cpu().numpy(), score=score))
+        return predictions
+
+    def _task(self, target: View, refs: Sequence[Reference]) -> _Task:
+        """What one target needs: its usable references, its job's seed, its focus window (or SEARCH)."""
         usable = [ref for ref in refs if ref.mask.any()]
         if any(ref.kind == "cross" for ref in usable):
             # Another camera at this very instant already carries the seed's anchoring (its mask was
             # predicted from the seed) without the seed's time gap; one pair fewer per frame.
             usable = [ref for ref in usable if ref.kind != "seed"]
-        if not usable:
-            return Prediction(mask=np.zeros(frame_hw, dtype=bool), score=0.0)
         for ref in usable:
             if ref.mask.shape != ref.view.image.shape[:2]:
                 raise ValueError(
@@ -239,26 +288,19 @@ class LearnedEngine(Engine):
                 )
         seed = next((ref.view for ref in refs if ref.kind == "seed"), None)
         self._start_job(seed)
-
         previous = next((r for r in usable if r.kind == "temporal" and r.view.camera == target.camera), None)
         if not self.focus:
-            window = None
-        elif previous is not None and previous.mask.shape == frame_hw:
+            window: SquareCrop | None | object = None
+        elif previous is not None and previous.mask.shape == target.image.shape[:2]:
             window = self._follow(previous)
         else:
-            # No mask of this camera to go by: look at the whole frame first, then focus where it points.
-            logits, score = self._predict(target, None, usable, seed)
-            window = window_around(search_box(logits), frame_hw)
-            if window is None:
-                self._remember(target, None)
-                return Prediction(mask=(logits > 0).cpu().numpy(), score=score)
-        logits, score = self._predict(target, window, usable, seed)
-        self._remember(target, window)
-        return Prediction(mask=(logits > 0).cpu().numpy(), score=score)
+            window = SEARCH
+        return _Task(target, usable, seed, window)
 
     def _follow(self, previous: Reference) -> SquareCrop | None:
         """The window for the frame after `previous` (same camera): the previous window while the object
-        still fits it, else the window its mask calls for now."""
+        still fits it, else the window its mask calls for now (a focused camera keeps focusing up to
+        KEEP_MAX)."""
         box = object_box(previous.mask)
         assert box is not None  # usable references have non-empty masks
         current = self._window_seen(previous.view)
@@ -266,49 +308,44 @@ class LearnedEngine(Engine):
             return current
         return window_around(box, previous.mask.shape, KEEP_MAX if current is not None else FOCUS_MAX)
 
-    def _predict(
-        self, target: View, window: SquareCrop | None, usable: Sequence[Reference], seed: View | None
-    ) -> tuple[torch.Tensor, float]:
-        """The references' fused prediction for `target` seen through `window` -> (frame logits (H, W),
-        presence score)."""
-        framing = self._framing(target, window)
-        ref_framings = [self._reference_framing(ref) for ref in usable]
-        masks = np.stack([f.mask(r.mask) for r, f in zip(usable, ref_framings, strict=True)])
-        weights = torch.tensor([KIND_WEIGHTS[ref.kind] for ref in usable])
+    def _predict(self, tasks: Sequence[_Task]) -> list[tuple[torch.Tensor, float]]:
+        """Each task's target seen through its window (SEARCH: whole) and its references' fused prediction
+        -> per task (frame logits (H, W), presence score). All pairs go through the model as one batch."""
+        if not tasks:
+            return []
+        framings = [self._framing(t.target, None if t.window is SEARCH else t.window) for t in tasks]  # type: ignore[arg-type]
+        pairs = [
+            (t, f, ref, self._reference_framing(ref))
+            for t, f in zip(tasks, framings, strict=True)
+            for ref in t.usable
+        ]
+        masks = torch.from_numpy(np.stack([rf.mask(ref.mask) for _, _, ref, rf in pairs])).to(self.device)
+        limits = torch.tensor([f.box.content_hw for _, f, _, _ in pairs], device=self.device)
+        seed = tasks[0].seed
 
         with torch.inference_mode(), self._autocast():
             if self.schedule == "pair" or seed is None:
-                target_image = framing.image(target.image)
-                pairs = np.stack(
-                    [
-                        np.stack([f.image(r.view.image), target_image])
-                        for r, f in zip(usable, ref_framings, strict=True)
-                    ]
+                images = np.stack(
+                    [np.stack([rf.image(ref.view.image), f.image(t.target.image)]) for t, f, ref, rf in pairs]
                 )
-                out = self.model.segment_pairs(
-                    self._upload(pairs), torch.from_numpy(masks).to(self.device), framing.box.content_hw
-                )
+                out = self.model.segment_pairs(self._upload(images), masks, limits)
             else:
-                seed_feat, target_feat = self._cached(seed, target, window)
-                # The seed pair is the very pair the backbone saw; other references bring their own pass's
-                # features of their frame.
-                sources = [
-                    seed_feat if ref.kind == "seed" else self._cached(seed, ref.view, f.window)[1]
-                    for ref, f in zip(usable, ref_framings, strict=True)
-                ]
-                fmaps = torch.stack([torch.stack([src, target_feat]) for src in sources])
-                points = torch.stack(
-                    [
-                        self._source_points(r, f.window, m)
-                        for r, f, m in zip(usable, ref_framings, masks, strict=True)
-                    ]
-                )
+                fmaps, points = [], []
+                for (t, f, ref, rf), mask in zip(pairs, masks.cpu().numpy(), strict=True):
+                    seed_feat, target_feat = self._cached(seed, t.target, f.window)
+                    # The seed pair is the very pair the backbone saw; other references bring their own
+                    # pass's features of their frame.
+                    source = seed_feat if ref.kind == "seed" else self._cached(seed, ref.view, rf.window)[1]
+                    fmaps.append(torch.stack([source, target_feat]))
+                    points.append(self._source_points(ref, rf.window, mask))
                 out = self.model.segment_features(
-                    fmaps,
-                    torch.from_numpy(masks).to(self.device),
-                    framing.box.content_hw,
-                    points.to(self.device),
+                    torch.stack(fmaps), masks, limits, torch.stack(points).to(self.device)
                 )
-        fused = fuse_logits(out.logits.float(), weights)
-        score = presence_score(framing.box.content(fused)[None])[0]
-        return framing.unmap_logits(fused), float(score)
+        results = []
+        logits = out.logits.float().split([len(t.usable) for t in tasks])
+        for task, framing, task_logits in zip(tasks, framings, logits, strict=True):
+            weights = torch.tensor([KIND_WEIGHTS[ref.kind] for ref in task.usable])
+            fused = fuse_logits(task_logits, weights)
+            score = presence_score(framing.box.content(fused)[None])[0]
+            results.append((framing.unmap_logits(fused), float(score)))
+        return results

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass, field
@@ -219,54 +220,86 @@ def _segment(
         temporal: list[Reference | None] = [None] * len(cams)
         leg_start: list[Reference | None] = [None] * len(cams)
 
-        def segment(ci: int, frame: Frame, refs: list[Reference]) -> Reference:
-            view = View(cams[ci].name, frame.index, frame.image)
-            cached = journal.get(ci, frame.index)
-            if cached is not None:
-                mask = rle.decode({"size": [frame.image.shape[0], frame.image.shape[1]], "counts": cached[0]})
-            else:
-                start = time.perf_counter()
-                if ci == 0 and frame.index == s:
-                    mask, score = prepared.seed_mask, 1.0
+        def segment(tasks: list[tuple[int, Frame, list[Reference]]]) -> list[Reference]:
+            """Masks of independent frames (ci, frame, refs): from the journal, the seed's own, or the
+            engine, which gets all the others in one call; each comes back as a temporal reference."""
+            views = [View(cams[ci].name, frame.index, frame.image) for ci, frame, _ in tasks]
+            masks: list[np.ndarray | None] = [None] * len(tasks)
+            asked = []
+            for n, (ci, frame, _) in enumerate(tasks):
+                cached = journal.get(ci, frame.index)
+                if cached is not None:
+                    masks[n] = rle.decode({"size": list(frame.image.shape[:2]), "counts": cached[0]})
+                elif ci == 0 and frame.index == s:
+                    masks[n] = prepared.seed_mask
+                    journal.append(ci, frame.index, rle.encode(prepared.seed_mask)["counts"], 1.0)
                 else:
-                    pred = engine.segment(view, refs)
-                    mask, score = pred.mask, float(pred.score)
-                seconds[ci] += time.perf_counter() - start
-                journal.append(ci, frame.index, rle.encode(mask)["counts"], score)
-            tick("segment", 1)
-            return Reference(view, mask, "temporal")
+                    asked.append(n)
+            if asked:
+                start = time.perf_counter()
+                predictions = engine.segment_many([(views[n], tasks[n][2]) for n in asked])
+                share = (time.perf_counter() - start) / len(asked)
+                for n, pred in zip(asked, predictions, strict=True):
+                    ci, frame, _ = tasks[n]
+                    masks[n] = pred.mask
+                    seconds[ci] += share
+                    journal.append(ci, frame.index, rle.encode(pred.mask)["counts"], float(pred.score))
+            tick("segment", len(tasks))
+            return [Reference(view, mask, "temporal") for view, mask in zip(views, masks, strict=True)]
 
         def walk(steps, seed_frames: Iterator[Frame], other_frames: list[Iterator[Frame]]) -> None:
             # Frames are read `engine.window` seed-camera steps at a time and announced to the engine
-            # (`prepare`), which may batch their per-frame work; then they are segmented in walk order.
+            # (`prepare`), which may batch their per-frame work. They are segmented in rounds: the seed
+            # camera's next frame together with the other cameras' frames of the step before, whose cross
+            # reference (the seed camera's frame of their step) is known by then. At most one frame of a
+            # camera per round, so each frame's temporal reference is its camera's frame of the round before.
+            ready: list[deque[tuple[Frame, Reference]]] = [deque() for _ in cams]
+
+            def run_round(lead: Frame | None) -> None:
+                tasks = []
+                if lead is not None:
+                    tasks.append((0, lead, [seed_ref] + ([temporal[0]] if temporal[0] else [])))
+                for k in range(1, len(cams)):
+                    if ready[k]:
+                        frame, cross = ready[k].popleft()
+                        tasks.append((k, frame, [cross, seed_ref] + ([temporal[k]] if temporal[k] else [])))
+                for (ci, _, _), result in zip(tasks, segment(tasks), strict=True):
+                    temporal[ci] = result
+                    if ci > 0 and leg_start[ci] is None:
+                        leg_start[ci] = result
+
             window = max(1, engine.window)
             for start in range(0, len(steps), window):
-                frames: list[tuple[int, Frame]] = []
+                batch: list[tuple[Frame, list[tuple[int, Frame]]]] = []
                 for step in steps[start : start + window]:
-                    frames.append((0, next(seed_frames)))
-                    assert frames[-1][1].index == step.seed_index
+                    lead = next(seed_frames)
+                    assert lead.index == step.seed_index
+                    others = []
                     for k, indices in enumerate(step.others, start=1):
                         for index in indices:
-                            frames.append((k, next(other_frames[k - 1])))
-                            assert frames[-1][1].index == index
+                            others.append((k, next(other_frames[k - 1])))
+                            assert others[-1][1].index == index
+                    batch.append((lead, others))
                 pending = [
                     View(cams[ci].name, f.index, f.image)
-                    for ci, f in frames
+                    for lead, others in batch
+                    for ci, f in [(0, lead), *others]
                     if journal.get(ci, f.index) is None and not (ci == 0 and f.index == s)
                 ]
                 if pending:
                     engine.prepare(seed_ref.view, pending)
-                for ci, frame in frames:
-                    if ci == 0:
-                        refs = [seed_ref] + ([temporal[0]] if temporal[0] is not None else [])
-                        temporal[0] = segment(0, frame, refs)
-                        cross = Reference(temporal[0].view, temporal[0].mask, "cross")
-                        continue
-                    refs = [cross, seed_ref] + ([temporal[ci]] if temporal[ci] is not None else [])
-                    temporal[ci] = segment(ci, frame, refs)
-                    if leg_start[ci] is None:
-                        leg_start[ci] = temporal[ci]
+                for lead, others in batch:
+                    run_round(lead)
+                    assert temporal[0] is not None
+                    cross = Reference(temporal[0].view, temporal[0].mask, "cross")
+                    for k, frame in others:
+                        ready[k].append((frame, cross))
+                    while any(len(queue) > 1 for queue in ready):  # a camera faster than the seed's
+                        run_round(None)
                 journal.flush()
+            while any(ready):
+                run_round(None)
+            journal.flush()
 
         def first(steps, k: int) -> int | None:
             return next((st.others[k - 1][0] for st in steps if st.others[k - 1]), None)

@@ -48,15 +48,20 @@ class Aggregator(nn.Module):
         cfg = self.cfg
         return Block(cfg.embed_dim, cfg.num_heads, cfg.mlp_ratio, eps=1e-5, qk_norm=True, init_values=0.01)
 
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """The per-image part: images (N, 3, H, W) in [0, 1] -> patch tokens (N, (H/p)*(W/p), C)."""
+        return self.patch_embed((images - self.image_mean[0]) / self.image_std[0])
+
     def forward(
-        self, images: torch.Tensor, keep: Sequence[int] | None = None
+        self, images: torch.Tensor, keep: Sequence[int] | None = None, patches: torch.Tensor | None = None
     ) -> tuple[list[torch.Tensor | None], int]:
         """images: (B, S, 3, H, W) in [0, 1], H and W multiples of the patch size.
 
         Returns `depth` per-layer outputs (B, S, P, 2C) = frame-block output ‖ global-block output (the
         residual streams, not normalised), P = patch_start_idx + (H/p)*(W/p), and `patch_start_idx`.
         With `keep`, only those layer indices are filled (the rest are None) and layers after the last
-        kept one are not computed.
+        kept one are not computed. `patches` (B, S, (H/p)*(W/p), C): the images' `embed`, when the caller
+        has it (a frame shared by many windows is embedded once).
         """
         if images.ndim != 5 or images.shape[2] != 3:
             raise ValueError(f"images must be (B, S, 3, H, W), got {tuple(images.shape)}")
@@ -68,8 +73,7 @@ class Aggregator(nn.Module):
         if not wanted <= set(range(depth)):
             raise ValueError(f"keep must hold layer indices in [0, {depth}), got {sorted(wanted)}")
 
-        images = (images - self.image_mean) / self.image_std
-        patches = self.patch_embed(images.flatten(0, 1))  # (B*S, h*w, C)
+        patches = self.embed(images.flatten(0, 1)) if patches is None else patches.flatten(0, 1)
         special = [_per_frame(t, batch, frames) for t in (self.camera_token, self.register_token)]
         tokens = torch.cat([*special, patches], dim=1)  # (B*S, P, C)
         _, num_tokens, dim = tokens.shape

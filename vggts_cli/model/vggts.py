@@ -67,14 +67,18 @@ class VGGTS(nn.Module):
         """The modules `model.pt` holds (keys `aggregator.*`, `track_head.*`), sharing our parameters."""
         return nn.ModuleDict({"aggregator": self.aggregator, "track_head": self.track_head})
 
-    def features(self, images: torch.Tensor) -> torch.Tensor:
+    def features(self, images: torch.Tensor, patches: torch.Tensor | None = None) -> torch.Tensor:
         """images (B, S, 3, H, W) in [0, 1], H and W multiples of the patch size -> DPT feature maps
-        (B, S, F, H/2, W/2).
+        (B, S, F, H/2, W/2). `patches` (B, S, P, C): the images' `embed` when the caller has it.
 
         The aggregator stops after the last layer the DPT reads (all of them for the real model).
         """
-        tokens, patch_start_idx = self.aggregator(images, keep=self.cfg.dpt.layer_idx)
+        tokens, patch_start_idx = self.aggregator(images, keep=self.cfg.dpt.layer_idx, patches=patches)
         return self.track_head.features(tokens, tuple(images.shape[-2:]), patch_start_idx)
+
+    def embed(self, images: torch.Tensor) -> torch.Tensor:
+        """The per-image patch tokens (N, P, C) of images (N, 3, H, W) in [0, 1]."""
+        return self.aggregator.embed(images)
 
     def track(self, fmaps: torch.Tensor, queries: torch.Tensor, iters: int | None = None) -> TrackOutput:
         """Track queries (B, N, 2), (x, y) in input pixels of frame 0, through fmaps (B, S, F, h, w)."""
@@ -91,7 +95,10 @@ class VGGTS(nn.Module):
             )
 
     def segment_pairs(
-        self, images: torch.Tensor, src_masks: torch.Tensor, target_hw: tuple[int, int] | None = None
+        self,
+        images: torch.Tensor,
+        src_masks: torch.Tensor,
+        target_hw: tuple[int, int] | torch.Tensor | None = None,
     ) -> PairOutput:
         """images (B, 2, 3, img, img) in [0, 1]: [source, target] pairs, each through the backbone as one
         window; src_masks (B, img, img) bool. See `segment_features`."""
@@ -101,21 +108,24 @@ class VGGTS(nn.Module):
         self,
         fmaps: torch.Tensor,
         src_masks: torch.Tensor,
-        target_hw: tuple[int, int] | None = None,
+        target_hw: tuple[int, int] | torch.Tensor | None = None,
         src_points: torch.Tensor | None = None,
     ) -> PairOutput:
         """fmaps (B, 2, C, h, w): [source, target] backbone features; src_masks (B, img, img) bool.
 
         The source is frame 0 (the tracker's query frame). K-Means points of each source mask (or the given
         `src_points` (B, N, 2)) are tracked into the target (last iterate, clipped to the target's top-left
-        `target_hw` = (h, w) region, default the whole input: the padding of a letterboxed frame is not
-        image), then the head predicts the target's logits.
+        `target_hw` = (h, w) region — one for all pairs, or (B, 2) per pair; default the whole input: the
+        padding of a letterboxed frame is not image), then the head predicts the target's logits.
         """
         if src_points is None:
             src_points = self.head.source_points(src_masks)
         tracked = self.track(fmaps, src_points).coords[-1][:, 1].float()
-        h, w = target_hw or (self.cfg.img_size, self.cfg.img_size)
-        tar_points = torch.stack([tracked[..., 0].clamp(0, w - 1), tracked[..., 1].clamp(0, h - 1)], dim=-1)
+        size = self.cfg.img_size
+        hw = (size, size) if target_hw is None else target_hw
+        limits = torch.as_tensor(hw, device=tracked.device).expand(len(tracked), 2)
+        # (x, y) clipped to [0, w - 1] × [0, h - 1] of each pair's target.
+        tar_points = torch.minimum(tracked.clamp(min=0), (limits.flip(-1)[:, None, :] - 1).to(tracked))
         out = self.head.segment(fmaps[:, 0], fmaps[:, 1], src_masks, tar_points, src_points)
         return PairOutput(logits=out.logits.float(), presence=out.presence.float(), tar_points=tar_points)
 
