@@ -63,7 +63,7 @@ def to_tensor(images: np.ndarray) -> torch.Tensor:
 
 Schedule = Literal["windowed", "pair"]
 SCHEDULES: tuple[Schedule, ...] = ("windowed", "pair")
-CPU_WINDOW = 4  # pairs per backbone batch on the CPU: larger batches gain nothing there
+CPU_WINDOW = 8  # pairs per backbone batch on the CPU: larger ones gain little there
 MAX_GPU_WINDOW = 32
 SEARCH = object()  # a target's focus window is found by a first look at the whole frame
 
@@ -237,13 +237,15 @@ class LearnedEngine(Engine):
         seen = self._framed.get((view.camera, view.index))
         return seen[1] if seen is not None and seen[0] is view else None
 
-    def _reference_framing(self, ref: Reference) -> Framing:
-        """A reference is seen as it was when it was segmented (its cached pass), whole if its mask would
-        not survive that window."""
+    def _framed_reference(self, ref: Reference) -> tuple[Framing, np.ndarray]:
+        """A reference as the model sees it -> (framing, its (S, S) mask): as it was when it was segmented
+        (its cached pass), or whole if its mask would not survive that window."""
         framing = self._framing(ref.view, self._window_seen(ref.view))
-        if framing.window is not None and not framing.mask(ref.mask).any():
-            return self._framing(ref.view, None)
-        return framing
+        mask = framing.mask(ref.mask)
+        if framing.window is not None and not mask.any():
+            framing = self._framing(ref.view, None)
+            mask = framing.mask(ref.mask)
+        return framing, mask
 
     # -- segmentation -----------------------------------------------------------------------------------
 
@@ -314,24 +316,28 @@ class LearnedEngine(Engine):
         if not tasks:
             return []
         framings = [self._framing(t.target, None if t.window is SEARCH else t.window) for t in tasks]  # type: ignore[arg-type]
+        # One entry per pair: (task, target framing, reference, reference framing, reference mask (S, S)).
         pairs = [
-            (t, f, ref, self._reference_framing(ref))
+            (t, f, ref, *self._framed_reference(ref))
             for t, f in zip(tasks, framings, strict=True)
             for ref in t.usable
         ]
-        masks = torch.from_numpy(np.stack([rf.mask(ref.mask) for _, _, ref, rf in pairs])).to(self.device)
-        limits = torch.tensor([f.box.content_hw for _, f, _, _ in pairs], device=self.device)
+        masks = torch.from_numpy(np.stack([m for *_, m in pairs])).to(self.device)
+        limits = torch.tensor([f.box.content_hw for _, f, *_ in pairs], device=self.device)
         seed = tasks[0].seed
 
         with torch.inference_mode(), self._autocast():
             if self.schedule == "pair" or seed is None:
                 images = np.stack(
-                    [np.stack([rf.image(ref.view.image), f.image(t.target.image)]) for t, f, ref, rf in pairs]
+                    [
+                        np.stack([rf.image(ref.view.image), f.image(t.target.image)])
+                        for t, f, ref, rf, _ in pairs
+                    ]
                 )
                 out = self.model.segment_pairs(self._upload(images), masks, limits)
             else:
                 fmaps, points = [], []
-                for (t, f, ref, rf), mask in zip(pairs, masks.cpu().numpy(), strict=True):
+                for t, f, ref, rf, mask in pairs:
                     seed_feat, target_feat = self._cached(seed, t.target, f.window)
                     # The seed pair is the very pair the backbone saw; other references bring their own
                     # pass's features of their frame.
