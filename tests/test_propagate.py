@@ -67,25 +67,23 @@ class RecordingEngine(Engine):
 # --------------------------------------------------------------------------- the example, every output
 
 
+def propagate_example(out: Path, *options: str) -> subprocess.CompletedProcess:
+    """`vggts propagate` on the bundled example (ego → exo, the seed mask on frame 0) into `out`."""
+    inputs = (
+        "--src",
+        EXAMPLES / "ego.mp4",
+        "--dst",
+        EXAMPLES / "exo.mp4",
+        "--mask",
+        EXAMPLES / "ego_mask.png",
+    )
+    return vggts("propagate", *map(str, inputs), "--out", str(out), *options)
+
+
 @pytest.fixture(scope="module")
 def example_run(tmp_path_factory) -> tuple[Path, dict]:
     out = tmp_path_factory.mktemp("example") / "out"
-    proc = vggts(
-        "propagate",
-        "--src",
-        str(EXAMPLES / "ego.mp4"),
-        "--dst",
-        str(EXAMPLES / "exo.mp4"),
-        "--mask",
-        str(EXAMPLES / "ego_mask.png"),
-        "--out",
-        str(out),
-        "--engine",
-        "classic",
-        "--write",
-        "rle,overlay,redact,png,matte",
-        "--json",
-    )
+    proc = propagate_example(out, "--engine", "classic", "--write", "rle,overlay,redact,png,matte", "--json")
     return out, json.loads(proc.stdout)
 
 
@@ -156,19 +154,7 @@ def test_masks_json_and_png_sequence(example_run):
 def test_the_default_engine_tracks_the_example(tmp_path):
     """No --engine: the shipped model. The exo object is a few model pixels wide, so this needs focusing."""
     out = tmp_path / "out"
-    vggts(
-        "propagate",
-        "--src",
-        str(EXAMPLES / "ego.mp4"),
-        "--dst",
-        str(EXAMPLES / "exo.mp4"),
-        "--mask",
-        str(EXAMPLES / "ego_mask.png"),
-        "--out",
-        str(out),
-        "--write",
-        "rle",
-    )
+    propagate_example(out, "--write", "rle")
     for name in ("ego", "exo"):
         assert np.mean(example_ious(out, name)) > 0.7, name  # measured: 0.80 and 0.80
 
