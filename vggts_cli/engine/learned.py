@@ -65,18 +65,19 @@ Schedule = Literal["windowed", "pair"]
 SCHEDULES: tuple[Schedule, ...] = ("windowed", "pair")
 CPU_WINDOW = 8  # pairs per backbone batch on the CPU: larger ones gain little there
 MAX_GPU_WINDOW = 32
-SEARCH = object()  # a target's focus window is found by a first look at the whole frame
 
 
 @dataclass
 class _Task:
     """One target of `segment_many`: its usable references, its job's seed View, its focus window (None:
-    whole; SEARCH: to be found), and once predicted, (frame logits (H, W), presence score)."""
+    whole), whether that window is still to be found by a first look at the whole frame (`search`), and
+    once predicted, (frame logits (H, W), presence score)."""
 
     target: View
     usable: list[Reference]
     seed: View | None
-    window: SquareCrop | None | object
+    window: SquareCrop | None
+    search: bool
     result: tuple[torch.Tensor, float] | None = None
 
 
@@ -257,7 +258,7 @@ class LearnedEngine(Engine):
         out when a cross reference is given; none usable -> empty mask, score 0). The pairs of all targets
         go through the tracker and the head together."""
         tasks = [self._task(target, refs) for target, refs in requests]
-        searching = [t for t in tasks if t.usable and t.window is SEARCH]
+        searching = [t for t in tasks if t.usable and t.search]
         # No mask of the target's camera to go by: look at the whole frame first, then focus where it points.
         for task, (logits, score) in zip(searching, self._predict(searching), strict=True):
             task.window = window_around(search_box(logits), task.target.image.shape[:2])
@@ -271,13 +272,13 @@ class LearnedEngine(Engine):
             if task.result is None:
                 predictions.append(Prediction(np.zeros(task.target.image.shape[:2], dtype=bool), 0.0))
                 continue
-            self._remember(task.target, task.window)  # type: ignore[arg-type]
+            self._remember(task.target, task.window)
             logits, score = task.result
             predictions.append(Prediction(mask=(logits > 0).cpu().numpy(), score=score))
         return predictions
 
     def _task(self, target: View, refs: Sequence[Reference]) -> _Task:
-        """What one target needs: its usable references, its job's seed, its focus window (or SEARCH)."""
+        """What one target needs: its usable references, its job's seed, its focus window."""
         usable = [ref for ref in refs if ref.mask.any()]
         if any(ref.kind == "cross" for ref in usable):
             # Another camera at this very instant already carries the seed's anchoring (its mask was
@@ -291,13 +292,10 @@ class LearnedEngine(Engine):
         seed = next((ref.view for ref in refs if ref.kind == "seed"), None)
         self._start_job(seed)
         previous = next((r for r in usable if r.kind == "temporal" and r.view.camera == target.camera), None)
-        if not self.focus:
-            window: SquareCrop | None | object = None
-        elif previous is not None and previous.mask.shape == target.image.shape[:2]:
-            window = self._follow(previous)
-        else:
-            window = SEARCH
-        return _Task(target, usable, seed, window)
+        if self.focus and previous is not None and previous.mask.shape == target.image.shape[:2]:
+            return _Task(target, usable, seed, self._follow(previous), search=False)
+        # Without a mask of this camera to go by, a focusing engine looks at the whole frame first.
+        return _Task(target, usable, seed, None, search=self.focus)
 
     def _follow(self, previous: Reference) -> SquareCrop | None:
         """The window for the frame after `previous` (same camera): the previous window while the object
@@ -311,11 +309,11 @@ class LearnedEngine(Engine):
         return window_around(box, previous.mask.shape, KEEP_MAX if current is not None else FOCUS_MAX)
 
     def _predict(self, tasks: Sequence[_Task]) -> list[tuple[torch.Tensor, float]]:
-        """Each task's target seen through its window (SEARCH: whole) and its references' fused prediction
+        """Each task's target seen through its window and its references' fused prediction
         -> per task (frame logits (H, W), presence score). All pairs go through the model as one batch."""
         if not tasks:
             return []
-        framings = [self._framing(t.target, None if t.window is SEARCH else t.window) for t in tasks]  # type: ignore[arg-type]
+        framings = [self._framing(t.target, t.window) for t in tasks]
         # One entry per pair: (task, target framing, reference, reference framing, reference mask (S, S)).
         pairs = [
             (t, f, ref, *self._framed_reference(ref))
