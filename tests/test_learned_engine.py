@@ -11,7 +11,7 @@ from models import make_tiny_checkpoint, make_tiny_model
 
 from vggts_cli.engine.base import Prediction, Reference, View
 from vggts_cli.engine.framing import window_around
-from vggts_cli.engine.learned import KIND_WEIGHTS, LearnedEngine, fuse_logits
+from vggts_cli.engine.learned import FEATURE_CACHE, KIND_WEIGHTS, LearnedEngine, fuse_logits
 from vggts_cli.engine.registry import default_engine, make_engine
 from vggts_cli.errors import UsageError
 from vggts_cli.masks.ops import iou
@@ -157,6 +157,20 @@ def test_windowed_schedule_reuses_features_and_matches_the_pair_schedule(seed_re
     other_seed = View(seed_ref.view.camera, 0, seed_ref.view.image.copy())
     windowed.segment(targets[0], [Reference(other_seed, seed_ref.mask, "seed")])
     assert calls == [3, 2, 1]
+
+
+def test_an_announcement_larger_than_the_cache_is_kept_whole(seed_ref: Reference) -> None:
+    """A GPU window times several cameras can announce more frames than FEATURE_CACHE: none is dropped."""
+    model = make_tiny_model(cfg=VGGT_S_LITE)
+    engine = LearnedEngine(model, "cpu", schedule="windowed", window=16, focus=False)
+    image = _frame(48, 64, seed=5)[0]
+    targets = [View("exo", i, image) for i in range(FEATURE_CACHE + 8)]
+    calls = count_backbone_calls(model)
+    engine.prepare(seed_ref.view, targets)
+    assert sum(calls) == len(targets)
+    for view in (targets[0], targets[-1]):
+        engine.segment(view, [seed_ref])
+    assert sum(calls) == len(targets)
 
 
 def test_focus_follows_the_previous_mask_and_keeps_its_window(seed_ref: Reference) -> None:

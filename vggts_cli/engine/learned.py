@@ -81,7 +81,7 @@ class _Task:
     result: tuple[torch.Tensor, float] | None = None
 
 
-FEATURE_CACHE = 64  # framed frames whose features are kept (announced targets + recent references)
+FEATURE_CACHE = 64  # framed frames whose features are kept, at least (announced targets + recent references)
 FRAMINGS_KEPT = 16  # segmented frames whose window is remembered (references are recent frames)
 Key = tuple[str, int, SquareCrop | None]  # (camera, frame index, focus window) of a cached pass
 
@@ -119,6 +119,7 @@ class LearnedEngine(Engine):
         # when it comes back as a reference); each camera's latest window, which frames announced to
         # `prepare` are framed by.
         self._seed: View | None = None
+        self._cache_size = FEATURE_CACHE
         self._features: OrderedDict[Key, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
         self._points: OrderedDict[Key, torch.Tensor] = OrderedDict()
         self._framed: OrderedDict[tuple[str, int], tuple[View, SquareCrop | None]] = OrderedDict()
@@ -196,7 +197,7 @@ class LearnedEngine(Engine):
 
         for (view, win), fmap in zip(framed, self._backoff.run(window_features, framed), strict=True):
             self._features[(view.camera, view.index, win)] = (fmap[0], fmap[1])
-        while len(self._features) > FEATURE_CACHE:
+        while len(self._features) > self._cache_size:
             self._features.popitem(last=False)
 
     def prepare(self, seed: View, targets: Sequence[View]) -> None:
@@ -205,6 +206,9 @@ class LearnedEngine(Engine):
         if self.schedule != "windowed":
             return
         self._start_job(seed)
+        # Room for two announcements: the frames of the one before may still be waiting (segmented a round
+        # late, or references).
+        self._cache_size = max(FEATURE_CACHE, 2 * len(targets))
         framed = [(v, self._camera_window.get(v.camera)) for v in targets]
         self._compute_features(
             seed, [(v, w) for v, w in framed if (v.camera, v.index, w) not in self._features]
