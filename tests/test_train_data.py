@@ -169,6 +169,26 @@ def test_rig_samples(direction: str) -> None:
         assert _near(sample.tgt_mask, sample.tgt_points[interior]).all()
 
 
+@pytest.mark.parametrize("direction", ["ego-exo", "exo-ego"])
+def test_focus_samples_see_the_target_through_a_window(direction: str) -> None:
+    for index in range(3):
+        plain = rig_sample(index, SIZE, N_POINTS, direction, "easy")
+        sample = rig_sample(index, SIZE, N_POINTS, direction, "easy", np.random.default_rng(index))
+        _check_sample(sample, "focus")
+        np.testing.assert_array_equal(sample.images[0], plain.images[0])  # the source is seen whole
+        np.testing.assert_array_equal(sample.src_mask, plain.src_mask)
+        x, y = sample.src_points.astype(int).T
+        interior = _interior(sample.src_mask, 2)[y, x] & sample.points_valid
+        assert interior.any() and _near(sample.tgt_mask, sample.tgt_points[interior]).all()
+
+
+def test_focus_magnifies_small_exo_objects() -> None:
+    for index in range(3):
+        plain = rig_sample(index, SIZE, N_POINTS, "ego-exo", "hard")
+        focused = rig_sample(index, SIZE, N_POINTS, "ego-exo", "hard", np.random.default_rng(index))
+        assert focused.tgt_mask.sum() > 4 * plain.tgt_mask.sum() > 0
+
+
 def test_scene_samples_are_temporal_or_cross_pairs_with_exact_points() -> None:
     rng = np.random.default_rng(5)
     samples = []

@@ -50,7 +50,8 @@ def register(app: typer.Typer) -> None:
             typer.Option(
                 help="Share of each pair kind: adaptive (mild single-image augmentation, tracked prompts), "
                 "non_adaptive (strong perspective/rotation/scale, synthesised prompts), rig (rendered "
-                "ego/exo pairs), scene (moving-object recordings: temporal and cross-camera pairs)."
+                "ego/exo pairs), scene (moving-object recordings: temporal and cross-camera pairs), focus "
+                "(rig pairs whose target is seen through a focus window, as the engine sees small objects)."
             ),
         ] = "adaptive=0.3,non_adaptive=0.3,rig=0.4",
         seed: Annotated[int, typer.Option(help="Seed of the weights and of the data stream.")] = 0,

@@ -4,6 +4,8 @@ target positions, from three kinds of pair:
 - "adaptive" / "non_adaptive": one photo, two views (`augment`), a pseudo-object (`regions`) as the
   object; the target mask is the object warped into the target view;
 - "rig": an ego/exo frame pair of a scene rendered by `synth.rig`, in either direction;
+- "focus": the same, the target seen through a (jittered) focus window, as the learned engine sees small
+  objects;
 - "scene": two frames of the moving-object recordings of `synth.scene` (the bundled example's generator,
   other seeds): a camera and itself a moment later, or the other camera at the same instant — the
   temporal and cross references of `vggts propagate`.
@@ -23,9 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vggts_cli.engine.framing import Letterbox
+from vggts_cli.engine.framing import KEEP_MAX, Framing, Letterbox, object_box, window_around
 from vggts_cli.engine.learned import to_tensor
 from vggts_cli.errors import UsageError, VggtsError
+from vggts_cli.model.crops import SquareCrop
 from vggts_cli.model.points import kmeans_points
 from vggts_cli.synth.rig import TIERS, render_rig_pair, training_seed
 from vggts_cli.synth.scene import CameraPath, Scene, ego_exo_cameras
@@ -42,7 +45,7 @@ from vggts_cli.train.augment import (
 from vggts_cli.train.photos import load_photo, photo_names
 from vggts_cli.train.regions import choose_region, region_mask
 
-KINDS = ("adaptive", "non_adaptive", "rig", "scene")
+KINDS = ("adaptive", "non_adaptive", "rig", "scene", "focus")
 DIRECTIONS = ("ego-exo", "exo-ego")
 EGO_HW, EXO_HW = (480, 640), (540, 960)  # the frame sizes of the rig's cameras (as in the example rig)
 PROMPT_NOISE = 0.02  # std of the synthesised prompt's noise, fraction of the model input side
@@ -66,7 +69,7 @@ class TrainSample:
     points_valid: np.ndarray  # (N,) bool: the true target point is inside the target's image content
     synth_points: bool  # prompt the head with prompt_points instead of the tracker's points
     prompt_points: np.ndarray  # (N, 2) float32: tgt_points (+ noise when synth_points) clipped to the image
-    kind: str  # "adaptive" | "non_adaptive" | "rig"
+    kind: str  # one of KINDS
 
 
 def _target_points(
@@ -130,31 +133,77 @@ def single_image_sample(rng: np.random.Generator, size: int, n_points: int, kind
     return TrainSample(images, src_mask, tgt_mask, src, tgt, valid, synth, prompt, kind)
 
 
-def rig_sample(index: int, size: int, n_points: int, direction: str, tier: str) -> TrainSample:
+def rig_sample(
+    index: int,
+    size: int,
+    n_points: int,
+    direction: str,
+    tier: str,
+    focus: np.random.Generator | None = None,
+) -> TrainSample:
     """Rendered rig pair `index` of difficulty `tier` ("easy" | "medium" | "hard"), "ego-exo" (ego frame
-    is the source) or "exo-ego": rendered directly at the letterbox content sizes of a 640×480 ego and a
-    960×540 exo frame. The tracker's points prompt the head. Raises NoObjectInSource when the source view
-    does not show the object."""
+    is the source) or "exo-ego", for a 640×480 ego and a 960×540 exo frame. The tracker's points prompt the
+    head. Raises NoObjectInSource when the source view does not show the object.
+
+    Views are rendered directly at their letterbox content size; with `focus` (the generator of its
+    jitter), the target is rendered at its frame size and seen through the focus window the learned engine
+    would use for its object (engine/framing.py), placed and sized as a tracked mask's box may be off.
+    """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
-    ego_box, exo_box = Letterbox.fit(EGO_HW, size), Letterbox.fit(EXO_HW, size)
-    pair = render_rig_pair(training_seed(index), tier, ego_box.content_hw, exo_box.content_hw)
-    # The renders already have the content size, so the letterbox only places them on the padded canvas.
-    ego_in = Letterbox.fit(ego_box.content_hw, size)
-    exo_in = Letterbox.fit(exo_box.content_hw, size)
-    ego = (ego_in.image(pair.ego), ego_in.mask(pair.ego_mask))
-    exo = (exo_in.image(pair.exo), exo_in.mask(pair.exo_mask))
+    ego_content, exo_content = Letterbox.fit(EGO_HW, size).content_hw, Letterbox.fit(EXO_HW, size).content_hw
+    ego_first = direction == "ego-exo"
+    ego_hw = EGO_HW if focus is not None and not ego_first else ego_content
+    exo_hw = EXO_HW if focus is not None and ego_first else exo_content
+    pair = render_rig_pair(training_seed(index), tier, ego_hw, exo_hw)
     to_exo = pair.ego_to_exo
-    if direction == "ego-exo":
-        (src_image, src_mask), (tgt_image, tgt_mask), to_target, tgt_hw = ego, exo, to_exo, exo_box.content_hw
-    else:
-        (src_image, src_mask), (tgt_image, tgt_mask) = exo, ego
-        to_target, tgt_hw = np.linalg.inv(to_exo), ego_box.content_hw
+    views = ((pair.ego, pair.ego_mask), (pair.exo, pair.exo_mask))
+    (src_image, src_mask), (tgt_frame, tgt_frame_mask) = views if ego_first else views[::-1]
+    to_target = to_exo if ego_first else np.linalg.inv(to_exo)
+    # The source is rendered at its content size: the letterbox only places it on the padded canvas.
+    src_in = Letterbox.fit(src_image.shape[:2], size)
+    src_image, src_mask = src_in.image(src_image), src_in.mask(src_mask)
     if not src_mask.any():
         raise NoObjectInSource(f"rig pair {index} ({tier}): the {direction.split('-')[0]} view has no object")
-    src, tgt, valid, prompt = _target_points(src_mask, to_target, tgt_hw, n_points, noise=None)
+    window = None if focus is None else _jittered_window(tgt_frame_mask, focus)
+    framing = Framing(tgt_frame.shape[:2], window, size)
+    to_target = _framing_map(framing) @ to_target
+    tgt_image, tgt_mask = framing.image(tgt_frame), framing.mask(tgt_frame_mask)
+    src, tgt, valid, prompt = _target_points(
+        src_mask, to_target, framing.box.content_hw, n_points, noise=None
+    )
     images = np.stack([src_image, tgt_image])
-    return TrainSample(images, src_mask, tgt_mask, src, tgt, valid, False, prompt, "rig")
+    return TrainSample(
+        images, src_mask, tgt_mask, src, tgt, valid, False, prompt, "rig" if focus is None else "focus"
+    )
+
+
+FOCUS_SCALE_JITTER = (0.7, 1.5)  # the box the window is made from, relative to the object's true box
+FOCUS_SHIFT_JITTER = 0.3  # its centre's offset, in box sides
+
+
+def _jittered_window(mask: np.ndarray, rng: np.random.Generator) -> SquareCrop | None:
+    """The focus window of an object (H, W) mask whose box is off by a random scale and shift, as a
+    previous frame's mask or a first whole-frame look may be; None (seen whole) for an absent or large
+    object."""
+    box = object_box(mask)
+    if box is None:
+        return None
+    x0, y0, x1, y1 = box
+    side = max(x1 - x0 + 1, y1 - y0 + 1) * rng.uniform(*FOCUS_SCALE_JITTER)
+    cx, cy = np.array([x0 + x1, y0 + y1]) / 2 + rng.uniform(-1, 1, 2) * FOCUS_SHIFT_JITTER * side
+    half = side / 2
+    jittered = (round(cx - half), round(cy - half), round(cx + half), round(cy + half))
+    return window_around(jittered, mask.shape, KEEP_MAX)
+
+
+def _framing_map(framing: Framing) -> np.ndarray:
+    """(3, 3) map of frame pixel centres to model-input pixel centres under `framing`."""
+    window = framing.window
+    if window is None:
+        return _pixel_scale(framing.frame_hw, framing.box.content_hw)
+    shift = np.array([[1.0, 0, -window.x1], [0, 1, -window.y1], [0, 0, 1]])
+    return _pixel_scale((window.side, window.side), framing.box.content_hw) @ shift
 
 
 EXAMPLE_SCENE_SEED = 0  # the bundled example's scene: never trained on
@@ -222,8 +271,7 @@ def scene_sample(rng: np.random.Generator, size: int, n_points: int) -> TrainSam
 class SampleStream:
     """Endless training data: sample i of step s is drawn from its own generator seeded by (seed, s, i),
     so any step can be rebuilt exactly (a resumed run sees the batches an uninterrupted one would).
-    `mix` weights the kinds (keys among "adaptive", "non_adaptive", "rig"); rig pairs take a random
-    direction and tier."""
+    `mix` weights the kinds (keys among KINDS); rig and focus pairs take a random direction and tier."""
 
     def __init__(self, seed: int, size: int, n_points: int, mix: dict[str, float]) -> None:
         unknown = sorted(set(mix) - set(KINDS))
@@ -239,19 +287,20 @@ class SampleStream:
         """Sample `index` of batch `step`."""
         rng = np.random.default_rng((self.seed, step, index))
         kind = KINDS[int(rng.choice(len(KINDS), p=self.probs))]
-        if kind == "rig":
-            return self._rig(rng)
+        if kind in ("rig", "focus"):
+            return self._rig(rng, focus=kind == "focus")
         if kind == "scene":
             return self._retry(lambda: scene_sample(rng, self.size, self.n_points))
         return single_image_sample(rng, self.size, self.n_points, kind)
 
-    def _rig(self, rng: np.random.Generator) -> TrainSample:
+    def _rig(self, rng: np.random.Generator, focus: bool) -> TrainSample:
         """A rig pair of a random index, direction and tier whose source view shows the object."""
 
         def draw() -> TrainSample:
             direction = DIRECTIONS[int(rng.integers(len(DIRECTIONS)))]
             tier = tuple(TIERS)[int(rng.integers(len(TIERS)))]
-            return rig_sample(int(rng.integers(2**31)), self.size, self.n_points, direction, tier)
+            index = int(rng.integers(2**31))
+            return rig_sample(index, self.size, self.n_points, direction, tier, rng if focus else None)
 
         return self._retry(draw)
 
