@@ -19,7 +19,7 @@ import cv2
 import pytest
 from recordings import make_recording
 
-from vggts_cli.batch.manifest import load_manifest
+from vggts_cli.batch.manifest import COLUMNS, load_manifest
 
 RAY = Path(sys.executable).with_name("ray")
 HAVE_RAY = shutil.which("ray", path=str(RAY.parent)) is not None
@@ -102,19 +102,6 @@ JOBS = {
     },
 }
 BAD = {"id": "too-far", "src": "r1/ego.mp4", "dst": "r1/exo.mp4", "mask": "r1/mask0.png", "mask_frame": "99"}
-COLUMNS = [
-    "id",
-    "engine",
-    "src",
-    "dst",
-    "mask",
-    "mask_frame",
-    "offsets",
-    "write",
-    "redact",
-    "margin",
-    "fill_color",
-]
 
 
 def propagate_args(cells: dict[str, str], root: Path) -> list[str]:
@@ -132,7 +119,8 @@ def propagate_args(cells: dict[str, str], root: Path) -> list[str]:
 
 def write_csv(path: Path, rows: list[dict[str, str]]) -> Path:
     with path.open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=COLUMNS)
+        # The manifest's own columns, those the rows use, in its order.
+        writer = csv.DictWriter(f, fieldnames=[c for c in COLUMNS if any(c in row for row in rows)])
         writer.writeheader()
         writer.writerows(rows)
     return path
