@@ -21,9 +21,7 @@ PAD_VALUE = 114  # letterbox padding (grey), as in VGGT-S's exo-frame preprocess
 FOCUS_ZOOM = 3.0  # window side / the object's box side: the object plus its surroundings
 FOCUS_MIN = 0.25  # smallest window, a fraction of the frame's shorter side (keeps enough context)
 FOCUS_MAX = 0.9  # an object that needs a larger window is seen whole: zooming would gain little
-KEEP_MAX = (
-    1.0  # ... but a focused camera stays focused up to the whole shorter side (no flicker at the limit)
-)
+KEEP_MAX = 1.0  # ... but a focused camera stays focused up to the whole shorter side (no flicker)
 KEEP_MARGIN = 1 / 8  # a window is kept while the object stays this fraction of its side from its edges
 KEEP_SCALE = 1.5  # ... and while the window the object would get now is within this factor of it
 SEARCH_BAND = 2.0  # with nothing predicted, the search looks at logits within this of the best one
