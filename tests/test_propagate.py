@@ -152,11 +152,11 @@ def test_masks_json_and_png_sequence(example_run):
 
 
 def test_the_default_engine_tracks_the_example(tmp_path):
-    """No --engine: the shipped model. The exo object is a few model pixels wide, so this needs focusing."""
+    """No --engine: the classic engine (until the learned one wins on real validation footage)."""
     out = tmp_path / "out"
     propagate_example(out, "--write", "rle")
     for name in ("ego", "exo"):
-        assert np.mean(example_ious(out, name)) > 0.7, name  # measured: 0.82 and 0.80
+        assert np.mean(example_ious(out, name)) > 0.7, name  # measured: 0.97 and 0.94
 
 
 # --------------------------------------------------------------------------- time alignment and seeds

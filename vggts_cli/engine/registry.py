@@ -7,24 +7,23 @@ import statistics
 
 from vggts_cli.engine.base import Engine
 from vggts_cli.errors import UsageError
-from vggts_cli.weights import VALIDATION_RESULTS, shipped_model_path
+from vggts_cli.weights import REAL_VALIDATION_RESULTS
 
 ENGINES = ("classic", "vggts")
 
 
 def default_engine() -> str:
-    """The engine with the best mean paper-protocol mIoU over every tier and direction of our rendered
-    validation scenes, as measured for the shipped model (weights/validation.json); classic when no model
-    ships or it was not scored."""
-    if not shipped_model_path().is_file():
-        return "classic"
+    """The engine with the best mean score over our real validation footage (weights/real_validation.json,
+    written by `vggts eval vos` / `vggts eval pairs`), classic while no real score says otherwise.
+
+    Our rendered scenes do not decide it: the shipped model led there and lost the object on real video.
+    """
     try:
-        results = json.loads(VALIDATION_RESULTS.read_text())["results"]
+        results = json.loads(REAL_VALIDATION_RESULTS.read_text())["results"]
         scores: dict[str, list[float]] = {}
-        for directions in results.values():
-            for engines in directions.values():
-                for name, cell in engines.items():
-                    scores.setdefault(name, []).append(float(cell["visible_miou"]))
+        for engines in results.values():
+            for name, cell in engines.items():
+                scores.setdefault(name, []).append(float(cell["score"]))
     except (OSError, ValueError, KeyError, TypeError):
         return "classic"
     ranked = [name for name in scores if name in ENGINES]

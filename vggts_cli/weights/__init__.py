@@ -9,6 +9,8 @@ SHIPPED_MODELS = Path(__file__).resolve().parent
 DEFAULT_MODEL = "vggt-s-lite"
 # `vggts eval rendered --engine classic --engine vggts --json` of the shipped model, kept beside it.
 VALIDATION_RESULTS = SHIPPED_MODELS / "validation.json"
+# Per engine, its mean score on our real validation footage; the default engine is the best of them.
+REAL_VALIDATION_RESULTS = SHIPPED_MODELS / "real_validation.json"
 
 
 def shipped_model_path(name: str = DEFAULT_MODEL) -> Path:
