@@ -5,9 +5,10 @@ Each reference is carried into the target as a soft candidate mask with a confid
   pushed forward along its own (interior) motion, trusted where the flow is forward–backward consistent and
   the object looks the same where it lands;
 - every other reference (the seed, another camera's frame at this instant) by an affine map or homography
-  fitted by RANSAC to ORB/SIFT matches of the keypoints on the reference object (for another camera at the
-  same instant, also its surroundings when the object alone has too few), trusted by its inliers and by the
-  colours it brings into the target.
+  fitted by MAGSAC++ to mutual RootSIFT matches of the reference object, its tilted copies included
+  (engine/matching.py; for another camera at the same instant, also its surroundings when the object alone
+  has too few), searched near the camera's previous mask when there is one, trusted by its inliers, their
+  spread and the colours it brings into the target.
 The candidates vote per pixel, weighted by confidence: the anchors (seed, cross) keep the temporal track from
 drifting, and the temporal track gives the shape where no single transform fits. GrabCut then redraws the
 outline on the object's colour edges, in a band around it. All the work happens at a small working size;
@@ -17,34 +18,35 @@ Everything is deterministic: a resumed job reproduces the same masks.
 
 from __future__ import annotations
 
+import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import Literal
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
 from vggts_cli.engine.base import Engine, Prediction, Reference, View
-
-Detector = Literal["sift", "orb"]
+from vggts_cli.engine.matching import MAX_TARGET_PX, OBJECT_PX, Box, Features, Match, Matcher
 
 
 @dataclass
 class _Frame:
-    """A view at working size: `gray` (h, w) uint8, `rgb` (h, w, 3) uint8; `fingerprint` identifies the
-    pixels it was made from.
+    """A view at working size: `gray` (h, w) uint8, `rgb` (h, w, 3) uint8, `scale` = working / full size;
+    `full_gray` (H, W) uint8 at full size (for keypoints); `fingerprint` identifies the pixels it was made
+    from.
 
-    `smooth` (h, w, 3) float32 and the keypoints (`points` (N, 2) float32, `descriptors` (N, D)) are filled in
-    when first needed.
+    `smooth` (h, w, 3) float32 is filled in when first needed, `regions` with the features of each region
+    (keyed by what the region is) as they are computed.
     """
 
     gray: np.ndarray
     rgb: np.ndarray
+    full_gray: np.ndarray
+    scale: float
     fingerprint: bytes
     smooth: np.ndarray | None = None
-    points: np.ndarray | None = None
-    descriptors: np.ndarray | None = None
+    regions: dict = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -57,17 +59,19 @@ class _Candidate:
     confidence: float
 
 
+SURE = 0.5  # a match this confident ends the search for better ones
+
+
 class ClassicEngine(Engine):
-    """Feature matching + RANSAC across views, DIS optical flow over time, optional GrabCut refinement.
+    """Feature matching + MAGSAC++ across views, DIS optical flow over time, optional GrabCut refinement.
 
     Args:
         work_size: long side of the internal processing size (frames are only ever shrunk to it).
         grabcut: refine the fused mask with GrabCut in a band around its outline. On by default: flow only
             carries the pixels it is given, so a part of the object lost once (or background taken in) would
             stay lost; the colour models put the outline back on the object's edges (~1.6x the time).
-        detector: "orb" (fast) or "sift" (more robust to large viewpoint and scale changes, ~2x slower).
-        max_features: keypoints kept per frame.
-        min_inliers: RANSAC inliers needed to accept a homography.
+        max_features: keypoints kept per region.
+        min_inliers: inliers needed to accept a map.
         min_score: below this presence score the object is reported absent (empty mask).
         anchor_weight: vote of a seed/cross match relative to the temporal flow at equal confidence; above 1
             a confident anchor overrides the flow where they disagree (the flow's drift at the outline),
@@ -81,9 +85,8 @@ class ClassicEngine(Engine):
         self,
         work_size: int = 480,
         grabcut: bool = True,
-        detector: Detector = "orb",
-        max_features: int = 2000,
-        min_inliers: int = 12,
+        max_features: int = 3000,
+        min_inliers: int = 10,
         min_score: float = 0.1,
         anchor_weight: float = 2.0,
         cache_size: int = 16,
@@ -96,20 +99,12 @@ class ClassicEngine(Engine):
         self.min_score = min_score
         self.anchor_weight = anchor_weight
         self.cache_size = cache_size
-        if detector == "sift":
-            self._detector = cv2.SIFT_create(nfeatures=max_features)
-            self._matcher = cv2.BFMatcher(cv2.NORM_L2)
-        elif detector == "orb":
-            self._detector = cv2.ORB_create(nfeatures=max_features)
-            self._matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
-        else:
-            raise ValueError(f"unknown detector {detector!r} (expected 'sift' or 'orb')")
+        self._matcher = Matcher(max_features, min_inliers=min_inliers)
         # Variational refinement smooths the flow across the object's outline: most of the cost, no gain.
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._flow.setVariationalRefinementIterations(0)
         self._cache: OrderedDict[tuple[str, int], _Frame] = OrderedDict()
         # Tolerances in working-size pixels / colour levels.
-        self._ransac_px = max(2.0, 0.0075 * work_size)
         self._fb_px = max(1.0, 0.004 * work_size)
         self._astray_px = max(1.0, 0.003 * work_size)
         self._photo_levels = 30.0
@@ -123,13 +118,15 @@ class ClassicEngine(Engine):
             raise ValueError("segment needs at least one reference")
         cv2.setRNGSeed(0)  # RANSAC and GrabCut's k-means draw from OpenCV's RNG: same inputs, same masks
         tgt = self._frame(target)
-        candidates = []
         for ref in refs:
             if ref.mask.shape != ref.view.image.shape[:2]:
                 raise ValueError(
                     f"reference mask {ref.mask.shape} does not match its frame {ref.view.image.shape[:2]}"
                 )
-            candidate = self._carry(ref, target, tgt)
+        search = self._search_box(target, refs)
+        candidates = []
+        for ref in refs:
+            candidate = self._carry(ref, target, tgt, search)
             if candidate is not None:
                 candidates.append(candidate)
 
@@ -165,19 +162,35 @@ class ClassicEngine(Engine):
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         rgb = view.image if scale == 1.0 else cv2.resize(view.image, size, interpolation=cv2.INTER_AREA)
         rgb = np.ascontiguousarray(rgb)
-        frame = _Frame(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), rgb, fingerprint)
+        full_gray = cv2.cvtColor(view.image, cv2.COLOR_RGB2GRAY)
+        gray = full_gray if scale == 1.0 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        frame = _Frame(gray, rgb, full_gray, size[0] / width, fingerprint)
         self._cache[key] = frame
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
         return frame
 
-    def _keypoints(self, frame: _Frame) -> tuple[np.ndarray, np.ndarray | None]:
-        """Keypoint positions (N, 2) float32 and descriptors (N, D) of the whole frame, computed once."""
-        if frame.points is None:
-            keypoints, descriptors = self._detector.detectAndCompute(frame.gray, None)
-            frame.points = np.asarray(cv2.KeyPoint_convert(keypoints), np.float32).reshape(-1, 2)
-            frame.descriptors = descriptors
-        return frame.points, frame.descriptors
+    def _region(self, frame: _Frame, key: tuple, box: Box, scale: float, tilts: bool) -> Features:
+        """The features of `box` of `frame` at `scale`, computed once per frame and `key`."""
+        if key not in frame.regions:
+            frame.regions[key] = self._matcher.features(frame.full_gray, box, scale, tilts)
+        return frame.regions[key]
+
+    @staticmethod
+    def _search_box(target: View, refs: Sequence[Reference]) -> Box:
+        """Where to look for the object in `target`: around the camera's previous mask when a reference gives
+        it (twice the object's size each way: a frame's motion), else the whole frame."""
+        height, width = target.image.shape[:2]
+        for ref in refs:
+            if (
+                ref.kind == "temporal"
+                and ref.view.camera == target.camera
+                and ref.mask.shape == (height, width)
+            ):
+                box = Box.of_mask(ref.mask)
+                if box is not None:
+                    return box.grown(max(box.size, round(0.1 * max(height, width))), (height, width))
+        return Box(0, 0, width, height)
 
     @staticmethod
     def _smooth(frame: _Frame) -> np.ndarray:
@@ -189,8 +202,9 @@ class ClassicEngine(Engine):
 
     # ------------------------------------------------------------------ transfer
 
-    def _carry(self, ref: Reference, target: View, tgt: _Frame) -> _Candidate | None:
-        """Carry one reference mask into the target; None when this reference gives no evidence."""
+    def _carry(self, ref: Reference, target: View, tgt: _Frame, search: Box) -> _Candidate | None:
+        """Carry one reference mask into the target (looking for it within `search` when matching); None
+        when this reference gives no evidence."""
         src = self._frame(ref.view)
         h, w = src.gray.shape
         mask = cv2.resize(ref.mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
@@ -199,16 +213,82 @@ class ClassicEngine(Engine):
         same_grid = ref.view.camera == target.camera and src.gray.shape == tgt.gray.shape
         if ref.kind == "temporal" and same_grid:
             return self._by_flow(src, mask, tgt)
-        inside = (mask >= 0.5).astype(np.uint8)
-        candidate = self._by_homography(src, mask, inside, tgt)
-        if candidate is None and ref.kind == "cross":
+        box = Box.of_mask(ref.mask)
+        if box is None:
+            return None
+        # Tilted copies cost ~10x the plain features: computed once for the seed (cached for the job), for
+        # another reference only when its plain features give no sure match.
+        digest = hashlib.blake2b(np.packbits(ref.mask).tobytes(), digest_size=16).digest()
+        scale = float(np.clip(OBJECT_PX / box.size, 0.25, 3.0))
+        tries = [("object", box, scale, True)] if ref.kind == "seed" else [("object", box, scale, False)]
+        if ref.kind != "seed":
+            tries.append(("tilted", box, scale, True))
+        if ref.kind == "cross":
             # Too few matches on the object alone (small or weakly textured): another camera at the same
             # instant also sees its surroundings as they are now, and the ground it stands on moves with it
             # between views. (Not the seed: taken earlier, the object may have moved over its background.)
-            x, y, w, h = cv2.boundingRect(inside)
-            around = cv2.dilate(inside, _disk(max(self._band_px, max(w, h) // 2)))
-            candidate = self._by_homography(src, mask, around, tgt)
-        return candidate
+            for name, reach in (("around", 0.5), ("context", 2.0)):
+                around = box.grown(round(reach * box.size), ref.mask.shape)
+                tries.append((name, around, float(np.clip(OBJECT_PX / box.size, 0.25, 1.0)), False))
+        best = None
+        for name, region, region_scale, tilts in tries:
+            found = self._region(src, (name, digest), region, region_scale, tilts)
+            candidate = self._by_match(src, mask, box, found, tgt, search)
+            if candidate is not None and (best is None or candidate.confidence > best.confidence):
+                best = candidate
+            if best is not None and best.confidence >= SURE:
+                break
+        return best
+
+    def _target_features(self, tgt: _Frame, search: Box, object_px: int) -> Features:
+        """Features of the target within `search`, scaled so the object is seen at about `object_px`
+        when `search` comes from its previous mask, else (the whole frame) at most MAX_TARGET_PX large."""
+        height, width = tgt.full_gray.shape
+        if (search.x1 - search.x0, search.y1 - search.y0) == (width, height):
+            scale = min(1.0, MAX_TARGET_PX / max(width, height))
+        else:
+            scale = float(np.clip(OBJECT_PX / max(object_px, 1), 0.5, 2.0))
+            scale = min(scale, MAX_TARGET_PX / search.size)
+        return self._region(tgt, ("search", search), search, scale, tilts=False)
+
+    def _by_match(
+        self,
+        src: _Frame,
+        mask: np.ndarray,
+        box: Box,
+        found: Features,
+        tgt: _Frame,
+        search: Box,
+    ) -> _Candidate | None:
+        """Warp the working-size `mask` (h, w) float32 by the map fitted to the matches of the reference's
+        features `found` (its object in `box`) in the target's `search` box, verified by the colours it
+        brings into the target."""
+        height, width = tgt.full_gray.shape
+        prior = search.size // 3 if search.size < max(width, height) else box.size
+        wanted = self._target_features(tgt, search, prior)
+        src_xy, tgt_xy = self._matcher.correspondences(found, wanted)
+        threshold = max(1.5, 0.004 * max(height, width))
+        match = self._matcher.fit(src_xy, tgt_xy, box, (height, width), threshold)
+        if match is None:
+            return None
+        transform = _scaling(tgt.scale) @ match.transform @ np.linalg.inv(_scaling(src.scale))
+        h, w = tgt.gray.shape
+        prob = cv2.warpPerspective(mask, transform, (w, h), flags=cv2.INTER_LINEAR)
+        inside = prob >= 0.5
+        if not inside.any():
+            return None  # mapped outside the target frame
+        # Matches on a weakly textured object can lock onto its background: then the object's colours land
+        # on something else. Chance agreement of unrelated textures is well above 0; map it to no confidence.
+        colours = cv2.warpPerspective(self._smooth(src), transform, (w, h), flags=cv2.INTER_LINEAR)
+        alike = np.abs(colours[inside] - self._smooth(tgt)[inside]).max(axis=1) < self._photo_levels
+        verified = float(np.clip((alike.mean() - 0.3) / 0.5, 0.0, 1.0))
+        confidence = _match_confidence(match, self.min_inliers) * verified
+        if confidence == 0.0:
+            return None
+        # A few dozen inliers prove the object is there, but it takes more to pin the transform down along
+        # the whole outline: until then the flow's shape should win where the two disagree.
+        precision = min(1.0, match.inliers / (6 * self.min_inliers))
+        return _Candidate(prob, np.full_like(prob, self.anchor_weight * confidence * precision), confidence)
 
     def _by_flow(self, src: _Frame, mask: np.ndarray, tgt: _Frame) -> _Candidate | None:
         """Push the reference object `mask` (h, w) float32 into the target along dense optical flow.
@@ -259,12 +339,11 @@ class ClassicEngine(Engine):
         motion = (spread + 1e-3 * mean) / (cv2.blur(support, (box, box)) + 1e-3)[..., None]
 
         ys, xs = np.nonzero(obj > 0.01)
-        to_x = (xs + motion[ys, xs, 0]).astype(np.float32)
-        to_y = (ys + motion[ys, xs, 1]).astype(np.float32)
-        arrived = cv2.remap(
-            tgt_colour, to_x[:, None], to_y[:, None], cv2.INTER_LINEAR, borderValue=(-255.0,) * 3
-        )
-        alike = np.abs(arrived[:, 0] - src_colour[ys, xs]).max(axis=1) < self._photo_levels
+        # Sampled over the whole window, not as one (N, 1) map: remap takes maps under 32767 rows.
+        moved_x, moved_y = grid_x + motion[..., 0], grid_y + motion[..., 1]
+        arrived = cv2.remap(tgt_colour, moved_x, moved_y, cv2.INTER_LINEAR, borderValue=(-255.0,) * 3)
+        to_x, to_y = moved_x[ys, xs], moved_y[ys, xs]
+        alike = np.abs(arrived[ys, xs] - src_colour[ys, xs]).max(axis=1) < self._photo_levels
         # A pixel whose own flow is reliable but leaves the object's motion is background the mask took in
         # by mistake: it is dropped rather than dragged along (and spread) with the object.
         astray = reliable[ys, xs] & (np.hypot(*(forward[ys, xs] - motion[ys, xs]).T) > self._astray_px)
@@ -280,68 +359,6 @@ class ClassicEngine(Engine):
         prob[window] = np.minimum(mass, 1.0)
         votes[window] = confidence
         return _Candidate(prob, votes, confidence)
-
-    def _by_homography(
-        self, src: _Frame, mask: np.ndarray, region: np.ndarray, tgt: _Frame
-    ) -> _Candidate | None:
-        """Warp `mask` (h, w) float32 by a transform fitted by RANSAC to the matches of the keypoints within
-        `region` (h, w) uint8, verified by the colours it brings into the target."""
-        src_points, src_desc = self._keypoints(src)
-        tgt_points, tgt_desc = self._keypoints(tgt)
-        if src_desc is None or tgt_desc is None or len(tgt_points) < 2:
-            return None
-        xs = np.clip(src_points[:, 0].round().astype(int), 0, mask.shape[1] - 1)
-        ys = np.clip(src_points[:, 1].round().astype(int), 0, mask.shape[0] - 1)
-        chosen = region[ys, xs] > 0
-        if chosen.sum() < self.min_inliers:
-            return None
-        matches = self._matcher.knnMatch(src_desc[chosen], tgt_desc, k=2)
-        pairs = [(m.queryIdx, m.trainIdx) for m, n in matches if m.distance < 0.8 * n.distance]
-        if len(pairs) < self.min_inliers:
-            return None
-        query, train = np.array(pairs).T
-        transform, inliers = self._fit(src_points[chosen][query], tgt_points[train])
-        if transform is None or inliers < self.min_inliers or not _plausible(transform, mask >= 0.5):
-            return None
-        h, w = tgt.gray.shape
-        prob = cv2.warpPerspective(mask, transform, (w, h), flags=cv2.INTER_LINEAR)
-        inside = prob >= 0.5
-        if not inside.any():
-            return None  # mapped outside the target frame
-        # Matches on a weakly textured object can lock onto its background: then the object's colours land
-        # on something else. Chance agreement of unrelated textures is well above 0; map it to no confidence.
-        colours = cv2.warpPerspective(self._smooth(src), transform, (w, h), flags=cv2.INTER_LINEAR)
-        alike = np.abs(colours[inside] - self._smooth(tgt)[inside]).max(axis=1) < self._photo_levels
-        verified = float(np.clip((alike.mean() - 0.3) / 0.5, 0.0, 1.0))
-        matched = min(1.0, inliers / (3 * self.min_inliers)) * min(1.0, inliers / len(pairs) / 0.5)
-        confidence = matched * verified
-        if confidence == 0.0:
-            return None
-        # A few dozen inliers prove the object is there, but it takes more to pin the transform down along
-        # the whole outline: until then the flow's shape should win where the two disagree.
-        precision = min(1.0, inliers / (6 * self.min_inliers))
-        return _Candidate(prob, np.full_like(prob, self.anchor_weight * confidence * precision), confidence)
-
-    def _fit(self, src_xy: np.ndarray, tgt_xy: np.ndarray) -> tuple[np.ndarray | None, int]:
-        """The 3x3 map of matched points (N, 2) → (N, 2) and its inlier count, by RANSAC.
-
-        A homography's two perspective terms are poorly pinned by the keypoints of one small object and
-        magnify their noise along its outline, so it is taken only when it explains clearly more matches
-        than an affine map (a strong perspective change between cameras).
-        """
-        affine, affine_mask = cv2.estimateAffine2D(
-            src_xy, tgt_xy, method=cv2.RANSAC, ransacReprojThreshold=self._ransac_px, maxIters=2000
-        )
-        homography, homography_mask = cv2.findHomography(
-            src_xy, tgt_xy, cv2.RANSAC, self._ransac_px, maxIters=2000, confidence=0.995
-        )
-        affine_inliers = 0 if affine is None else int(affine_mask.sum())
-        homography_inliers = 0 if homography is None else int(homography_mask.sum())
-        if homography_inliers > 1.1 * affine_inliers + 4:
-            return homography, homography_inliers
-        if affine is None:
-            return None, 0
-        return np.vstack([affine, [0.0, 0.0, 1.0]]), affine_inliers
 
     # ------------------------------------------------------------------ refinement
 
@@ -398,27 +415,18 @@ def _splat(xs: np.ndarray, ys: np.ndarray, weights: np.ndarray, shape: tuple[int
     return out.reshape(height, width).astype(np.float32)
 
 
-def _plausible(homography: np.ndarray, mask: np.ndarray) -> bool:
-    """Whether `homography` maps the bounding box of `mask` (h, w) bool to a sane quadrilateral: convex, not
-    mirrored, area scaled by at most 25x either way (the scale gap between a head camera and a far camera)."""
-    x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
-    box = np.array([[x, y], [x + w, y], [x + w, y + h], [x, y + h]], dtype=np.float64)
-    projected = homography @ np.c_[box, np.ones(4)].T
-    if np.any(projected[2] <= 1e-9):
-        return False  # a corner goes through the horizon
-    quad = (projected[:2] / projected[2]).T
-    edges = np.roll(quad, -1, axis=0) - quad
-    following = np.roll(edges, -1, axis=0)
-    turns = edges[:, 0] * following[:, 1] - edges[:, 1] * following[:, 0]
-    if not np.all(turns > 0):
-        return False  # mirrored (negative turns) or folded (mixed signs)
-    return 1 / 25 < _polygon_area(quad) / max(w * h, 1) < 25
+def _scaling(scale: float) -> np.ndarray:
+    """Full-size pixels -> pixels of a copy resized by `scale` (pixel-centre convention): (3, 3)."""
+    offset = 0.5 * scale - 0.5
+    return np.array([[scale, 0.0, offset], [0.0, scale, offset], [0.0, 0.0, 1.0]])
 
 
-def _polygon_area(points: np.ndarray) -> float:
-    """Signed area of a polygon (N, 2) (positive for the image's clockwise-on-screen order)."""
-    x, y = points[:, 0], points[:, 1]
-    return 0.5 * float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1)))
+def _match_confidence(match: Match, min_inliers: int) -> float:
+    """How sure a checked map is, from its inliers (count and share of the matches) and their spread."""
+    count = min(1.0, match.inliers / (3 * min_inliers))
+    share = min(1.0, match.inliers / match.matches / 0.5)
+    spread = min(1.0, match.coverage / 0.15)
+    return count * share * spread
 
 
 def _vote(candidates: Sequence[_Candidate]) -> np.ndarray:
