@@ -124,9 +124,13 @@ class ClassicEngine(Engine):
                     f"reference mask {ref.mask.shape} does not match its frame {ref.view.image.shape[:2]}"
                 )
         search = self._search_box(target, refs)
-        candidates = []
-        for ref in refs:
-            candidate = self._carry(ref, target, tgt, search)
+        # The temporal flow first: while it tracks surely, the anchors are matched by their plain features
+        # only (they keep the track from drifting); the costly searches are for a lost or missing track.
+        ordered = sorted(refs, key=lambda ref: ref.kind != "temporal")
+        candidates: list[_Candidate] = []
+        for ref in ordered:
+            tracking = any(c.confidence >= SURE for c in candidates)
+            candidate = self._carry(ref, target, tgt, search, thorough=not tracking)
             if candidate is not None:
                 candidates.append(candidate)
 
@@ -177,9 +181,18 @@ class ClassicEngine(Engine):
         return frame.regions[key]
 
     @staticmethod
+    def _searched(frame: _Frame, box: Box) -> Features | None:
+        """The features of `box` taken from a search of `frame` as a target that covered it, if there was
+        one (the seed camera's frame is a target first, then the other cameras' cross reference)."""
+        for key, features in frame.regions.items():
+            if key[0] == "search" and key[1].contains(box):
+                return features.within(box)
+        return None
+
+    @staticmethod
     def _search_box(target: View, refs: Sequence[Reference]) -> Box:
         """Where to look for the object in `target`: around the camera's previous mask when a reference gives
-        it (twice the object's size each way: a frame's motion), else the whole frame."""
+        it (half the object's size each way, or 5 % of the frame: a frame's motion), else the whole frame."""
         height, width = target.image.shape[:2]
         for ref in refs:
             if (
@@ -189,7 +202,8 @@ class ClassicEngine(Engine):
             ):
                 box = Box.of_mask(ref.mask)
                 if box is not None:
-                    return box.grown(max(box.size, round(0.1 * max(height, width))), (height, width))
+                    margin = max(box.size // 2, round(0.05 * max(height, width)))
+                    return box.grown(margin, (height, width))
         return Box(0, 0, width, height)
 
     @staticmethod
@@ -202,9 +216,12 @@ class ClassicEngine(Engine):
 
     # ------------------------------------------------------------------ transfer
 
-    def _carry(self, ref: Reference, target: View, tgt: _Frame, search: Box) -> _Candidate | None:
-        """Carry one reference mask into the target (looking for it within `search` when matching); None
-        when this reference gives no evidence."""
+    def _carry(
+        self, ref: Reference, target: View, tgt: _Frame, search: Box, thorough: bool
+    ) -> _Candidate | None:
+        """Carry one reference mask into the target (looking for it within `search` when matching, with
+        tilted copies and the object's surroundings too when `thorough`); None when this reference gives
+        no evidence."""
         src = self._frame(ref.view)
         h, w = src.gray.shape
         mask = cv2.resize(ref.mask.astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
@@ -216,14 +233,16 @@ class ClassicEngine(Engine):
         box = Box.of_mask(ref.mask)
         if box is None:
             return None
-        # Tilted copies cost ~10x the plain features: computed once for the seed (cached for the job), for
-        # another reference only when its plain features give no sure match.
+        # Regions are only ever shrunk (to OBJECT_PX): SIFT's first octave already doubles its input, so a
+        # small object's keypoints are found at its own resolution. Tilted copies cost ~10x the plain
+        # features: computed once for the seed (cached for the job), for another reference only when its
+        # plain features give no sure match.
         digest = hashlib.blake2b(np.packbits(ref.mask).tobytes(), digest_size=16).digest()
-        scale = float(np.clip(OBJECT_PX / box.size, 0.25, 3.0))
+        scale = float(np.clip(OBJECT_PX / box.size, 0.25, 1.0))
         tries = [("object", box, scale, True)] if ref.kind == "seed" else [("object", box, scale, False)]
-        if ref.kind != "seed":
+        if ref.kind != "seed" and thorough:
             tries.append(("tilted", box, scale, True))
-        if ref.kind == "cross":
+        if ref.kind == "cross" and thorough:
             # Too few matches on the object alone (small or weakly textured): another camera at the same
             # instant also sees its surroundings as they are now, and the ground it stands on moves with it
             # between views. (Not the seed: taken earlier, the object may have moved over its background.)
@@ -232,7 +251,9 @@ class ClassicEngine(Engine):
                 tries.append((name, around, float(np.clip(OBJECT_PX / box.size, 0.25, 1.0)), False))
         best = None
         for name, region, region_scale, tilts in tries:
-            found = self._region(src, (name, digest), region, region_scale, tilts)
+            found = self._searched(src, region) if name == "object" and not tilts else None
+            if found is None:
+                found = self._region(src, (name, digest), region, region_scale, tilts)
             candidate = self._by_match(src, mask, box, found, tgt, search)
             if candidate is not None and (best is None or candidate.confidence > best.confidence):
                 best = candidate
@@ -247,7 +268,7 @@ class ClassicEngine(Engine):
         if (search.x1 - search.x0, search.y1 - search.y0) == (width, height):
             scale = min(1.0, MAX_TARGET_PX / max(width, height))
         else:
-            scale = float(np.clip(OBJECT_PX / max(object_px, 1), 0.5, 2.0))
+            scale = float(np.clip(OBJECT_PX / max(object_px, 1), 0.25, 1.0))
             scale = min(scale, MAX_TARGET_PX / search.size)
         return self._region(tgt, ("search", search), search, scale, tilts=False)
 
@@ -264,7 +285,7 @@ class ClassicEngine(Engine):
         features `found` (its object in `box`) in the target's `search` box, verified by the colours it
         brings into the target."""
         height, width = tgt.full_gray.shape
-        prior = search.size // 3 if search.size < max(width, height) else box.size
+        prior = search.size // 2 if search.size < max(width, height) else box.size
         wanted = self._target_features(tgt, search, prior)
         src_xy, tgt_xy = self._matcher.correspondences(found, wanted)
         threshold = max(1.5, 0.004 * max(height, width))

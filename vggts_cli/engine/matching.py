@@ -24,7 +24,7 @@ import numpy as np
 # Tilt simulation: (tilt, number of in-plane angles over [0°, 180°)). ASIFT samples tilts in powers of √2;
 # two levels cover views up to ~60° apart at a fraction of the cost of its full set.
 TILTS: tuple[tuple[float, int], ...] = ((math.sqrt(2.0), 4), (2.0, 6))
-OBJECT_PX = 192  # the reference object's long side when its features are computed
+OBJECT_PX = 128  # the object's long side when its features are computed (SIFT doubles it internally)
 MAX_TARGET_PX = 1024  # a whole target frame is searched at most this large (long side)
 
 
@@ -58,6 +58,10 @@ class Box:
             min(height, self.y1 + margin),
         )
 
+    def contains(self, other: Box) -> bool:
+        """Whether `other` lies within this box."""
+        return self.x0 <= other.x0 and self.y0 <= other.y0 and other.x1 <= self.x1 and other.y1 <= self.y1
+
     def corners(self) -> np.ndarray:
         """(4, 2) float64 corners, clockwise on screen from the top left."""
         return np.array(
@@ -75,6 +79,12 @@ class Features:
 
     def __len__(self) -> int:
         return len(self.points)
+
+    def within(self, box: Box) -> Features:
+        """The features whose points lie in `box`."""
+        x, y = self.points[:, 0], self.points[:, 1]
+        keep = (x >= box.x0 - 0.5) & (x < box.x1 - 0.5) & (y >= box.y0 - 0.5) & (y < box.y1 - 0.5)
+        return Features(self.points[keep], self.descriptors[keep])
 
 
 @dataclass(frozen=True)
@@ -96,7 +106,7 @@ class Matcher:
     """RootSIFT (+ tilts) features, mutual ratio-test matching and checked MAGSAC++ fits.
 
     Args:
-        max_features: keypoints kept per region and tilt.
+        max_features: keypoints kept per region and tilt at most (fewer for small regions).
         ratio: Lowe's ratio test threshold.
         min_inliers: inliers needed to accept a map.
     """
@@ -106,6 +116,7 @@ class Matcher:
         # too few keypoints otherwise; the ratio and mutual checks keep the extra ones honest.
         self._sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=0.02)
         self._bf = cv2.BFMatcher(cv2.NORM_L2)
+        self.max_features = max_features
         self.ratio = ratio
         self.min_inliers = min_inliers
 
@@ -141,6 +152,9 @@ class Matcher:
     def _detect(self, image: np.ndarray, to_view: np.ndarray, inside: np.ndarray | None = None) -> Features:
         """Features of `image` (h, w) uint8 (where `inside` (h, w) uint8 is non-zero, if given), their
         points mapped by the 2x3 affine `to_view`."""
+        # A keypoint per 40 pixels at most (SIFT keeps the strongest): descriptors are most of SIFT's cost,
+        # and a small region's weakest keypoints rarely survive the ratio test anyway.
+        self._sift.setNFeatures(int(np.clip(image.size / 40, 200, self.max_features)))
         keypoints, descriptors = self._sift.detectAndCompute(image, inside)
         if descriptors is None or not keypoints:
             return EMPTY
