@@ -2,7 +2,7 @@
 
 Runs the propagation loop's call pattern: at each instant the seed camera's frame (refs: seed, temporal),
 then the second camera's (refs: cross, seed, temporal). The second camera sees the first through a fixed
-perspective warp. Usage: python benchmarks/classic_engine.py [--frames 40] [--detector orb] [--grabcut]
+perspective warp. Usage: python benchmarks/classic_engine.py [--frames 40] [--grabcut]
 """
 
 from __future__ import annotations
@@ -74,13 +74,12 @@ def run(engine: ClassicEngine, height: int, width: int, count: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--frames", type=int, default=40)
-    parser.add_argument("--detector", choices=["orb", "sift"], default="orb")
     parser.add_argument("--work-size", type=int, default=480)
     parser.add_argument("--grabcut", action="store_true")
     args = parser.parse_args()
-    print(f"OpenCV {cv2.__version__}, {cv2.getNumThreads()} threads, detector {args.detector}")
+    print(f"OpenCV {cv2.__version__}, {cv2.getNumThreads()} threads")
     for height, width in ((480, 640), (540, 960)):
-        engine = ClassicEngine(work_size=args.work_size, grabcut=args.grabcut, detector=args.detector)
+        engine = ClassicEngine(work_size=args.work_size, grabcut=args.grabcut)
         run(engine, height, width, args.frames)
 
 

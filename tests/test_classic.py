@@ -190,3 +190,47 @@ def test_mismatched_reference_mask_is_rejected(frames):
     image, mask = frames[0]
     with pytest.raises(ValueError, match="does not match"):
         ClassicEngine().segment(View("ego", 1, image), [Reference(View("ego", 0, image), mask[1:], "seed")])
+
+
+def _degenerate_cases():
+    """(name, reference image, reference mask, target image): inputs that once reached OpenCV with a
+    degenerate warp or map (an all-ones mask crashed `remap` with maps over 32767 rows)."""
+    image, mask = moving_scene(480, 640, 2)[0]
+    busy = background(480, 640, 5)
+    ones = np.ones((480, 640), bool)
+    border = np.zeros((480, 640), bool)
+    border[:4], border[-4:], border[:, :4], border[:, -4:] = True, True, True, True
+    flat = np.full((480, 640, 3), (90, 120, 60), np.uint8)
+    featureless = cv2.GaussianBlur(busy, (0, 0), 25)
+    return [
+        ("all-ones mask", busy, ones, busy),
+        ("all-ones mask, another frame", busy, ones, np.roll(busy, 7, axis=1)),
+        ("mask touching every border", busy, border, busy),
+        ("featureless target", image, mask, featureless),
+        ("flat target frame", image, mask, flat),
+        ("flat reference frame", flat, mask, image),
+        ("one-pixel mask", image, np.pad(np.ones((1, 1), bool), ((200, 279), (300, 339))), image),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_degenerate_cases())))
+@pytest.mark.parametrize("kind", ["seed", "temporal", "cross"])
+def test_degenerate_inputs_never_crash(case, kind):
+    name, ref_image, ref_mask, target = _degenerate_cases()[case]
+    camera = "ego" if kind != "cross" else "exo"
+    refs = [Reference(View(camera, 0, ref_image), ref_mask, kind)]
+    if kind != "seed":
+        refs.append(Reference(View(camera, 0, ref_image), ref_mask, "seed"))
+    prediction = ClassicEngine().segment(View("ego", 1, target), refs)
+    assert prediction.mask.shape == target.shape[:2], name
+    assert 0.0 <= prediction.score <= 1.0, name
+    if name.startswith("flat target"):
+        # Nothing to find in one flat colour: no match, so at most the flow's guess — never a confident one.
+        assert prediction.score < 0.5, name
+
+
+def test_all_ones_seed_mask_tracks_the_whole_frame(frames):
+    """The object is the whole frame: every frame comes back (nearly) all object."""
+    ones = np.ones(frames[0][1].shape, bool)
+    predictions = track(ClassicEngine(), [(image, ones) for image, _ in frames[:4]])
+    assert all(p.mask.mean() > 0.9 for p in predictions)

@@ -121,6 +121,14 @@ def register(app: typer.Typer) -> None:
         tiers: Annotated[
             str, typer.Option(help="Comma list of tiers: easy, medium, hard.")
         ] = "easy,medium,hard",
+        wide: Annotated[
+            bool,
+            typer.Option(
+                "--wide",
+                help="The widened validation: camera looks beyond the training ranges "
+                "(lens, light, noise, JPEG, object size, distance) and absent-object queries.",
+            ),
+        ] = False,
         json_out: Annotated[str | None, typer.Option("--json", metavar="FILE", help=JSON_HELP)] = None,
     ) -> None:
         """Score engines on rendered validation scenes, by tier and direction (ego→exo, exo→ego).
@@ -133,15 +141,16 @@ def register(app: typer.Typer) -> None:
 
         Example: vggts eval rendered --engine classic --engine vggts --pairs 40 --json rendered.json
         """
-        from vggts_cli.eval.rendered import evaluate_rendered, parse_tiers
+        from vggts_cli.eval.rendered import evaluate_rendered, parse_tiers, queries_per_pair
         from vggts_cli.eval.report import rendered_table
 
         tier_list = parse_tiers(tiers)
         _require_photos()
         engines = _engines(engine or _default_engines(), model, device.value)
         with progress_bar() as bar:
-            task = bar.add_task("pairs", total=len(tier_list) * pairs * 2 * len(engines))
-            result = evaluate_rendered(engines, tier_list, pairs, lambda n: bar.advance(task, n))
+            total = len(tier_list) * pairs * 2 * len(engines) * queries_per_pair(wide)
+            task = bar.add_task("pairs", total=total)
+            result = evaluate_rendered(engines, tier_list, pairs, lambda n: bar.advance(task, n), wide)
         _emit(result, json_out, rendered_table(result))
 
     @egoexo_app.command()

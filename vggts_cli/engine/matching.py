@@ -140,7 +140,7 @@ class Matcher:
         if tilts:
             for tilt, angles in TILTS:
                 for k in range(angles):
-                    image, inside, to_crop = _tilted(crop, tilt, 180.0 * k / angles)
+                    image, inside, to_crop = simulate_tilt(crop, tilt, 180.0 * k / angles)
                     parts.append(self._detect(image, _compose(to_view, to_crop), inside))
         parts = [p for p in parts if len(p)]
         if not parts:
@@ -282,7 +282,7 @@ def _coverage(points: np.ndarray, box: Box) -> float:
     return float(min(1.0, cv2.contourArea(hull) / area))
 
 
-def _tilted(image: np.ndarray, tilt: float, angle: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def simulate_tilt(image: np.ndarray, tilt: float, angle: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """`image` (h, w) uint8 turned by `angle` degrees and squeezed by `tilt` along x (anti-aliased first),
     as ASIFT simulates an oblique view; with the mask (h', w') uint8 of its pixels that come from `image`
     and the 2x3 affine from its pixels back to `image`'s."""

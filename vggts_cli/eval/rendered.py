@@ -69,36 +69,54 @@ def score_query(
     cell.sheet.add_visible_pair(iou(truth, prediction.mask))
 
 
+def queries_per_pair(wide: bool) -> int:
+    """Engine calls per pair, direction and engine: the pair's own target, and with `wide` an absent one."""
+    return 2 if wide else 1
+
+
 def evaluate_rendered(
     engines: dict[str, Engine],
     tiers: Sequence[str],
     pairs: int,
     on_query: Callable[[int], None] = lambda n: None,
+    wide: bool = False,
 ) -> dict:
     """Render `pairs` validation pairs per tier and score every engine on them in both directions.
 
-    Returns `{"pairs", "tiers", "directions", "engines", "results": {tier: {direction: {engine: summary}}}}`
-    where a summary is `ScoreSheet.summary()` plus `seconds_per_pair`; `on_query` is called after each
-    engine call (tiers × pairs × directions × engines of them, fewer where a source view is empty).
+    `wide`: the widened validation — each pair seen through camera looks beyond the training generator's
+    ranges (synth/wide.py), and every query asked a second time of the next pair's target view, a scene
+    without the object, so that the visibility accuracy weighs "absent" as much as "there".
+
+    Returns `{"pairs", "tiers", "directions", "engines", "wide", "results": {tier: {direction: {engine:
+    summary}}}}` where a summary is `ScoreSheet.summary()` plus `seconds_per_pair`; `on_query` is called
+    after each engine call (tiers × pairs × directions × engines × queries_per_pair(wide) of them, fewer
+    where a source view is empty).
     """
     from vggts_cli.synth.rig import render_rig_pair, validation_seeds
 
     results: dict[str, dict] = {}
     for tier in tiers:
         cells = {d: {name: Cell() for name in engines} for d in DIRECTIONS}
-        for seed in validation_seeds(tier, pairs):
-            pair = render_rig_pair(seed, tier)
+        seeds = validation_seeds(tier, pairs)
+        rendered = [render_rig_pair(seed, tier, wide=wide) for seed in seeds]
+        for k, pair in enumerate(rendered):
             for direction in DIRECTIONS:
                 source, source_mask, target, truth = directed_views(pair, direction)
+                targets = [(target, truth)]
+                if wide:
+                    other = directed_views(rendered[(k + 1) % len(rendered)], direction)[2]
+                    targets.append((other, np.zeros(other.image.shape[:2], bool)))
                 for name, engine in engines.items():
-                    if source_mask.any():  # a query needs the object in the source view
-                        score_query(cells[direction][name], engine, source, source_mask, target, truth)
-                    on_query(1)
+                    for view, mask in targets:
+                        if source_mask.any():  # a query needs the object in the source view
+                            score_query(cells[direction][name], engine, source, source_mask, view, mask)
+                        on_query(1)
         results[tier] = {d: {name: cell.summary() for name, cell in cells[d].items()} for d in DIRECTIONS}
     return {
         "pairs": pairs,
         "tiers": list(tiers),
         "directions": list(DIRECTIONS),
         "engines": list(engines),
+        "wide": wide,
         "results": results,
     }

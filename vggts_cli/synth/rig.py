@@ -22,6 +22,7 @@ from functools import cached_property, lru_cache
 import cv2
 import numpy as np
 
+from vggts_cli.synth import wide as wide_look
 from vggts_cli.synth.textures import Patch, random_patch, render_patch, sources
 
 
@@ -315,7 +316,11 @@ def _sample_camera(
     return camera
 
 
-def _sample_scene(rng: np.random.Generator, tier: Tier, ego_aspect: float, exo_aspect: float) -> _Scene:
+def _sample_scene(
+    rng: np.random.Generator, tier: Tier, ego_aspect: float, exo_aspect: float, wide: bool = False
+) -> _Scene:
+    """The scene of one pair; `wide` draws object sizes and camera distances beyond the training ranges
+    (synth/wide.py)."""
     radius = rng.uniform(*TARGET_RADIUS)
     hue = rng.random()
     target = _Item(
@@ -328,7 +333,11 @@ def _sample_scene(rng: np.random.Generator, tier: Tier, ego_aspect: float, exo_a
     )
 
     ratio = rng.uniform(*tier.scale_ratio)
-    ego_fraction = rng.uniform(max(EGO_FRACTION[0], MIN_EXO_FRACTION * ratio), EGO_FRACTION[1])
+    fraction = EGO_FRACTION
+    if wide:
+        ratio *= rng.uniform(*wide_look.RATIO_STRETCH)
+        fraction = wide_look.EGO_FRACTION
+    ego_fraction = rng.uniform(max(fraction[0], MIN_EXO_FRACTION * ratio), max(fraction))
     leave = rng.random() < tier.leave_prob
     leave_exo = rng.random() < 0.5
     ego_angle = rng.uniform(0, 2 * np.pi)
@@ -680,15 +689,18 @@ def render_rig_pair(
     tier: Tier | str,
     ego_hw: tuple[int, int] = (480, 640),
     exo_hw: tuple[int, int] = (540, 960),
+    wide: bool = False,
 ) -> RigPair:
-    """Render pair `seed` of `tier` at the requested (height, width) sizes; deterministic in all four.
+    """Render pair `seed` of `tier` at the requested (height, width) sizes; deterministic in all five.
 
     The scene is drawn from (seed, 0), the occluder from (seed, 1) and the photometry from (seed, 2), so a
-    tier that only differs in `occluder_prob` renders the same pair with or without the occluder.
+    tier that only differs in `occluder_prob` renders the same pair with or without the occluder. `wide`
+    draws sizes and distances beyond the training ranges and sees each view through a camera look of
+    synth/wide.py, drawn from (seed, 3); `ego_to_exo` then holds for the views before lens distortion.
     """
     tier = _tier(tier)
     scene = _sample_scene(
-        np.random.default_rng((seed, 0)), tier, ego_hw[0] / ego_hw[1], exo_hw[0] / exo_hw[1]
+        np.random.default_rng((seed, 0)), tier, ego_hw[0] / ego_hw[1], exo_hw[0] / exo_hw[1], wide
     )
     views = [_render_view(scene, scene.ego, ego_hw), _render_view(scene, scene.exo, exo_hw)]
 
@@ -700,11 +712,15 @@ def render_rig_pair(
                 break
 
     photometry = np.random.default_rng((seed, 2))
+    looks = np.random.default_rng((seed, 3))
     out = []
     for (image, *masks), (h, w) in zip(views, (ego_hw, exo_hw), strict=True):
         image = cv2.cvtColor(cv2.resize(image, (w, h), interpolation=cv2.INTER_AREA), cv2.COLOR_RGBA2RGB)
         masks = [cv2.resize(m, (w, h), interpolation=cv2.INTER_AREA) >= 128 for m in masks]
-        out.append((_photometry(photometry, image, tier.photometric), *masks))
+        image = _photometry(photometry, image, tier.photometric)
+        if wide:
+            image, masks = wide_look.apply_look(looks, wide_look.sample_look(looks), image, masks)
+        out.append((image, *masks))
     (ego, ego_mask, ego_distractors), (exo, exo_mask, exo_distractors) = out
     to_exo = scene.exo.to_pixels(exo_hw[1]) @ np.linalg.inv(scene.ego.to_pixels(ego_hw[1]))
     return RigPair(
