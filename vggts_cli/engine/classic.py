@@ -36,8 +36,8 @@ class _Frame:
     `full_gray` (H, W) uint8 at full size (for keypoints); `fingerprint` identifies the pixels it was made
     from.
 
-    `smooth` (h, w, 3) float32 is filled in when first needed, `regions` with the features of each region
-    (keyed by what the region is) as they are computed.
+    `smooth` (h, w, 3) float32 and `detail` (h, w) float32 are filled in when first needed, `regions`
+    with the features of each region (keyed by what the region is) as they are computed.
     """
 
     gray: np.ndarray
@@ -46,6 +46,7 @@ class _Frame:
     scale: float
     fingerprint: bytes
     smooth: np.ndarray | None = None
+    detail: np.ndarray | None = None
     regions: dict = field(default_factory=dict)
 
 
@@ -206,14 +207,6 @@ class ClassicEngine(Engine):
                     return box.grown(margin, (height, width))
         return Box(0, 0, width, height)
 
-    @staticmethod
-    def _smooth(frame: _Frame) -> np.ndarray:
-        """The lightly blurred colours (h, w, 3) float32 used for photometric checks (tolerates sub-pixel
-        error; colour tells an object from a background of the same brightness)."""
-        if frame.smooth is None:
-            frame.smooth = cv2.GaussianBlur(frame.rgb, (0, 0), 1.0).astype(np.float32)
-        return frame.smooth
-
     # ------------------------------------------------------------------ transfer
 
     def _carry(
@@ -298,11 +291,11 @@ class ClassicEngine(Engine):
         inside = prob >= 0.5
         if not inside.any():
             return None  # mapped outside the target frame
-        # Matches on a weakly textured object can lock onto its background: then the object's colours land
-        # on something else. Chance agreement of unrelated textures is well above 0; map it to no confidence.
-        colours = cv2.warpPerspective(self._smooth(src), transform, (w, h), flags=cv2.INTER_LINEAR)
-        alike = np.abs(colours[inside] - self._smooth(tgt)[inside]).max(axis=1) < self._photo_levels
-        verified = float(np.clip((alike.mean() - 0.3) / 0.5, 0.0, 1.0))
+        # Matches on a weakly textured object can lock onto its background: then the object's picture lands
+        # on something else. Another camera sees it in other light, through another tone curve, so the
+        # check is the normalized correlation of the shading, not equal colours.
+        shading = cv2.warpPerspective(_shading(src), transform, (w, h), flags=cv2.INTER_LINEAR)
+        verified = _correlation(shading[inside], _shading(tgt)[inside])
         confidence = _match_confidence(match, self.min_inliers) * verified
         if confidence == 0.0:
             return None
@@ -330,8 +323,8 @@ class ClassicEngine(Engine):
         obj = mask[window]
         src_gray = np.ascontiguousarray(src.gray[window])
         tgt_gray = np.ascontiguousarray(tgt.gray[window])
-        src_colour = self._smooth(src)[window]
-        tgt_colour = np.ascontiguousarray(self._smooth(tgt)[window])
+        src_colour = _smooth_colours(src)[window]
+        tgt_colour = np.ascontiguousarray(_smooth_colours(tgt)[window])
         forward = self._flow.calc(src_gray, tgt_gray, None)  # (hw, ww, 2) reference → target
         backward = self._flow.calc(tgt_gray, src_gray, None)
 
@@ -434,6 +427,34 @@ def _splat(xs: np.ndarray, ys: np.ndarray, weights: np.ndarray, shape: tuple[int
         ok = (cx >= 0) & (cx < width) & (cy >= 0) & (cy < height)
         out += np.bincount(cy[ok] * width + cx[ok], share[ok] * weights[ok], height * width)
     return out.reshape(height, width).astype(np.float32)
+
+
+def _smooth_colours(frame: _Frame) -> np.ndarray:
+    """The lightly blurred colours (h, w, 3) float32 used for photometric checks (tolerates sub-pixel
+    error; colour tells an object from a background of the same brightness), computed once per frame."""
+    if frame.smooth is None:
+        frame.smooth = cv2.GaussianBlur(frame.rgb, (0, 0), 1.0).astype(np.float32)
+    return frame.smooth
+
+
+def _shading(frame: _Frame) -> np.ndarray:
+    """The detail that matched views are compared by: (h, w) float32 grey levels, lightly blurred, less
+    their local mean (light fields, shadows and vignetting vary slowly; an object's own texture does not)."""
+    if frame.detail is None:
+        grey = _smooth_colours(frame).mean(axis=2)
+        frame.detail = grey - cv2.GaussianBlur(grey, (0, 0), 4.0)
+    return frame.detail
+
+
+def _correlation(a: np.ndarray, b: np.ndarray) -> float:
+    """How well the detail `a` and `b` (N,) agree up to gain, mapped to [0, 1]: unrelated textures
+    correlate near 0, so 0.2 and below is no agreement, 0.7 and above full agreement. A region without
+    detail on either side (a flat object) gives no evidence either way: 0.5."""
+    sa, sb = float(a.std()), float(b.std())
+    if min(sa, sb) < 1.0:
+        return 0.5
+    r = float(np.mean((a - a.mean()) * (b - b.mean())) / (sa * sb))
+    return float(np.clip((r - 0.2) / 0.5, 0.0, 1.0))
 
 
 def _scaling(scale: float) -> np.ndarray:
