@@ -19,6 +19,7 @@ Everything is deterministic: a resumed job reproduces the same masks.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -53,11 +54,14 @@ class _Frame:
 @dataclass(frozen=True)
 class _Candidate:
     """A reference mask carried into the target: `prob` (h, w) float32 in [0, 1], its per-pixel vote `weight`
-    (h, w) float32 and its overall `confidence` in [0, 1]."""
+    (h, w) float32, its overall `confidence` in [0, 1], and for a match its evidence: the checked map and
+    how well the detail it brings agrees with the target's (`verified`, in [0, 1])."""
 
     prob: np.ndarray
     weight: np.ndarray
     confidence: float
+    match: Match | None = None
+    verified: float = 0.0
 
 
 SURE = 0.5  # a match this confident ends the search for better ones
@@ -302,7 +306,8 @@ class ClassicEngine(Engine):
         # A few dozen inliers prove the object is there, but it takes more to pin the transform down along
         # the whole outline: until then the flow's shape should win where the two disagree.
         precision = min(1.0, match.inliers / (6 * self.min_inliers))
-        return _Candidate(prob, np.full_like(prob, self.anchor_weight * confidence * precision), confidence)
+        weight = np.full_like(prob, self.anchor_weight * confidence * precision)
+        return _Candidate(prob, weight, confidence, match, verified)
 
     def _by_flow(self, src: _Frame, mask: np.ndarray, tgt: _Frame) -> _Candidate | None:
         """Push the reference object `mask` (h, w) float32 into the target along dense optical flow.
@@ -494,14 +499,49 @@ def _clean(mask: np.ndarray, radius: int) -> np.ndarray:
     return np.isin(labels, keep)
 
 
-def _presence(candidates: Sequence[_Candidate], mask: np.ndarray) -> float:
-    """Presence in [0, 1]: the chance that at least one candidate is right, lowered when the fused `mask`
-    (h, w) bool is far (more than 2x) from the area the candidates expected."""
-    evidence = 1.0 - float(np.prod([1.0 - c.confidence for c in candidates]))
+# Presence of a match, sigmoid(PRESENCE_BIAS + PRESENCE_WEIGHTS · presence_features(...)[:5]): a logistic
+# fit on rendered training pairs (plain and widened looks; targets with and without the object), made by
+# `python benchmarks/calibrate_classic_presence.py`. Calibrated so that a score >= 0.5 means "there".
+PRESENCE_WEIGHTS = (1.213, -0.277, 3.960, 3.009, -0.131)
+PRESENCE_BIAS = -3.476
+
+
+def presence_features(candidates: Sequence[_Candidate], mask: np.ndarray) -> tuple[float, ...]:
+    """What the presence score is computed from: the best match's confidence, log inlier count, inlier
+    coverage and detail agreement (zeros without a match), the fused `mask`'s (h, w) bool agreement with
+    the area the candidates expected (1 within 2x of it, falling to 0 as it shrinks or grows further),
+    and the flow's confidence."""
+    matches = [c for c in candidates if c.match is not None]
+    flows = [c.confidence for c in candidates if c.match is None]
     weights = np.array([c.confidence for c in candidates])
-    expected = float(np.dot(weights, [c.prob.sum() for c in candidates]) / weights.sum())
+    expected = float(np.dot(weights, [c.prob.sum() for c in candidates]) / max(weights.sum(), 1e-9))
     area = float(mask.sum())
-    if area == 0.0 or expected == 0.0:
-        return 0.0
-    agreement = min(1.0, 2.0 * min(area / expected, expected / area))
-    return evidence * agreement
+    agreement = (
+        0.0 if area == 0.0 or expected == 0.0 else min(1.0, 2.0 * min(area / expected, expected / area))
+    )
+    flow = max(flows, default=0.0)
+    if not matches:
+        return (0.0, 0.0, 0.0, 0.0, agreement, flow)
+    best = max(matches, key=lambda c: c.confidence)
+    assert best.match is not None
+    return (
+        best.confidence,
+        math.log1p(best.match.inliers),
+        best.match.coverage,
+        best.verified,
+        agreement,
+        flow,
+    )
+
+
+def _presence(candidates: Sequence[_Candidate], mask: np.ndarray) -> float:
+    """Presence in [0, 1]: the chance that the object is there, from the best match (calibrated, see
+    PRESENCE_WEIGHTS) or the flow that carried it from the camera's previous frame, whichever is surer;
+    each scaled by how well the fused `mask` (h, w) bool agrees with the area they expected."""
+    features = presence_features(candidates, mask)
+    *match_features, agreement, flow = features
+    matched = 0.0
+    if features[0] > 0.0:
+        logit = PRESENCE_BIAS + float(np.dot(PRESENCE_WEIGHTS, (*match_features, agreement)))
+        matched = 1.0 / (1.0 + math.exp(-logit))
+    return max(matched, flow * agreement)
