@@ -403,7 +403,7 @@ class ClassicEngine(Engine):
         if not (crop == cv2.GC_BGD).any():
             return mask  # the object fills the frame: no background to model
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-        cv2.grabCut(np.ascontiguousarray(rgb[y0:y1, x0:x1]), crop, None, bgd, fgd, 3, cv2.GC_INIT_WITH_MASK)
+        cv2.grabCut(np.ascontiguousarray(rgb[y0:y1, x0:x1]), crop, None, bgd, fgd, 2, cv2.GC_INIT_WITH_MASK)
         refined = mask.copy()
         refined[y0:y1, x0:x1] = (crop == cv2.GC_FGD) | (crop == cv2.GC_PR_FGD)
         # GrabCut may leak into a background of the same colours: keep it only when it stays close.

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vggts_cli.threads import single_threaded
+
 # Tilt simulation: (tilt, number of in-plane angles over [0°, 180°)). ASIFT samples tilts in powers of √2;
 # two levels cover views up to ~60° apart at a fraction of the cost of its full set.
 TILTS: tuple[tuple[float, int], ...] = ((math.sqrt(2.0), 4), (2.0, 6))
@@ -115,7 +117,6 @@ class Matcher:
         # Half SIFT's default contrast threshold: weakly textured objects (and real frames' soft focus) give
         # too few keypoints otherwise; the ratio and mutual checks keep the extra ones honest.
         self._sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=0.02)
-        self._bf = cv2.BFMatcher(cv2.NORM_L2)
         self.max_features = max_features
         self.ratio = ratio
         self.min_inliers = min_inliers
@@ -169,23 +170,24 @@ class Matcher:
         """Mutual ratio-test matches: reference points (M, 2) and target points (M, 2), float32."""
         if len(ref) < 2 or len(tgt) < 2:
             return np.zeros((0, 2), np.float32), np.zeros((0, 2), np.float32)
-        forward = self._bf.knnMatch(ref.descriptors, tgt.descriptors, k=2)
-        backward = self._bf.match(tgt.descriptors, ref.descriptors)
-        back = np.array([m.trainIdx for m in backward])
-        query, train = [], []
-        for pair in forward:
-            if len(pair) < 2:
-                continue
-            best, second = pair
-            if best.distance >= self.ratio * second.distance:
-                continue
-            # Mutual: the target point's own best match is this reference point or one of its tilted copies
-            # (a copy lies within a pixel or two of it).
-            mate = ref.points[back[best.trainIdx]]
-            if np.abs(mate - ref.points[best.queryIdx]).max() <= 2.0:
-                query.append(best.queryIdx)
-                train.append(best.trainIdx)
-        return ref.points[query], tgt.points[train]
+        # RootSIFT descriptors have unit length: squared distances are 2 - 2 × dot products, so one matrix
+        # product gives both directions' nearest neighbours.
+        with single_threaded("blas"):
+            similarity = ref.descriptors @ tgt.descriptors.T  # (R, T)
+        two = np.argpartition(-similarity, 1, axis=1)[:, :2]  # the two nearest targets of each reference
+        rows = np.arange(len(ref))
+        first, second = similarity[rows, two[:, 0]], similarity[rows, two[:, 1]]
+        swap = second > first
+        best = np.where(swap, two[:, 1], two[:, 0])
+        near, runner_up = np.maximum(first, second), np.minimum(first, second)
+        distance = np.sqrt(np.maximum(2.0 - 2.0 * near, 0.0))
+        ratio_ok = distance < self.ratio * np.sqrt(np.maximum(2.0 - 2.0 * runner_up, 0.0))
+        # Mutual: the target point's own nearest reference is this point or one of its tilted copies (a copy
+        # lies within a pixel or two of it).
+        mate = ref.points[np.argmax(similarity, axis=0)[best]]
+        mutual = np.abs(mate - ref.points).max(axis=1) <= 2.0
+        keep = ratio_ok & mutual
+        return ref.points[keep], tgt.points[best[keep]]
 
     def fit(
         self, src: np.ndarray, dst: np.ndarray, box: Box, target_shape: tuple[int, int], threshold: float

@@ -9,29 +9,22 @@ ones, so the integer outputs match it exactly (for the same scikit-learn version
 
 from __future__ import annotations
 
-import functools
-
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sklearn.cluster import KMeans
-from threadpoolctl import ThreadpoolController
 
 from vggts_cli.model.crops import SquareCrop, crop_around_points
+from vggts_cli.threads import single_threaded
 
 SOURCE_SEED = 42  # KMeans random_state of the source points
 TARGET_SEED = 0  # KMeans random_state of the target clusters
 
 
-@functools.cache
-def _threadpools() -> ThreadpoolController:
-    return ThreadpoolController()
-
-
 def _fit(kmeans: KMeans, points: np.ndarray) -> KMeans:
     """`kmeans.fit(points)` on one OpenMP thread: with torch's and scikit-learn's OpenMP runtimes both
     loaded, a threaded K-Means of a few thousand pixels runs tens of times slower (~190 ms vs ~2-5 ms)."""
-    with _threadpools().limit(limits=1, user_api="openmp"):
+    with single_threaded("openmp"):
         return kmeans.fit(points)
 
 
