@@ -98,7 +98,7 @@ def read_annotation(path: Path) -> np.ndarray:
     with Image.open(path) as image:
         if image.mode == "P":
             return np.array(image, dtype=np.uint8)
-        if image.mode in ("1", "L", "I;16", "I"):
+        if image.mode in ("1", "L", "LA", "I;16", "I"):  # LA: the grey channel (the alpha is ignored)
             labels = np.array(image.convert("L"), dtype=np.uint8)
             if set(np.unique(labels).tolist()) <= {0, 255}:
                 return (labels == 255).astype(np.uint8)
