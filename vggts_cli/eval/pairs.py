@@ -21,7 +21,6 @@ ground-truth disparity; DAVIS sequences' frames far apart in time), `write_pair_
 from __future__ import annotations
 
 import json
-import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -309,7 +308,7 @@ def score_pair(engine: Engine, pair: Pair) -> dict:
 def summarize_pairs(rows: Sequence[dict]) -> dict:
     """Per-pair rows -> `{"pairs", "present", "absent", "iou", "iou_presence", "boundary_f",
     "balanced_accuracy", "seconds_per_pair", "score"}` (means; None where nothing to average);
-    `score` = iou."""
+    `score` = iou. With one class only (every target absent) the balanced accuracy is that class's recall."""
     present = [r for r in rows if r["present"]]
 
     def mean(key: str) -> float | None:
@@ -328,7 +327,7 @@ def summarize_pairs(rows: Sequence[dict]) -> dict:
         "balanced_accuracy": balanced_accuracy(labels, said) if rows else None,
         "seconds_per_pair": float(np.mean(seconds)) if seconds else None,
     }
-    out["score"] = out["iou"] if out["iou"] is not None else math.nan
+    out["score"] = out["iou"]
     return out
 
 
