@@ -110,6 +110,9 @@ def register(app: typer.Typer) -> None:
     )
     eval_app.add_typer(egoexo_app, name="egoexo")
     app.add_typer(eval_app, name="eval")
+    from vggts_cli.eval_real_cli import register_real
+
+    register_real(eval_app)  # `vggts eval vos`, `vggts eval pairs`: real footage
 
     @eval_app.command()
     @one_line_errors

@@ -71,3 +71,58 @@ def egoexo_table(scores: dict[str, dict], title: str) -> Table:
             f"{s['frames']} ({s['visible_frames']})",
         )
     return table
+
+
+def vos_table(result: dict) -> Table:
+    """`evaluate_vos`'s result: one row per engine, the DAVIS global figures."""
+    frames = "all frames" if result["max_frames"] is None else f"first {result['max_frames']} frames"
+    table = Table(
+        title=f"VOS: {len(result['sequences'])} sequences of {result['data']} ({frames})",
+        caption=(
+            "DAVIS 2017 semi-supervised protocol: first-frame mask, first and last frame not scored; "
+            "J = region IoU, F = boundary F-measure; means and recalls (> 0.5) over objects."
+        ),
+    )
+    columns = ("engine", "J&F", "J mean", "J recall", "F mean", "F recall", "objects", "frames", "s/frame")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "engine" else "right")
+    for engine, s in result["results"].items():
+        table.add_row(
+            engine,
+            _num(s["J&F"]),
+            _num(s["J_mean"]),
+            _num(s["J_recall"]),
+            _num(s["F_mean"]),
+            _num(s["F_recall"]),
+            str(s["objects"]),
+            str(s["frames"]),
+            _num(s["seconds_per_frame"]),
+        )
+    return table
+
+
+def pairs_table(result: dict, title: str) -> Table:
+    """`evaluate_pairs`'s result: rows engine × group (and all), IoU, boundary F, visibility accuracy."""
+    table = Table(
+        title=title,
+        caption=(
+            "IoU and F over pairs whose target shows the object (void ignored); IoU|presence: a prediction "
+            "whose presence score is ≤ 0.5 counts as empty; vis = visibility balanced accuracy."
+        ),
+    )
+    columns = ("engine", "pairs", "present/absent", "IoU", "IoU|presence", "F", "vis", "s/pair")
+    for column in columns:
+        table.add_column(column, justify="left" if column in ("engine", "pairs") else "right")
+    for engine, groups in result["results"].items():
+        for group, s in groups.items():
+            table.add_row(
+                engine,
+                group,
+                f"{s['present']}/{s['absent']}",
+                _num(s["iou"]),
+                _num(s["iou_presence"]),
+                _num(s["boundary_f"]),
+                _num(s["balanced_accuracy"]),
+                _num(s["seconds_per_pair"]),
+            )
+    return table
