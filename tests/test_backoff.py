@@ -7,7 +7,12 @@ from itertools import count, islice
 import pytest
 import torch
 
-from vggts_cli.engine.backoff import WindowBackoff, free_cuda_memory, run_windowed, window_from_memory
+from vggts_cli.engines.learned.backoff import (
+    WindowBackoff,
+    free_cuda_memory,
+    run_windowed,
+    window_from_memory,
+)
 
 GIB = 2**30
 

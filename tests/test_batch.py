@@ -291,7 +291,7 @@ def test_a_bad_row_stops_the_batch_before_any_work(corpus, tmp_path):
 
 def test_ray_missing_says_how_to_install_it(corpus, tmp_path):
     # sys.modules["ray"] = None makes `import ray` fail as it does where the extra is not installed.
-    code = "import sys; sys.modules['ray'] = None; from vggts_cli.cli import main; main()"
+    code = "import sys; sys.modules['ray'] = None; from vggts_cli.cli.app import main; main()"
     proc = subprocess.run(
         [sys.executable, "-c", code, "batch", str(corpus / "jobs.csv"), "--out", str(tmp_path / "o")]
         + ["--ray", "auto"],

@@ -11,8 +11,8 @@ from rich.console import Console
 from typer.testing import CliRunner
 
 from vggts_cli.bench import STAGES, bench
-from vggts_cli.bench_cli import parse_size, render
-from vggts_cli.cli import app
+from vggts_cli.cli.app import app
+from vggts_cli.cli.bench import parse_size, render
 from vggts_cli.errors import UsageError
 
 # The smallest segmenting model: the whole benchmark runs in seconds on two CPU cores.

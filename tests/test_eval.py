@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from vggts_cli.cli import app
+from vggts_cli.cli.app import app
 from vggts_cli.eval import metrics
 from vggts_cli.masks import rle
 from vggts_cli.synth.record import encode_camera
@@ -351,7 +351,7 @@ def test_rendered_without_scikit_image_is_refused(tmp_path):
     """Without the photographs the generator would render other scenes: refuse, one line, nothing written."""
     script = (
         "import sys; sys.modules['skimage'] = None; sys.argv[0] = 'vggts'; "
-        "from vggts_cli.cli import main; main()"
+        "from vggts_cli.cli.app import main; main()"
     )
     out = tmp_path / "r.json"
     args = ["eval", "rendered", "--engine", "classic", "--pairs", "1", "--json", str(out)]

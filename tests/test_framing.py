@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from vggts_cli.engine.framing import (
+from vggts_cli.geometry import (
     FOCUS_MAX,
     FOCUS_MIN,
     FOCUS_ZOOM,

@@ -19,10 +19,10 @@ import torch
 from huggingface_hub import constants
 from typer.testing import CliRunner
 
+from vggts_cli.cli.weights import app
 from vggts_cli.errors import VggtsError
 from vggts_cli.model import hub
 from vggts_cli.model.checkpoints import read_state_dict
-from vggts_cli.weights_cli import app
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 

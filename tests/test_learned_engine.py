@@ -9,11 +9,11 @@ import pytest
 import torch
 from models import make_tiny_checkpoint, make_tiny_model
 
-from vggts_cli.engine.base import Prediction, Reference, View
-from vggts_cli.engine.framing import window_around
-from vggts_cli.engine.learned import FEATURE_CACHE, KIND_WEIGHTS, LearnedEngine, fuse_logits
-from vggts_cli.engine.registry import default_engine, make_engine
+from vggts_cli.engines.base import Prediction, Reference, View
+from vggts_cli.engines.learned.engine import FEATURE_CACHE, KIND_WEIGHTS, LearnedEngine, fuse_logits
+from vggts_cli.engines.registry import default_engine, make_engine
 from vggts_cli.errors import UsageError
+from vggts_cli.geometry import window_around
 from vggts_cli.masks.ops import iou
 from vggts_cli.model.configs import VGGT_S_LITE
 from vggts_cli.model.vggts import DEFAULT_MODEL, VGGTS, shipped_model_path
@@ -120,7 +120,7 @@ def test_default_engine_follows_real_validation_only(tmp_path, monkeypatch) -> N
     real footage can make it the default; without them (or with an unreadable file) it is classic."""
     import json
 
-    from vggts_cli.engine import registry
+    from vggts_cli.engines import registry
 
     real = tmp_path / "real_validation.json"
     monkeypatch.setattr(registry, "REAL_VALIDATION_RESULTS", real)

@@ -19,10 +19,10 @@ from media import ffprobe, ffprobe_streams, needs_ffprobe
 from pycocotools import mask as cocomask
 from recordings import make_recording
 
-from vggts_cli.engine.base import Engine, Prediction, Reference, View
-from vggts_cli.engine.propagate import PropagateJob, prepare, run
+from vggts_cli.engines.base import Engine, Prediction, Reference, View
 from vggts_cli.masks.ops import iou
 from vggts_cli.model.configs import VGGT_S_LITE
+from vggts_cli.pipeline.run import PropagateJob, prepare, run
 from vggts_cli.video.reader import probe
 
 REPO = Path(__file__).resolve().parents[1]

@@ -39,14 +39,14 @@ import torch
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from vggts_cli.engine.base import Engine, Reference, View
-from vggts_cli.engine.learned import SCHEDULES
-from vggts_cli.engine.propagate import PropagateJob, camera_names, prepare, run
-from vggts_cli.engine.registry import make_engine
+from vggts_cli.engines.base import Engine, Reference, View
+from vggts_cli.engines.learned.engine import SCHEDULES
+from vggts_cli.engines.registry import make_engine
 from vggts_cli.errors import UsageError
 from vggts_cli.masks.io import save_mask_png
 from vggts_cli.model.configs import CONFIGS, VGGT_S_1B, ModelConfig
 from vggts_cli.model.vggts import VGGTS, resolve_device, save_model
+from vggts_cli.pipeline.run import PropagateJob, camera_names, prepare, run
 from vggts_cli.synth.scene import CameraPath, Scene, ego_exo_cameras
 from vggts_cli.video.reader import VideoInfo, VideoReader, probe
 from vggts_cli.video.writer import VideoWriter

@@ -23,10 +23,10 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vggts_cli.engine.propagate import PropagateJob, fingerprint, prepare
-from vggts_cli.engine.registry import ENGINES, default_engine
+from vggts_cli.engines.registry import ENGINES, default_engine
 from vggts_cli.errors import UsageError, VggtsError
 from vggts_cli.options import parse_offsets, parse_write
+from vggts_cli.pipeline.run import PropagateJob, fingerprint, prepare
 from vggts_cli.sinks.base import SinkOptions
 
 COLUMNS = (

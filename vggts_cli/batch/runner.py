@@ -20,11 +20,11 @@ from typing import TYPE_CHECKING, Protocol
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from vggts_cli.engine.base import Engine
-from vggts_cli.engine.propagate import PropagateJob, prepare, run
-from vggts_cli.engine.registry import make_engine
+from vggts_cli.engines.base import Engine
+from vggts_cli.engines.registry import make_engine
 from vggts_cli.errors import UsageError, VggtsError
 from vggts_cli.fsutil import commit, partial_path
+from vggts_cli.pipeline.run import PropagateJob, prepare, run
 
 if TYPE_CHECKING:
     from vggts_cli.batch.manifest import BadRow, BatchJob

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vggts_cli.engine.framing import Letterbox
+from vggts_cli.geometry import Letterbox
 from vggts_cli.train.photos import Photo
 
 ASPECTS = (1.0, 4 / 3, 16 / 9, 3 / 4)  # frame width / height: square, the ego and exo cameras, portrait

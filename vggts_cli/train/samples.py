@@ -25,9 +25,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vggts_cli.engine.framing import KEEP_MAX, Framing, Letterbox, object_box, window_around
-from vggts_cli.engine.learned import to_tensor
+from vggts_cli.engines.learned.engine import to_tensor
 from vggts_cli.errors import UsageError, VggtsError
+from vggts_cli.geometry import KEEP_MAX, Framing, Letterbox, object_box, window_around
 from vggts_cli.model.crops import SquareCrop
 from vggts_cli.model.points import kmeans_points
 from vggts_cli.synth.rig import TIERS, render_rig_pair, training_seed
@@ -147,7 +147,7 @@ def rig_sample(
 
     Views are rendered directly at their letterbox content size; with `focus` (the generator of its
     jitter), the target is rendered at its frame size and seen through the focus window the learned engine
-    would use for its object (engine/framing.py), placed and sized as a tracked mask's box may be off.
+    would use for its object (geometry.py), placed and sized as a tracked mask's box may be off.
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")

@@ -12,7 +12,7 @@ import typer
 
 def register(app: typer.Typer) -> None:
     """Add `vggts batch` to `app` (call it after `cli.one_line_errors` is defined)."""
-    from vggts_cli.cli import one_line_errors, stderr
+    from vggts_cli.cli.app import one_line_errors, stderr
 
     @app.command(no_args_is_help=True)
     @one_line_errors

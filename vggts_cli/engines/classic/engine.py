@@ -25,7 +25,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
-from vggts_cli.engine.base import Engine, Prediction, Reference, View
+from vggts_cli.engines.base import Engine, Prediction, Reference, View
 
 Detector = Literal["sift", "orb"]
 

@@ -150,8 +150,8 @@ def propagate(
 
     Example: vggts propagate --src ego.mp4 --dst exo.mp4 --mask ego_mask.png --out out/ --write rle,redact
     """
-    from vggts_cli.engine.propagate import PropagateJob, prepare, run
-    from vggts_cli.engine.registry import default_engine, make_engine
+    from vggts_cli.engines.registry import default_engine, make_engine
+    from vggts_cli.pipeline.run import PropagateJob, prepare, run
     from vggts_cli.sinks.base import SinkOptions
 
     options = SinkOptions(
@@ -198,14 +198,15 @@ def propagate(
 
 def _register_subcommands() -> None:
     """Commands that live in their own modules."""
-    from vggts_cli import batch_cli, bench_cli, eval_cli, train_cli
-    from vggts_cli.weights_cli import app as weights_app
+    from vggts_cli.cli import batch, bench, train
+    from vggts_cli.cli import eval as eval_cmd
+    from vggts_cli.cli.weights import app as weights_app
 
     app.add_typer(weights_app, name="weights")
-    bench_cli.register(app)
-    batch_cli.register(app)
-    eval_cli.register(app)
-    train_cli.register(app)
+    bench.register(app)
+    batch.register(app)
+    eval_cmd.register(app)
+    train.register(app)
 
 
 _register_subcommands()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import statistics
 
-from vggts_cli.engine.base import Engine
+from vggts_cli.engines.base import Engine
 from vggts_cli.errors import UsageError
 from vggts_cli.weights import REAL_VALIDATION_RESULTS
 
@@ -34,15 +34,15 @@ def make_engine(
     name: str, model: str | None = None, device: str = "auto", schedule: str = "windowed"
 ) -> Engine:
     """Build the engine `name`; `model` (a name or a model file; None = the shipped default), `device` and
-    `schedule` ("windowed" or "pair", see engine/learned.py) serve the learned engine."""
+    `schedule` ("windowed" or "pair", see engines/learned/engine.py) serve the learned engine."""
     if name == "classic":
         if model is not None:
             raise UsageError("--model applies to --engine vggts; the classic engine has no weights")
-        from vggts_cli.engine.classic import ClassicEngine
+        from vggts_cli.engines.classic.engine import ClassicEngine
 
         return ClassicEngine()
     if name == "vggts":
-        from vggts_cli.engine.learned import LearnedEngine
+        from vggts_cli.engines.learned.engine import LearnedEngine
 
         return LearnedEngine.load(model, device, schedule)  # type: ignore[arg-type]
     raise UsageError(f"--engine {name!r} is not one of {', '.join(ENGINES)}")

@@ -33,7 +33,7 @@ def _parse_mix(text: str) -> dict[str, float]:
 
 def register(app: typer.Typer) -> None:
     """Add `vggts train` to `app` (call it after `cli.one_line_errors` is defined)."""
-    from vggts_cli.cli import one_line_errors, progress_bar
+    from vggts_cli.cli.app import one_line_errors, progress_bar
 
     @app.command()
     @one_line_errors

@@ -130,7 +130,7 @@ def _caption(result: dict[str, Any]) -> str:
 
 def register(app: typer.Typer) -> None:
     """Add `vggts bench` to `app` (call it after `cli.one_line_errors` is defined)."""
-    from vggts_cli.cli import one_line_errors
+    from vggts_cli.cli.app import one_line_errors
 
     @app.command()
     @one_line_errors

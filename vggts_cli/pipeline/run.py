@@ -1,6 +1,6 @@
 """`vggts propagate` as a function: validate a job, segment every frame of every camera, write the outputs.
 
-Two stages. (1) Segment: walk the cameras (engine/schedule.py), ask the engine for each frame, record each
+Two stages. (1) Segment: walk the cameras (pipeline/schedule.py), ask the engine for each frame, record each
 mask in the journal. (2) Render: decode each video once more, front to back, and feed frames and masks to the
 sinks. Memory holds a few frames and the compact RLE masks, never the video.
 """
@@ -17,13 +17,13 @@ from pathlib import Path
 
 import numpy as np
 
-from vggts_cli.engine.base import Engine, Reference, View
-from vggts_cli.engine.journal import STATE_DIR, Journal
-from vggts_cli.engine.registry import default_engine
-from vggts_cli.engine.schedule import plan_steps
+from vggts_cli.engines.base import Engine, Reference, View
+from vggts_cli.engines.registry import default_engine
 from vggts_cli.errors import UsageError
 from vggts_cli.masks import rle
 from vggts_cli.masks.io import load_seed_mask
+from vggts_cli.pipeline.journal import STATE_DIR, Journal
+from vggts_cli.pipeline.schedule import plan_steps
 from vggts_cli.sinks import OUTPUT_KINDS, OUTPUT_NAMES, build_sinks
 from vggts_cli.sinks.base import SinkOptions
 from vggts_cli.video.prefetch import prefetch

@@ -14,7 +14,7 @@ from vggts_cli.options import Device
 if TYPE_CHECKING:
     from rich.table import Table
 
-    from vggts_cli.engine.base import Engine
+    from vggts_cli.engines.base import Engine
 
 ENGINE_HELP = (
     "Engine to evaluate: classic (weight-free) or vggts (--model, or the shipped model); repeat to compare "
@@ -34,7 +34,7 @@ class Direction(str, Enum):
 
 def _engines(names: list[str], model: str | None, device: str) -> dict[str, Engine]:
     """Name -> Engine for each distinct `--engine`; `--model` goes to the learned engine only."""
-    from vggts_cli.engine.registry import make_engine
+    from vggts_cli.engines.registry import make_engine
     from vggts_cli.errors import UsageError
 
     names = list(dict.fromkeys(names))
@@ -90,7 +90,7 @@ def write_text(final: Path, text: str) -> None:
 
 def register(app: typer.Typer) -> None:
     """Add `vggts eval` (rendered, egoexo score, egoexo run) to `app`."""
-    from vggts_cli.cli import one_line_errors, progress_bar, stderr
+    from vggts_cli.cli.app import one_line_errors, progress_bar, stderr
 
     eval_app = typer.Typer(
         help=(

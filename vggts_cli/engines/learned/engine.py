@@ -4,7 +4,7 @@ Per target frame, every reference with a non-empty mask makes one pair: K-Means 
 mask are tracked into the target and, with the reference mask, prompt the Union Segmentation Head. The
 references' logits are fused by a weighted mean and mapped back to the target frame.
 
-Small objects are looked at through a focus window (engine/framing.py): the window the camera's previous
+Small objects are looked at through a focus window (geometry.py): the window the camera's previous
 mask calls for, kept while the object stays well inside it; without a previous mask (the first frame of a
 camera, a lost track, a single pair) a first look at the whole frame says where to focus.
 
@@ -27,9 +27,10 @@ from typing import Literal
 import numpy as np
 import torch
 
-from vggts_cli.engine.backoff import WindowBackoff, free_cuda_memory, window_from_memory
-from vggts_cli.engine.base import Engine, Prediction, Reference, ReferenceKind, View
-from vggts_cli.engine.framing import (
+from vggts_cli.engines.base import Engine, Prediction, Reference, ReferenceKind, View
+from vggts_cli.engines.learned.backoff import WindowBackoff, free_cuda_memory, window_from_memory
+from vggts_cli.errors import UsageError
+from vggts_cli.geometry import (
     FOCUS_MAX,
     KEEP_MAX,
     Framing,
@@ -38,7 +39,6 @@ from vggts_cli.engine.framing import (
     still_fits,
     window_around,
 )
-from vggts_cli.errors import UsageError
 from vggts_cli.model.crops import SquareCrop
 from vggts_cli.model.union_head import presence_score
 from vggts_cli.model.vggts import DEFAULT_MODEL, VGGTS, load_model, resolve_device
@@ -89,7 +89,7 @@ Key = tuple[str, int, SquareCrop | None]  # (camera, frame index, focus window) 
 class LearnedEngine(Engine):
     """VGGT-Segmentor: bf16 autocast on CUDA, fp32 on the CPU; deterministic on the CPU.
 
-    focus: look at small objects through a focus window (engine/framing.py); False = always whole frames.
+    focus: look at small objects through a focus window (geometry.py); False = always whole frames.
     """
 
     name = "vggts"
