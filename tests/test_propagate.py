@@ -20,9 +20,10 @@ from pycocotools import mask as cocomask
 from recordings import make_recording
 
 from vggts_cli.engines.base import Engine, Prediction, Reference, View
+from vggts_cli.jobs import PropagateJob, check_job
 from vggts_cli.masks.ops import iou
 from vggts_cli.model.configs import VGGT_S_LITE
-from vggts_cli.pipeline.run import PropagateJob, prepare, run
+from vggts_cli.pipeline.run import run
 from vggts_cli.video.reader import probe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,7 +175,7 @@ def test_cameras_pair_by_world_time_with_offset(tmp_path):
         offsets=(("exo", 0.4),),
         write=("rle",),
     )
-    run(prepare(job), engine)
+    run(check_job(job), engine)
     ego_t = np.arange(30) / 30
     for cam, index, refs in engine.calls:
         if cam != "exo":
@@ -198,7 +199,7 @@ def test_every_frame_once_from_any_seed(tmp_path, where):
         mask_frame=seed,
         write=("rle",),
     )
-    summaries = run(prepare(job), engine)
+    summaries = run(check_job(job), engine)
     seen = {(c, i) for c, i, _ in engine.calls}
     assert len(seen) == len(engine.calls)  # nothing segmented twice
     assert seen == {("ego", i) for i in range(30) if i != seed} | {("exo", i) for i in range(25)}

@@ -43,10 +43,11 @@ from vggts_cli.engines.base import Engine, Reference, View
 from vggts_cli.engines.learned.engine import SCHEDULES
 from vggts_cli.engines.registry import make_engine
 from vggts_cli.errors import UsageError
+from vggts_cli.jobs import PropagateJob, camera_names, check_job
 from vggts_cli.masks.io import save_mask_png
 from vggts_cli.model.configs import CONFIGS, VGGT_S_1B, ModelConfig
 from vggts_cli.model.vggts import VGGTS, resolve_device, save_model
-from vggts_cli.pipeline.run import PropagateJob, camera_names, prepare, run
+from vggts_cli.pipeline.run import run
 from vggts_cli.synth.scene import CameraPath, Scene, ego_exo_cameras
 from vggts_cli.video.reader import VideoInfo, VideoReader, probe
 from vggts_cli.video.writer import VideoWriter
@@ -353,7 +354,7 @@ def _bench_end_to_end(
             model=str(checkpoint),
             device=str(device),
         )
-        prepared = prepare(job)
+        prepared = check_job(job)
         _warm_up(engine, seed, mask)
         memory.section()
         start = time.perf_counter()

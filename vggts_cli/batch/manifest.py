@@ -25,8 +25,7 @@ from typing import Any
 
 from vggts_cli.engines.registry import ENGINES, default_engine
 from vggts_cli.errors import UsageError, VggtsError
-from vggts_cli.options import parse_offsets, parse_write
-from vggts_cli.pipeline.run import PropagateJob, fingerprint, prepare
+from vggts_cli.jobs import DEFAULT_WRITE, PropagateJob, check_job, fingerprint, parse_offsets, parse_write
 from vggts_cli.sinks.base import SinkOptions
 
 COLUMNS = (
@@ -174,14 +173,14 @@ def _checked(job_id: str, where: str, row: dict[str, Any], base: Path, out: Path
         mask=_path(row["mask"], base),
         out=out / job_id,
         mask_frame=_number(row, "mask_frame", int, 0),
-        write=parse_write(",".join(_items(row.get("write", "rle,overlay")))),
+        write=parse_write(",".join(_items(row.get("write", ",".join(DEFAULT_WRITE))))),
         sink_options=_sink_options(row),
         engine=engine,
         model=_model(engine, row.get("model"), base),
         offsets=_offsets(row.get("offsets")),
         resume=resume,
     )
-    prepared = prepare(job)
+    prepared = check_job(job)
     spec = {**fingerprint(prepared), "write": job.write, "sink_options": asdict(job.sink_options)}
     return BatchJob(
         id=job_id,

@@ -18,7 +18,7 @@ from typing import Any
 from vggts_cli.batch.manifest import BatchJob
 from vggts_cli.batch.runner import MAX_ATTEMPTS, EngineCache, JobOutcome, ProgressFn, limit_threads, run_job
 from vggts_cli.errors import UsageError, VggtsError
-from vggts_cli.pipeline.run import PropagateJob
+from vggts_cli.jobs import PropagateJob
 
 POLL_S = 0.2
 

@@ -4,80 +4,91 @@ from __future__ import annotations
 
 import json
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
+
+from vggts_cli.cli.common import one_line_errors, progress_bar, stderr
 
 
-def register(app: typer.Typer) -> None:
-    """Add `vggts batch` to `app` (call it after `cli.one_line_errors` is defined)."""
-    from vggts_cli.cli.app import one_line_errors, stderr
+@one_line_errors
+def batch(
+    jobs: Annotated[
+        Path, typer.Argument(help="Manifest: CSV or JSON Lines, one `vggts propagate` job a row.")
+    ],
+    out: Annotated[Path, typer.Option(help="Output folder: OUT/<id>/ per job, and OUT/batch.json.")],
+    workers: Annotated[
+        int | None,
+        typer.Option(
+            min=1, help="Jobs at once [default: local: from cores and memory; Ray: one per GPU or CPU]."
+        ),
+    ] = None,
+    ray: Annotated[
+        str | None,
+        typer.Option(
+            "--ray", help="Run on the Ray cluster at ADDRESS (host:port), or 'auto' for the running one."
+        ),
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option(help="Skip jobs OUT/batch.json records as complete; continue the rest.")
+    ] = False,
+    skip_bad: Annotated[bool, typer.Option(help="Run the good rows even when some fail the checks.")] = False,
+    json_summary: Annotated[
+        bool, typer.Option("--json", help="Print the summary (batch.json) on stdout.")
+    ] = False,
+) -> None:
+    """Run every job of JOBS; each writes OUT/<id>/ exactly what `vggts propagate` would.
 
-    @app.command(no_args_is_help=True)
-    @one_line_errors
-    def batch(
-        jobs: Annotated[
-            Path, typer.Argument(help="Manifest: CSV or JSON Lines, one `vggts propagate` job a row.")
-        ],
-        out: Annotated[Path, typer.Option(help="Output folder: OUT/<id>/ per job, and OUT/batch.json.")],
-        workers: Annotated[
-            int | None,
-            typer.Option(
-                min=1, help="Jobs at once [default: local: from cores and memory; Ray: one per GPU or CPU]."
-            ),
-        ] = None,
-        ray: Annotated[
-            str | None,
-            typer.Option(
-                "--ray", help="Run on the Ray cluster at ADDRESS (host:port), or 'auto' for the running one."
-            ),
-        ] = None,
-        resume: Annotated[
-            bool, typer.Option(help="Skip jobs OUT/batch.json records as complete; continue the rest.")
-        ] = False,
-        skip_bad: Annotated[
-            bool, typer.Option(help="Run the good rows even when some fail the checks.")
-        ] = False,
-        json_summary: Annotated[
-            bool, typer.Option("--json", help="Print the summary (batch.json) on stdout.")
-        ] = False,
-    ) -> None:
-        """Run every job of JOBS; each writes OUT/<id>/ exactly what `vggts propagate` would.
+    Example: vggts batch jobs.csv --out out/ --ray auto
+    """
+    from vggts_cli.batch.local import LocalPool
+    from vggts_cli.batch.manifest import load_manifest
+    from vggts_cli.batch.runner import check_out, run_batch
+    from vggts_cli.errors import UsageError, VggtsError
 
-        Example: vggts batch jobs.csv --out out/ --ray auto
-        """
-        from vggts_cli.batch.local import LocalPool
-        from vggts_cli.batch.manifest import load_manifest
-        from vggts_cli.batch.runner import check_out, run_batch
-        from vggts_cli.errors import UsageError, VggtsError
+    if ray is not None:
+        from vggts_cli.batch.ray_backend import RayCluster
 
-        if ray is not None:
-            from vggts_cli.batch.ray_backend import RayCluster
+        backend = RayCluster(ray, workers)
+    else:
+        backend = LocalPool(workers)
+    check_out(out, resume)
+    good, bad = load_manifest(jobs, out, resume)
+    for row in bad:
+        print(f"vggts: {'skipping' if skip_bad else 'error:'} {row}", file=sys.stderr)
+    if bad and not skip_bad:
+        raise UsageError(
+            f"{len(bad)} of {len(good) + len(bad)} jobs failed the checks; nothing ran "
+            "(fix them, or pass --skip-bad to run the others)"
+        )
+    with progress_bar(
+        TextColumn("batch jobs {task.fields[jobs]}"),
+        BarColumn(),
+        TextColumn("frames {task.completed:.0f}/{task.total:.0f}"),
+        TextColumn("{task.fields[fps]:.1f} frames/s"),
+        TimeElapsedColumn(),
+    ) as bar:
+        task = bar.add_task("batch", total=None, jobs="0/0", fps=0.0)
+        start = time.perf_counter()
 
-            backend = RayCluster(ray, workers)
-        else:
-            backend = LocalPool(workers)
-        check_out(out, resume)
-        good, bad = load_manifest(jobs, out, resume)
-        for row in bad:
-            print(f"vggts: {'skipping' if skip_bad else 'error:'} {row}", file=sys.stderr)
-        if bad and not skip_bad:
-            raise UsageError(
-                f"{len(bad)} of {len(good) + len(bad)} jobs failed the checks; nothing ran "
-                "(fix them, or pass --skip-bad to run the others)"
-            )
-        summary = run_batch(good, bad, out, jobs, backend, resume, stderr)
-        failed = [j for j in summary["jobs"] if j["status"] == "failed"]
-        for j in failed:
-            print(f"vggts: job {j['id']} ({j['where']}) failed: {j['error']}", file=sys.stderr)
-        if json_summary:
-            print(json.dumps(summary, indent=2))
-        else:
-            counts = ", ".join(f"{n} {status}" for status, n in summary["counts"].items())
-            stderr.print(
-                f"{counts}; {summary['frames']} frames in {summary['seconds']:.1f} s "
-                f"({summary['jobs_per_hour']:.0f} jobs/h) -> {out / 'batch.json'}"
-            )
-        if failed:
-            raise VggtsError(f"{len(failed)} of {len(summary['jobs'])} jobs failed; see {out / 'batch.json'}")
+        def on_progress(finished: int, todo: int, frames: float, total: int) -> None:
+            fps = frames / max(time.perf_counter() - start, 1e-6)
+            bar.update(task, total=total, completed=frames, jobs=f"{finished}/{todo}", fps=fps)
+
+        summary = run_batch(good, bad, out, jobs, backend, resume, on_progress)
+    failed = [j for j in summary["jobs"] if j["status"] == "failed"]
+    for j in failed:
+        print(f"vggts: job {j['id']} ({j['where']}) failed: {j['error']}", file=sys.stderr)
+    if json_summary:
+        print(json.dumps(summary, indent=2))
+    else:
+        counts = ", ".join(f"{n} {status}" for status, n in summary["counts"].items())
+        stderr.print(
+            f"{counts}; {summary['frames']} frames in {summary['seconds']:.1f} s "
+            f"({summary['jobs_per_hour']:.0f} jobs/h) -> {out / 'batch.json'}"
+        )
+    if failed:
+        raise VggtsError(f"{len(failed)} of {len(summary['jobs'])} jobs failed; see {out / 'batch.json'}")

@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vggts_cli.options import Device
+from vggts_cli.cli.common import MODEL_HELP, Device, one_line_errors, progress_bar, stderr
+from vggts_cli.fsutil import write_text
 
 if TYPE_CHECKING:
     from rich.table import Table
@@ -19,9 +20,6 @@ if TYPE_CHECKING:
 ENGINE_HELP = (
     "Engine to evaluate: classic (weight-free) or vggts (--model, or the shipped model); repeat to compare "
     "[default: both, or classic alone when no model ships]."
-)
-MODEL_HELP = (
-    "For --engine vggts: a model file, vggt-s-lite (shipped, the default) or vggt-s-1b (see `vggts weights`)."
 )
 JSON_HELP = "Also write the result as JSON to this file ('-': print it on stdout instead of the table)."
 
@@ -75,149 +73,130 @@ def _emit(result: dict, json_out: str | None, table: Table) -> None:
         write_text(Path(json_out), json.dumps(result, indent=2) + "\n")
 
 
-def write_text(final: Path, text: str) -> None:
-    """Write `final` under its partial name and rename it when complete."""
-    from vggts_cli.fsutil import commit, discard, partial_path
+app = typer.Typer(
+    help=(
+        "Measure how well an engine finds the object across cameras: on our rendered validation scenes "
+        "(`vggts eval rendered`), or on Ego-Exo4D correspondence (`vggts eval egoexo run` makes a "
+        "prediction file, `vggts eval egoexo score` scores it with the official conventions)."
+    ),
+    no_args_is_help=True,
+)
+egoexo_app = typer.Typer(
+    help=(
+        "Ego-Exo4D correspondence (ego→exo and exo→ego). Needs the processed ground truth "
+        "(the benchmark's process_annotations.py output) and, to run an engine, the takes' "
+        "frame_aligned_videos."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(egoexo_app, name="egoexo")
 
-    partial = partial_path(final)
-    try:
-        partial.write_text(text, encoding="utf-8")
-        commit(partial, final)
-    except BaseException:
-        discard(partial)
-        raise
+
+@app.command()
+@one_line_errors
+def rendered(
+    engine: Annotated[list[str] | None, typer.Option(metavar="NAME", help=ENGINE_HELP)] = None,
+    model: Annotated[str | None, typer.Option(metavar="NAME|FILE", help=MODEL_HELP)] = None,
+    device: Annotated[Device, typer.Option(help="Where learned engines run.")] = Device.auto,
+    pairs: Annotated[int, typer.Option(min=1, help="Rendered ego/exo pairs per tier.")] = 40,
+    tiers: Annotated[str, typer.Option(help="Comma list of tiers: easy, medium, hard.")] = "easy,medium,hard",
+    json_out: Annotated[str | None, typer.Option("--json", metavar="FILE", help=JSON_HELP)] = None,
+) -> None:
+    """Score engines on rendered validation scenes, by tier and direction (ego→exo, exo→ego).
+
+    Per cell: mIoU ×100 over pairs visible in both views (the paper's protocol).
+
+    Then the Ego-Exo4D metrics (IoU, contour F, location error LE, visibility accuracy) and s/pair.
+
+    No training run ever sees these scenes; a tier's scenes are the same on every run.
+
+    Example: vggts eval rendered --engine classic --engine vggts --pairs 40 --json rendered.json
+    """
+    from vggts_cli.eval.rendered import evaluate_rendered, parse_tiers
+    from vggts_cli.eval.report import rendered_table
+
+    tier_list = parse_tiers(tiers)
+    _require_photos()
+    engines = _engines(engine or _default_engines(), model, device.value)
+    with progress_bar() as bar:
+        task = bar.add_task("pairs", total=len(tier_list) * pairs * 2 * len(engines))
+        result = evaluate_rendered(engines, tier_list, pairs, lambda n: bar.advance(task, n))
+    _emit(result, json_out, rendered_table(result))
 
 
-def register(app: typer.Typer) -> None:
-    """Add `vggts eval` (rendered, egoexo score, egoexo run) to `app`."""
-    from vggts_cli.cli.app import one_line_errors, progress_bar, stderr
+@egoexo_app.command()
+@one_line_errors
+def score(
+    gt: Annotated[Path, typer.Option(help="Processed ground truth (process_annotations.py's output).")],
+    pred: Annotated[
+        Path,
+        typer.Option(help="Predictions: an 'ego-exo' and/or 'exo-ego' block (e.g. submission.json)."),
+    ],
+    json_out: Annotated[str | None, typer.Option("--json", metavar="FILE", help=JSON_HELP)] = None,
+) -> None:
+    """Score a prediction file as the official Ego-Exo4D evaluator does, for each direction it holds.
 
-    eval_app = typer.Typer(
-        help=(
-            "Measure how well an engine finds the object across cameras: on our rendered validation scenes "
-            "(`vggts eval rendered`), or on Ego-Exo4D correspondence (`vggts eval egoexo run` makes a "
-            "prediction file, `vggts eval egoexo score` scores it with the official conventions)."
+    Prints visibility balanced accuracy, IoU, location error and contour accuracy (plain means).
+
+    Also the paper's visible-pairs mIoU (×100), over frames with the object in both views.
+
+    Predicted masks must be at the evaluator's size: the ground truth's, resized to longest side 480.
+
+    Example: vggts eval egoexo score --gt correspondence-gt.json --pred submission.json
+    """
+    from vggts_cli.eval.egoexo import GroundTruth, directions_in, load_json, scored_frames
+    from vggts_cli.eval.egoexo import score as score_predictions
+    from vggts_cli.eval.report import egoexo_table
+
+    truth, preds = GroundTruth.load(gt), load_json(pred, "predictions")
+    with progress_bar() as bar:
+        task = bar.add_task("frames", total=scored_frames(truth, directions_in(preds, str(pred))))
+        scores = score_predictions(truth, preds, str(pred), lambda n: bar.advance(task, n))
+    result = {"gt": str(gt), "pred": str(pred), "scores": scores}
+    _emit(result, json_out, egoexo_table(scores, f"Ego-Exo4D correspondence: {pred}"))
+
+
+@egoexo_app.command()
+@one_line_errors
+def run(
+    gt: Annotated[Path, typer.Option(help="Processed ground truth: supplies the query masks and frames.")],
+    takes: Annotated[
+        Path, typer.Option(help="Folder of takes: TAKES/<take_name>/frame_aligned_videos/<camera>.mp4.")
+    ],
+    out: Annotated[Path, typer.Option(help="Prediction file to write (EvalAI submission format).")],
+    engine: Annotated[str, typer.Option(metavar="NAME", help=ENGINE_HELP)] = "classic",
+    model: Annotated[str | None, typer.Option(metavar="NAME|FILE", help=MODEL_HELP)] = None,
+    device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
+    relations: Annotated[
+        Path | None,
+        typer.Option(
+            help="The raw relations_<split>.json, to find each take's folder by its take_name "
+            "(without it: folders named by take id)."
         ),
-        no_args_is_help=True,
-    )
-    egoexo_app = typer.Typer(
-        help=(
-            "Ego-Exo4D correspondence (ego→exo and exo→ego). Needs the processed ground truth "
-            "(the benchmark's process_annotations.py output) and, to run an engine, the takes' "
-            "frame_aligned_videos."
-        ),
-        no_args_is_help=True,
-    )
-    eval_app.add_typer(egoexo_app, name="egoexo")
-    app.add_typer(eval_app, name="eval")
+    ] = None,
+    direction: Annotated[Direction, typer.Option(help="Which direction(s) to predict.")] = Direction.both,
+) -> None:
+    """Predict every query of the ground truth with an engine and write the prediction file.
 
-    @eval_app.command()
-    @one_line_errors
-    def rendered(
-        engine: Annotated[list[str] | None, typer.Option(metavar="NAME", help=ENGINE_HELP)] = None,
-        model: Annotated[str | None, typer.Option(metavar="NAME|FILE", help=MODEL_HELP)] = None,
-        device: Annotated[Device, typer.Option(help="Where learned engines run.")] = Device.auto,
-        pairs: Annotated[int, typer.Option(min=1, help="Rendered ego/exo pairs per tier.")] = 40,
-        tiers: Annotated[
-            str, typer.Option(help="Comma list of tiers: easy, medium, hard.")
-        ] = "easy,medium,hard",
-        json_out: Annotated[str | None, typer.Option("--json", metavar="FILE", help=JSON_HELP)] = None,
-    ) -> None:
-        """Score engines on rendered validation scenes, by tier and direction (ego→exo, exo→ego).
+    Per query: the engine sees the target frame, and the source frame with its ground-truth mask.
 
-        Per cell: mIoU ×100 over pairs visible in both views (the paper's protocol).
+    Masks are stored at the evaluator's size, the presence score as confidence.
 
-        Then the Ego-Exo4D metrics (IoU, contour F, location error LE, visibility accuracy) and s/pair.
+    Score the file with `vggts eval egoexo score`.
 
-        No training run ever sees these scenes; a tier's scenes are the same on every run.
+    Example: vggts eval egoexo run --gt gt.json --takes takes/ --engine vggts --out submission.json
+    """
+    from vggts_cli.eval.egoexo import DIRECTIONS, GroundTruth
+    from vggts_cli.eval.egoexo_predict import EgoExoPredictor, read_take_names
 
-        Example: vggts eval rendered --engine classic --engine vggts --pairs 40 --json rendered.json
-        """
-        from vggts_cli.eval.rendered import evaluate_rendered, parse_tiers
-        from vggts_cli.eval.report import rendered_table
-
-        tier_list = parse_tiers(tiers)
-        _require_photos()
-        engines = _engines(engine or _default_engines(), model, device.value)
-        with progress_bar() as bar:
-            task = bar.add_task("pairs", total=len(tier_list) * pairs * 2 * len(engines))
-            result = evaluate_rendered(engines, tier_list, pairs, lambda n: bar.advance(task, n))
-        _emit(result, json_out, rendered_table(result))
-
-    @egoexo_app.command()
-    @one_line_errors
-    def score(
-        gt: Annotated[Path, typer.Option(help="Processed ground truth (process_annotations.py's output).")],
-        pred: Annotated[
-            Path,
-            typer.Option(help="Predictions: an 'ego-exo' and/or 'exo-ego' block (e.g. submission.json)."),
-        ],
-        json_out: Annotated[str | None, typer.Option("--json", metavar="FILE", help=JSON_HELP)] = None,
-    ) -> None:
-        """Score a prediction file as the official Ego-Exo4D evaluator does, for each direction it holds.
-
-        Prints visibility balanced accuracy, IoU, location error and contour accuracy (plain means).
-
-        Also the paper's visible-pairs mIoU (×100), over frames with the object in both views.
-
-        Predicted masks must be at the evaluator's size: the ground truth's, resized to longest side 480.
-
-        Example: vggts eval egoexo score --gt correspondence-gt.json --pred submission.json
-        """
-        from vggts_cli.eval.egoexo import GroundTruth, directions_in, load_json, scored_frames
-        from vggts_cli.eval.egoexo import score as score_predictions
-        from vggts_cli.eval.report import egoexo_table
-
-        truth, preds = GroundTruth.load(gt), load_json(pred, "predictions")
-        with progress_bar() as bar:
-            task = bar.add_task("frames", total=scored_frames(truth, directions_in(preds, str(pred))))
-            scores = score_predictions(truth, preds, str(pred), lambda n: bar.advance(task, n))
-        result = {"gt": str(gt), "pred": str(pred), "scores": scores}
-        _emit(result, json_out, egoexo_table(scores, f"Ego-Exo4D correspondence: {pred}"))
-
-    @egoexo_app.command()
-    @one_line_errors
-    def run(
-        gt: Annotated[
-            Path, typer.Option(help="Processed ground truth: supplies the query masks and frames.")
-        ],
-        takes: Annotated[
-            Path, typer.Option(help="Folder of takes: TAKES/<take_name>/frame_aligned_videos/<camera>.mp4.")
-        ],
-        out: Annotated[Path, typer.Option(help="Prediction file to write (EvalAI submission format).")],
-        engine: Annotated[str, typer.Option(metavar="NAME", help=ENGINE_HELP)] = "classic",
-        model: Annotated[str | None, typer.Option(metavar="NAME|FILE", help=MODEL_HELP)] = None,
-        device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
-        relations: Annotated[
-            Path | None,
-            typer.Option(
-                help="The raw relations_<split>.json, to find each take's folder by its take_name "
-                "(without it: folders named by take id)."
-            ),
-        ] = None,
-        direction: Annotated[Direction, typer.Option(help="Which direction(s) to predict.")] = Direction.both,
-    ) -> None:
-        """Predict every query of the ground truth with an engine and write the prediction file.
-
-        Per query: the engine sees the target frame, and the source frame with its ground-truth mask.
-
-        Masks are stored at the evaluator's size, the presence score as confidence.
-
-        Score the file with `vggts eval egoexo score`.
-
-        Example: vggts eval egoexo run --gt gt.json --takes takes/ --engine vggts --out submission.json
-        """
-        from vggts_cli.eval.egoexo import DIRECTIONS, GroundTruth
-        from vggts_cli.eval.egoexo_predict import EgoExoPredictor, read_take_names
-
-        directions = DIRECTIONS if direction is Direction.both else (direction.value,)
-        names = read_take_names(relations) if relations is not None else None
-        truth = GroundTruth.load(gt)
-        seg_engine = _engines([engine], model, device.value)[engine]
-        predictor = EgoExoPredictor(truth, takes, seg_engine, directions, names)
-        with progress_bar() as bar:
-            task = bar.add_task("queries", total=predictor.segment_calls())
-            submission = predictor.run(lambda n: bar.advance(task, n))
-        write_text(out, json.dumps(submission) + "\n")
-        calls, where = predictor.segment_calls(), ", ".join(directions)
-        stderr.print(f"{calls} queries of {len(truth.takes)} takes ({where}) -> {out}")
+    directions = DIRECTIONS if direction is Direction.both else (direction.value,)
+    names = read_take_names(relations) if relations is not None else None
+    truth = GroundTruth.load(gt)
+    seg_engine = _engines([engine], model, device.value)[engine]
+    predictor = EgoExoPredictor(truth, takes, seg_engine, directions, names)
+    with progress_bar() as bar:
+        task = bar.add_task("queries", total=predictor.segment_calls())
+        submission = predictor.run(lambda n: bar.advance(task, n))
+    write_text(out, json.dumps(submission) + "\n")
+    calls, where = predictor.segment_calls(), ", ".join(directions)
+    stderr.print(f"{calls} queries of {len(truth.takes)} takes ({where}) -> {out}")

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from vggts_cli.options import Device
+from vggts_cli.cli.common import Device, one_line_errors, progress_bar
 
 
 def _parse_mix(text: str) -> dict[str, float]:
@@ -31,81 +31,72 @@ def _parse_mix(text: str) -> dict[str, float]:
     return mix
 
 
-def register(app: typer.Typer) -> None:
-    """Add `vggts train` to `app` (call it after `cli.one_line_errors` is defined)."""
-    from vggts_cli.cli.app import one_line_errors, progress_bar
-
-    @app.command()
-    @one_line_errors
-    def train(
-        out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt, model.safetensors, train.jsonl.")],
-        config: Annotated[str, typer.Option(help="Model size to train (vggt-s-lite is the shipped one).")] = (
-            "vggt-s-lite"
+@one_line_errors
+def train(
+    out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt, model.safetensors, train.jsonl.")],
+    config: Annotated[str, typer.Option(help="Model size to train (vggt-s-lite is the shipped one).")] = (
+        "vggt-s-lite"
+    ),
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps in the whole run.")] = 20_000,
+    batch_size: Annotated[int, typer.Option(min=1, help="Pairs per step.")] = 8,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 1e-3,
+    mix: Annotated[
+        str,
+        typer.Option(
+            help="Share of each pair kind: adaptive (mild single-image augmentation, tracked prompts), "
+            "non_adaptive (strong perspective/rotation/scale, synthesised prompts), rig (rendered "
+            "ego/exo pairs), scene (moving-object recordings: temporal and cross-camera pairs), focus "
+            "(rig pairs whose target is seen through a focus window, as the engine sees small objects)."
         ),
-        steps: Annotated[int, typer.Option(min=1, help="Optimiser steps in the whole run.")] = 20_000,
-        batch_size: Annotated[int, typer.Option(min=1, help="Pairs per step.")] = 8,
-        lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 1e-3,
-        mix: Annotated[
-            str,
-            typer.Option(
-                help="Share of each pair kind: adaptive (mild single-image augmentation, tracked prompts), "
-                "non_adaptive (strong perspective/rotation/scale, synthesised prompts), rig (rendered "
-                "ego/exo pairs), scene (moving-object recordings: temporal and cross-camera pairs), focus "
-                "(rig pairs whose target is seen through a focus window, as the engine sees small objects)."
-            ),
-        ] = "adaptive=0.3,non_adaptive=0.3,rig=0.4",
-        seed: Annotated[int, typer.Option(help="Seed of the weights and of the data stream.")] = 0,
-        balanced_focal: Annotated[
-            bool,
-            typer.Option(
-                help="Weigh object and background pixels alike in the focal loss (SAM's: α = 0.25)."
-            ),
-        ] = False,
-        minutes: Annotated[
-            float | None,
-            typer.Option(help="Stop (with a checkpoint) after this much wall time; --resume goes on."),
-        ] = None,
-        checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 200,
-        resume: Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint.")] = False,
-        init: Annotated[
-            Path | None,
-            typer.Option(
-                help="Start from this model file (same --config) instead of fresh weights: fine-tuning."
-            ),
-        ] = None,
-        device: Annotated[Device, typer.Option(help="auto = cuda when available, else cpu.")] = Device.auto,
-    ) -> None:
-        """Train a model from scratch: single-image self-supervised pairs (photos shipped in scikit-image)
-        plus rendered multi-view pairs. Needs `pip install 'vggts[train]'`.
+    ] = "adaptive=0.3,non_adaptive=0.3,rig=0.4",
+    seed: Annotated[int, typer.Option(help="Seed of the weights and of the data stream.")] = 0,
+    balanced_focal: Annotated[
+        bool,
+        typer.Option(help="Weigh object and background pixels alike in the focal loss (SAM's: α = 0.25)."),
+    ] = False,
+    minutes: Annotated[
+        float | None,
+        typer.Option(help="Stop (with a checkpoint) after this much wall time; --resume goes on."),
+    ] = None,
+    checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 200,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint.")] = False,
+    init: Annotated[
+        Path | None,
+        typer.Option(
+            help="Start from this model file (same --config) instead of fresh weights: fine-tuning."
+        ),
+    ] = None,
+    device: Annotated[Device, typer.Option(help="auto = cuda when available, else cpu.")] = Device.auto,
+) -> None:
+    """Train a model from scratch: single-image self-supervised pairs (photos shipped in scikit-image)
+    plus rendered multi-view pairs. Needs `pip install 'vggts[train]'`.
 
-        The result, OUT/model.safetensors, is used with `vggts propagate --engine vggts --model FILE`
-        and scored with `vggts eval rendered --engine vggts --model FILE`.
-        """
-        from vggts_cli.model.vggts import resolve_device
-        from vggts_cli.train.loop import TrainConfig, Trainer
+    The result, OUT/model.safetensors, is used with `vggts propagate --engine vggts --model FILE`
+    and scored with `vggts eval rendered --engine vggts --model FILE`.
+    """
+    from vggts_cli.model.vggts import resolve_device
+    from vggts_cli.train.loop import TrainConfig, Trainer
 
-        cfg = TrainConfig(
-            model=config,
-            steps=steps,
-            batch_size=batch_size,
-            lr=lr,
-            seed=seed,
-            mix=_parse_mix(mix),
-            focal_alpha=None if balanced_focal else 0.25,
-            init=None if init is None else str(init),
-        )
-        trainer = Trainer(cfg, out, resolve_device(device.value), resume=resume)
-        with progress_bar() as bar:
-            task = bar.add_task("training", total=steps, completed=trainer.step)
+    cfg = TrainConfig(
+        model=config,
+        steps=steps,
+        batch_size=batch_size,
+        lr=lr,
+        seed=seed,
+        mix=_parse_mix(mix),
+        focal_alpha=None if balanced_focal else 0.25,
+        init=None if init is None else str(init),
+    )
+    trainer = Trainer(cfg, out, resolve_device(device.value), resume=resume)
+    with progress_bar() as bar:
+        task = bar.add_task("training", total=steps, completed=trainer.step)
 
-            def on_step(step: int, losses) -> None:
-                bar.update(
-                    task,
-                    completed=step,
-                    description=f"training loss {losses.total:.3f} IoU {losses.iou:.2f}",
-                )
-
-            reached = trainer.run(
-                checkpoint_every, None if minutes is None else minutes * 60, on_step=on_step
+        def on_step(step: int, losses) -> None:
+            bar.update(
+                task,
+                completed=step,
+                description=f"training loss {losses.total:.3f} IoU {losses.iou:.2f}",
             )
-        typer.echo(f"step {reached}/{steps} -> {out / 'model.safetensors'}", err=True)
+
+        reached = trainer.run(checkpoint_every, None if minutes is None else minutes * 60, on_step=on_step)
+    typer.echo(f"step {reached}/{steps} -> {out / 'model.safetensors'}", err=True)

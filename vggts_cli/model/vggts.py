@@ -25,7 +25,7 @@ from safetensors.torch import save_file
 from torch import nn
 
 from vggts_cli.errors import UsageError, VggtsError
-from vggts_cli.fsutil import commit, discard, partial_path
+from vggts_cli.fsutil import PartialOutput
 from vggts_cli.model import hub
 from vggts_cli.model.aggregator import Aggregator
 from vggts_cli.model.checkpoints import VGGT_SKIPPED_PREFIXES, load_into, read_state_dict
@@ -222,12 +222,10 @@ def save_model(model: VGGTS, path: str | PathLike[str]) -> Path:
     path = Path(path)
     state = {key: value.detach().cpu().contiguous() for key, value in model.state_dict().items()}
     metadata = {"format": FORMAT, "version": FORMAT_VERSION, "config": config_to_json(model.cfg)}
-    partial = partial_path(path)
     try:
-        save_file(state, partial, metadata=metadata)
-        commit(partial, path)
+        with PartialOutput(path) as partial:
+            save_file(state, partial, metadata=metadata)
     except OSError as err:
-        discard(partial)
         raise VggtsError(f"{path}: cannot write the model ({err.strerror or err})") from None
     return path
 

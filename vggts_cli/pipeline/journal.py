@@ -14,8 +14,7 @@ import os
 from pathlib import Path
 
 from vggts_cli.errors import UsageError
-
-STATE_DIR = ".vggts"
+from vggts_cli.jobs import STATE_DIR
 
 
 class Journal:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from vggts_cli.errors import UsageError
@@ -24,6 +24,12 @@ OUTPUT_NAMES = {
 }
 
 
+def check_outputs(kinds: Sequence[str], option: str = "--write") -> None:
+    """Raise UsageError unless `kinds` is a non-empty list of OUTPUT_KINDS."""
+    if not kinds or any(k not in OUTPUT_KINDS for k in kinds):
+        raise UsageError(f"{option} takes a comma list of {', '.join(OUTPUT_KINDS)}; got {','.join(kinds)}")
+
+
 def _build(kind: str, path: Path, info: VideoInfo, options: SinkOptions) -> Sink:
     if kind == "rle":
         return RleSink(path, info)
@@ -42,9 +48,7 @@ def build_sinks(kinds: Iterable[str], out_dir: Path, info: VideoInfo, options: S
     Raises UsageError for an unknown kind; if one sink cannot start, those already started are aborted.
     """
     kinds = list(dict.fromkeys(kinds))
-    unknown = [k for k in kinds if k not in OUTPUT_KINDS]
-    if unknown:
-        raise UsageError(f"unknown output {unknown[0]!r}; choose from {', '.join(OUTPUT_KINDS)}")
+    check_outputs(kinds, "outputs")
     out_dir.mkdir(parents=True, exist_ok=True)
     sinks: list[Sink] = []
     try:

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from vggts_cli.errors import UsageError, VggtsError
-from vggts_cli.fsutil import commit, discard, partial_path
+from vggts_cli.fsutil import PartialOutput
 from vggts_cli.model.configs import CONFIGS
 from vggts_cli.model.stem import load_imagenet_weights
 from vggts_cli.model.vggts import VGGTS, load_file_model, save_model
@@ -217,12 +217,10 @@ class Trainer:
             "step": self.step,
         }
         final = self.out / CHECKPOINT
-        partial = partial_path(final)
         try:
-            torch.save(state, partial)
-            commit(partial, final)
+            with PartialOutput(final) as partial:
+                torch.save(state, partial)
         except OSError as err:
-            discard(partial)
             raise VggtsError(f"{final}: cannot write the checkpoint ({err.strerror or err})") from None
         save_model(self.model, self.out / MODEL_FILE)
 

@@ -36,10 +36,6 @@ class VideoInfo:
     audio_streams: int
     codec: str
 
-    @property
-    def stem(self) -> str:
-        return self.path.stem
-
 
 @dataclass(frozen=True, eq=False)
 class Frame:

@@ -17,7 +17,6 @@ Everything is deterministic: a resumed job reproduces the same masks.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -25,6 +24,7 @@ from typing import Literal
 import cv2
 import numpy as np
 
+from vggts_cli.cache import LruCache
 from vggts_cli.engines.base import Engine, Prediction, Reference, View
 
 Detector = Literal["sift", "orb"]
@@ -107,7 +107,7 @@ class ClassicEngine(Engine):
         # Variational refinement smooths the flow across the object's outline: most of the cost, no gain.
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._flow.setVariationalRefinementIterations(0)
-        self._cache: OrderedDict[tuple[str, int], _Frame] = OrderedDict()
+        self._cache: LruCache[tuple[str, int], _Frame] = LruCache(cache_size)
         # Tolerances in working-size pixels / colour levels.
         self._ransac_px = max(2.0, 0.0075 * work_size)
         self._fb_px = max(1.0, 0.004 * work_size)
@@ -158,7 +158,6 @@ class ClassicEngine(Engine):
         fingerprint = str(view.image.shape).encode() + view.image[::16, ::16].tobytes()
         frame = self._cache.get(key)
         if frame is not None and frame.fingerprint == fingerprint:
-            self._cache.move_to_end(key)
             return frame
         height, width = view.image.shape[:2]
         scale = min(1.0, self.work_size / max(height, width))
@@ -166,9 +165,7 @@ class ClassicEngine(Engine):
         rgb = view.image if scale == 1.0 else cv2.resize(view.image, size, interpolation=cv2.INTER_AREA)
         rgb = np.ascontiguousarray(rgb)
         frame = _Frame(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), rgb, fingerprint)
-        self._cache[key] = frame
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        self._cache.put(key, frame)
         return frame
 
     def _keypoints(self, frame: _Frame) -> tuple[np.ndarray, np.ndarray | None]:

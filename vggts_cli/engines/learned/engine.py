@@ -19,7 +19,6 @@ Two schedules for the backbone (the expensive, mask-free part):
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -27,6 +26,7 @@ from typing import Literal
 import numpy as np
 import torch
 
+from vggts_cli.cache import LruCache
 from vggts_cli.engines.base import Engine, Prediction, Reference, ReferenceKind, View
 from vggts_cli.engines.learned.backoff import WindowBackoff, free_cuda_memory, window_from_memory
 from vggts_cli.errors import UsageError
@@ -119,10 +119,9 @@ class LearnedEngine(Engine):
         # when it comes back as a reference); each camera's latest window, which frames announced to
         # `prepare` are framed by.
         self._seed: View | None = None
-        self._cache_size = FEATURE_CACHE
-        self._features: OrderedDict[Key, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        self._points: OrderedDict[Key, torch.Tensor] = OrderedDict()
-        self._framed: OrderedDict[tuple[str, int], tuple[View, SquareCrop | None]] = OrderedDict()
+        self._features: LruCache[Key, tuple[torch.Tensor, torch.Tensor]] = LruCache(FEATURE_CACHE)
+        self._points: LruCache[Key, torch.Tensor] = LruCache(FEATURE_CACHE)
+        self._framed: LruCache[tuple[str, int], tuple[View, SquareCrop | None]] = LruCache(FRAMINGS_KEPT)
         self._camera_window: dict[str, SquareCrop | None] = {}
         # The seed's model input (1, 3, S, S) and its per-image tokens (1, P, C).
         self._seed_input: torch.Tensor | None = None
@@ -196,9 +195,7 @@ class LearnedEngine(Engine):
                 return list(self.model.features(images, patches).float())
 
         for (view, win), fmap in zip(framed, self._backoff.run(window_features, framed), strict=True):
-            self._features[(view.camera, view.index, win)] = (fmap[0], fmap[1])
-        while len(self._features) > self._cache_size:
-            self._features.popitem(last=False)
+            self._features.put((view.camera, view.index, win), (fmap[0], fmap[1]))
 
     def prepare(self, seed: View, targets: Sequence[View]) -> None:
         """Compute the backbone features of the announced targets in batches (windowed schedule only), each
@@ -208,7 +205,7 @@ class LearnedEngine(Engine):
         self._start_job(seed)
         # Room for two announcements: the frames of the one before may still be waiting (segmented a round
         # late, or references).
-        self._cache_size = max(FEATURE_CACHE, 2 * len(targets))
+        self._features.resize(max(FEATURE_CACHE, 2 * len(targets)))
         framed = [(v, self._camera_window.get(v.camera)) for v in targets]
         self._compute_features(
             seed, [(v, w) for v, w in framed if (v.camera, v.index, w) not in self._features]
@@ -218,28 +215,27 @@ class LearnedEngine(Engine):
         key = (view.camera, view.index, window)
         if key not in self._features:
             self._compute_features(seed, [(view, window)])
-        self._features.move_to_end(key)
-        return self._features[key]
+        features = self._features.get(key)
+        assert features is not None  # just computed, and the most recent entry
+        return features
 
     def _source_points(self, ref: Reference, window: SquareCrop | None, mask: np.ndarray) -> torch.Tensor:
         """K-Means points (N, 2) of a framed reference mask, computed once per framed reference frame (a
         frame is a temporal reference of its own camera and a cross reference of the others)."""
         key = (ref.view.camera, ref.view.index, window)
-        if key not in self._points:
-            self._points[key] = self.model.head.source_points(torch.from_numpy(mask)[None])[0]
-            while len(self._points) > FEATURE_CACHE:
-                self._points.popitem(last=False)
-        return self._points[key]
+        points = self._points.peek(key)  # oldest out first: a use does not keep points longer
+        if points is None:
+            points = self.model.head.source_points(torch.from_numpy(mask)[None])[0]
+            self._points.put(key, points)
+        return points
 
     def _remember(self, view: View, window: SquareCrop | None) -> None:
-        self._framed[(view.camera, view.index)] = (view, window)
-        while len(self._framed) > FRAMINGS_KEPT:
-            self._framed.popitem(last=False)
+        self._framed.put((view.camera, view.index), (view, window))
         self._camera_window[view.camera] = window
 
     def _window_seen(self, view: View) -> SquareCrop | None:
         """The window `view` was segmented through (None: whole, or not segmented in this job)."""
-        seen = self._framed.get((view.camera, view.index))
+        seen = self._framed.peek((view.camera, view.index))
         return seen[1] if seen is not None and seen[0] is view else None
 
     def _framed_reference(self, ref: Reference) -> tuple[Framing, np.ndarray]:
