@@ -10,9 +10,14 @@ import torch
 from vggts_cli.engines.learned.backoff import (
     WindowBackoff,
     free_cuda_memory,
-    run_windowed,
     window_from_memory,
 )
+
+
+def run_windowed(fn, items, window, min_window=1, **log):
+    """One stream through its own back-off (what the engine does with its persistent one)."""
+    return WindowBackoff(window, min_window, **log).run(fn, items)
+
 
 GIB = 2**30
 

@@ -23,7 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vggts_cli.engines.registry import ENGINES, default_engine
+from vggts_cli.engines.registry import ENGINES, check_model, default_engine
 from vggts_cli.errors import UsageError, VggtsError
 from vggts_cli.jobs import DEFAULT_WRITE, PropagateJob, check_job, fingerprint, parse_offsets, parse_write
 from vggts_cli.sinks.base import SinkOptions
@@ -244,9 +244,8 @@ def _model(engine: str, value: Any, base: Path) -> str | None:
     if engine not in ENGINES:
         raise UsageError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     model = str(value).strip() if value not in (None, "") else None
+    check_model([engine], model, flag="")
     if engine != "vggts":
-        if model is not None:
-            raise UsageError("model applies to engine vggts; the classic engine has no weights")
         return None
     from vggts_cli.model.vggts import DEFAULT_MODEL, OFFICIAL_MODEL
 

@@ -32,12 +32,10 @@ class Direction(str, Enum):
 
 def _engines(names: list[str], model: str | None, device: str) -> dict[str, Engine]:
     """Name -> Engine for each distinct `--engine`; `--model` goes to the learned engine only."""
-    from vggts_cli.engines.registry import make_engine
-    from vggts_cli.errors import UsageError
+    from vggts_cli.engines.registry import check_model, make_engine
 
     names = list(dict.fromkeys(names))
-    if model is not None and "vggts" not in names:
-        raise UsageError("--model applies to --engine vggts; add --engine vggts or drop --model")
+    check_model(names, model)
     return {name: make_engine(name, model if name == "vggts" else None, device) for name in names}
 
 

@@ -31,7 +31,7 @@ Detector = Literal["sift", "orb"]
 
 
 @dataclass
-class _Frame:
+class WorkingFrame:
     """A view at working size: `gray` (h, w) uint8, `rgb` (h, w, 3) uint8; `fingerprint` identifies the
     pixels it was made from.
 
@@ -107,7 +107,7 @@ class ClassicEngine(Engine):
         # Variational refinement smooths the flow across the object's outline: most of the cost, no gain.
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._flow.setVariationalRefinementIterations(0)
-        self._cache: LruCache[tuple[str, int], _Frame] = LruCache(cache_size)
+        self._cache: LruCache[tuple[str, int], WorkingFrame] = LruCache(cache_size)
         # Tolerances in working-size pixels / colour levels.
         self._ransac_px = max(2.0, 0.0075 * work_size)
         self._fb_px = max(1.0, 0.004 * work_size)
@@ -151,7 +151,7 @@ class ClassicEngine(Engine):
 
     # ------------------------------------------------------------------ per-frame work
 
-    def _frame(self, view: View) -> _Frame:
+    def _frame(self, view: View) -> WorkingFrame:
         """The working-size frame of `view`, from a small LRU cache keyed by (camera, index)."""
         key = (view.camera, view.index)
         # A sparse sample of the pixels guards against a caller reusing a key for another image.
@@ -164,11 +164,11 @@ class ClassicEngine(Engine):
         size = (max(1, round(width * scale)), max(1, round(height * scale)))
         rgb = view.image if scale == 1.0 else cv2.resize(view.image, size, interpolation=cv2.INTER_AREA)
         rgb = np.ascontiguousarray(rgb)
-        frame = _Frame(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), rgb, fingerprint)
+        frame = WorkingFrame(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), rgb, fingerprint)
         self._cache.put(key, frame)
         return frame
 
-    def _keypoints(self, frame: _Frame) -> tuple[np.ndarray, np.ndarray | None]:
+    def _keypoints(self, frame: WorkingFrame) -> tuple[np.ndarray, np.ndarray | None]:
         """Keypoint positions (N, 2) float32 and descriptors (N, D) of the whole frame, computed once."""
         if frame.points is None:
             keypoints, descriptors = self._detector.detectAndCompute(frame.gray, None)
@@ -177,7 +177,7 @@ class ClassicEngine(Engine):
         return frame.points, frame.descriptors
 
     @staticmethod
-    def _smooth(frame: _Frame) -> np.ndarray:
+    def _smooth(frame: WorkingFrame) -> np.ndarray:
         """The lightly blurred colours (h, w, 3) float32 used for photometric checks (tolerates sub-pixel
         error; colour tells an object from a background of the same brightness)."""
         if frame.smooth is None:
@@ -186,7 +186,7 @@ class ClassicEngine(Engine):
 
     # ------------------------------------------------------------------ transfer
 
-    def _carry(self, ref: Reference, target: View, tgt: _Frame) -> _Candidate | None:
+    def _carry(self, ref: Reference, target: View, tgt: WorkingFrame) -> _Candidate | None:
         """Carry one reference mask into the target; None when this reference gives no evidence."""
         src = self._frame(ref.view)
         h, w = src.gray.shape
@@ -207,7 +207,7 @@ class ClassicEngine(Engine):
             candidate = self._by_homography(src, mask, around, tgt)
         return candidate
 
-    def _by_flow(self, src: _Frame, mask: np.ndarray, tgt: _Frame) -> _Candidate | None:
+    def _by_flow(self, src: WorkingFrame, mask: np.ndarray, tgt: WorkingFrame) -> _Candidate | None:
         """Push the reference object `mask` (h, w) float32 into the target along dense optical flow.
 
         Within a patch of the object's outline the flow mixes the object's motion with the background's, and
@@ -279,7 +279,7 @@ class ClassicEngine(Engine):
         return _Candidate(prob, votes, confidence)
 
     def _by_homography(
-        self, src: _Frame, mask: np.ndarray, region: np.ndarray, tgt: _Frame
+        self, src: WorkingFrame, mask: np.ndarray, region: np.ndarray, tgt: WorkingFrame
     ) -> _Candidate | None:
         """Warp `mask` (h, w) float32 by a transform fitted by RANSAC to the matches of the keypoints within
         `region` (h, w) uint8, verified by the colours it brings into the target."""
