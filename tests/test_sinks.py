@@ -15,8 +15,8 @@ from pycocotools import mask as coco_mask
 
 from vggts_cli.errors import UsageError, VggtsError
 from vggts_cli.masks.ops import Box, dilate
-from vggts_cli.sinks import OUTPUT_KINDS, OUTPUT_NAMES, build_sinks
 from vggts_cli.sinks.base import SinkOptions, parse_color
+from vggts_cli.sinks.outputs import OUTPUT_KINDS, OUTPUT_NAMES, build_sinks
 from vggts_cli.sinks.redact import redact
 from vggts_cli.video.reader import VideoInfo, VideoReader, probe
 

@@ -31,6 +31,29 @@ def _parse_mix(text: str) -> dict[str, float]:
     return mix
 
 
+MixOpt = Annotated[
+    str,
+    typer.Option(
+        help="Share of each pair kind: adaptive (mild single-image augmentation, tracked prompts), "
+        "non_adaptive (strong perspective/rotation/scale, synthesised prompts), rig (rendered "
+        "ego/exo pairs), scene (moving-object recordings: temporal and cross-camera pairs), focus "
+        "(rig pairs whose target is seen through a focus window, as the engine sees small objects)."
+    ),
+]
+BalancedFocalOpt = Annotated[
+    bool,
+    typer.Option(help="Weigh object and background pixels alike in the focal loss (SAM's: α = 0.25)."),
+]
+MinutesOpt = Annotated[
+    float | None,
+    typer.Option(help="Stop (with a checkpoint) after this much wall time; --resume goes on."),
+]
+InitOpt = Annotated[
+    Path | None,
+    typer.Option(help="Start from this model file (same --config) instead of fresh weights: fine-tuning."),
+]
+
+
 @one_line_errors
 def train(
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt, model.safetensors, train.jsonl.")],
@@ -40,32 +63,13 @@ def train(
     steps: Annotated[int, typer.Option(min=1, help="Optimiser steps in the whole run.")] = 20_000,
     batch_size: Annotated[int, typer.Option(min=1, help="Pairs per step.")] = 8,
     lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 1e-3,
-    mix: Annotated[
-        str,
-        typer.Option(
-            help="Share of each pair kind: adaptive (mild single-image augmentation, tracked prompts), "
-            "non_adaptive (strong perspective/rotation/scale, synthesised prompts), rig (rendered "
-            "ego/exo pairs), scene (moving-object recordings: temporal and cross-camera pairs), focus "
-            "(rig pairs whose target is seen through a focus window, as the engine sees small objects)."
-        ),
-    ] = "adaptive=0.3,non_adaptive=0.3,rig=0.4",
+    mix: MixOpt = "adaptive=0.3,non_adaptive=0.3,rig=0.4",
     seed: Annotated[int, typer.Option(help="Seed of the weights and of the data stream.")] = 0,
-    balanced_focal: Annotated[
-        bool,
-        typer.Option(help="Weigh object and background pixels alike in the focal loss (SAM's: α = 0.25)."),
-    ] = False,
-    minutes: Annotated[
-        float | None,
-        typer.Option(help="Stop (with a checkpoint) after this much wall time; --resume goes on."),
-    ] = None,
+    balanced_focal: BalancedFocalOpt = False,
+    minutes: MinutesOpt = None,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 200,
     resume: Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint.")] = False,
-    init: Annotated[
-        Path | None,
-        typer.Option(
-            help="Start from this model file (same --config) instead of fresh weights: fine-tuning."
-        ),
-    ] = None,
+    init: InitOpt = None,
     device: Annotated[Device, typer.Option(help="auto = cuda when available, else cpu.")] = Device.auto,
 ) -> None:
     """Train a model from scratch: single-image self-supervised pairs (photos shipped in scikit-image)

@@ -8,7 +8,7 @@ from vggts_cli.jobs import Camera, PropagateJob
 from vggts_cli.masks import rle
 from vggts_cli.pipeline.journal import Journal
 from vggts_cli.pipeline.walk import PREFETCH, ProgressFn
-from vggts_cli.sinks import build_sinks
+from vggts_cli.sinks.outputs import build_sinks
 from vggts_cli.video.prefetch import prefetch
 from vggts_cli.video.reader import VideoReader
 
