@@ -45,9 +45,11 @@ _CPU = torch.device("cpu")
 
 @dataclass
 class PairOutput:
-    """The head on [source, target] pairs: logits (B, img, img) of the object in the target input."""
+    """The head on [source, target] pairs: logits (B, img, img) of the object in the target input and the
+    presence (B,) in [0, 1]."""
 
     logits: torch.Tensor
+    presence: torch.Tensor
 
 
 class VGGTS(nn.Module):
@@ -124,7 +126,7 @@ class VGGTS(nn.Module):
         # (x, y) clipped to [0, w - 1] × [0, h - 1] of each pair's target.
         tar_points = torch.minimum(tracked.clamp(min=0), (limits.flip(-1)[:, None, :] - 1).to(tracked))
         out = self.head.segment(fmaps[:, 0], fmaps[:, 1], src_masks, tar_points, src_points)
-        return PairOutput(logits=out.logits.float())
+        return PairOutput(logits=out.logits.float(), presence=out.presence.float())
 
 
 def resolve_device(device: str) -> torch.device:
