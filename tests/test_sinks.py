@@ -14,7 +14,8 @@ from media import HAVE_FFPROBE, ffprobe_streams, make_video, needs_ffprobe
 from pycocotools import mask as coco_mask
 
 from vggts_cli.errors import UsageError, VggtsError
-from vggts_cli.masks.ops import Box, dilate
+from vggts_cli.geometry import Box
+from vggts_cli.masks.ops import dilate
 from vggts_cli.sinks.base import SinkOptions, parse_color
 from vggts_cli.sinks.outputs import OUTPUT_KINDS, OUTPUT_NAMES, build_sinks
 from vggts_cli.sinks.redact import redact
@@ -114,7 +115,7 @@ def test_redact_function_modes() -> None:
     image = checker(0, WIDTH, HEIGHT)
     region = np.zeros((22, 30), dtype=bool)
     region[2:20, 6:28] = True
-    box = Box(30, 52, 40, 70)
+    box = Box(x0=40, y0=30, x1=70, y1=52)
     outside = np.ones((HEIGHT, WIDTH), dtype=bool)
     outside[box.slices] &= ~region
 

@@ -14,8 +14,7 @@ from vectors import vector_path
 
 from vggts_cli.errors import VggtsError
 from vggts_cli.model.configs import CONFIGS, TESTVECTOR_BACKBONE, VGGT_S_TINY
-from vggts_cli.model.vggts import (
-    VGGTS,
+from vggts_cli.model.io import (
     config_from_json,
     config_to_json,
     load_backbone,
@@ -23,6 +22,7 @@ from vggts_cli.model.vggts import (
     load_official,
     save_model,
 )
+from vggts_cli.model.vggts import VGGTS
 
 ATOL = 1e-4  # testvectors/README.md, features and logits
 COORD_ATOL = (1e-4, 2e-4, 1e-3, 2e-3)  # tracker iterations 0-3, pixels

@@ -1,32 +1,123 @@
-"""How a camera frame enters the learned model: whole (letterboxed) or through a square focus window.
+"""Geometry of frames and model inputs: the one box type, the letterbox, framings (whole or through a
+square crop), and the crop's way back to the frame.
 
-At the model's input size an exocentric camera's object is often a few model pixels wide: the head cannot
-draw it and the tracker's points land on look-alikes. So the engine *focuses*: it looks at a square window
-of the frame, `FOCUS_ZOOM` times the object's size, resized to the model input. Where the object is comes
-from the camera's previous mask (`window_around` its box) or, without one, from a first look at the whole
-frame (`search_box` of its logits). Objects that already fill a good part of the frame are seen whole.
+Conventions: images are (H, W, ...) arrays; points are (x, y); a `Box` is half-open, `[x0, x1) × [y0, y1)`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import torch
-
-from vggts_cli.model.crops import SquareCrop, crop_around_points, recover_square_crop, resize_logits
+import torch.nn.functional as F
 
 PAD_VALUE = 114  # letterbox padding (grey), as in VGGT-S's exo-frame preprocessing
-FOCUS_ZOOM = 3.0  # window side / the object's box side: the object plus its surroundings
-FOCUS_MIN = 0.25  # smallest window, a fraction of the frame's shorter side (keeps enough context)
-FOCUS_MAX = 0.9  # an object that needs a larger window is seen whole: zooming would gain little
-KEEP_MAX = 1.0  # ... but a focused camera stays focused up to the whole shorter side (no flicker)
-KEEP_MARGIN = 1 / 8  # a window is kept while the object stays this fraction of its side from its edges
-KEEP_SCALE = 1.5  # ... and while the window the object would get now is within this factor of it
-SEARCH_BAND = 2.0  # with nothing predicted, the search looks at logits within this of the best one
+OUTSIDE_LOGIT = -32.0  # logit given to every pixel outside a crop (= the head's clamp value)
 
-Box = tuple[int, int, int, int]  # (x0, y0, x1, y1), inclusive pixel bounds
+
+@dataclass(frozen=True)
+class Box:
+    """A half-open pixel rectangle `[x0, x1) × [y0, y1)`."""
+
+    x0: int
+    y0: int
+    x1: int
+    y1: int
+
+    def __iter__(self) -> Iterator[int]:
+        """`x0, y0, x1, y1 = box`."""
+        return iter((self.x0, self.y0, self.x1, self.y1))
+
+    @property
+    def slices(self) -> tuple[slice, slice]:
+        """Index an (H, W, ...) array with `array[box.slices]`."""
+        return slice(self.y0, self.y1), slice(self.x0, self.x1)
+
+    @property
+    def height(self) -> int:
+        return self.y1 - self.y0
+
+    @property
+    def width(self) -> int:
+        return self.x1 - self.x0
+
+    def union(self, other: Box) -> Box:
+        return Box(
+            min(self.x0, other.x0), min(self.y0, other.y0), max(self.x1, other.x1), max(self.y1, other.y1)
+        )
+
+    def grow(self, pad: int, height: int, width: int) -> Box:
+        """The box enlarged by `pad` pixels on every side, clipped to a (height, width) frame."""
+        return Box(
+            max(0, self.x0 - pad),
+            max(0, self.y0 - pad),
+            min(width, self.x1 + pad),
+            min(height, self.y1 + pad),
+        )
+
+
+def bbox(mask: np.ndarray) -> Box | None:
+    """The tightest box around the pixels of an (H, W) bool mask; None for an empty mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return None
+    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
+    return Box(int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1)
+
+
+@dataclass(frozen=True)
+class SquareCrop:
+    """A `side`×`side` window with top-left corner (x1, y1) inside a `frame_h`×`frame_w` frame.
+
+    This is the official recovery `meta` (x1, y1, x2, y2, crop_size, ori_h, ori_w); H = W is the size of
+    the model input the crop was resized to, which the recovery functions read from their inputs.
+    """
+
+    x1: int
+    y1: int
+    side: int
+    frame_h: int
+    frame_w: int
+
+    @property
+    def x2(self) -> int:
+        return self.x1 + self.side
+
+    @property
+    def y2(self) -> int:
+        return self.y1 + self.side
+
+
+def crop_around_points(points: np.ndarray, side: int, frame_h: int, frame_w: int) -> SquareCrop:
+    """Square window of `side` centred on the bounding box of `points` (N, 2) (x, y), kept inside the frame.
+
+    The corner is `round(centre - side / 2)` (ties to even) and then clamped; the frame is never padded,
+    so `side` must not exceed the frame's shorter side.
+    """
+    cx = (points[:, 0].min() + points[:, 0].max()) / 2.0
+    cy = (points[:, 1].min() + points[:, 1].max()) / 2.0
+    x1 = int(np.clip(round(cx - side / 2.0), 0, frame_w - side))
+    y1 = int(np.clip(round(cy - side / 2.0), 0, frame_h - side))
+    return SquareCrop(x1=x1, y1=y1, side=int(side), frame_h=int(frame_h), frame_w=int(frame_w))
+
+
+def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear resize (align_corners False) of logits (h, w) to `size` = (H, W)."""
+    return F.interpolate(logits[None, None].float(), size=size, mode="bilinear", align_corners=False)[0, 0]
+
+
+def recover_square_crop(logits: torch.Tensor, crop: SquareCrop) -> torch.Tensor:
+    """Logits (S, S) of a resized crop -> logits (frame_h, frame_w) of the whole frame.
+
+    The crop's logits are resized to side×side and pasted at the window; everything else is
+    `OUTSIDE_LOGIT` (background). Threshold the result at 0 for the mask.
+    """
+    canvas = torch.full((crop.frame_h, crop.frame_w), OUTSIDE_LOGIT, dtype=logits.dtype, device=logits.device)
+    canvas[crop.y1 : crop.y2, crop.x1 : crop.x2] = resize_logits(logits, (crop.side, crop.side))
+    return canvas
 
 
 @dataclass(frozen=True)
@@ -86,7 +177,8 @@ class Framing:
     size: int
 
     @property
-    def box(self) -> Letterbox:
+    def letterbox(self) -> Letterbox:
+        """The letterbox of what is seen: the whole frame, or the window."""
         seen = self.frame_hw if self.window is None else (self.window.side, self.window.side)
         return Letterbox.fit(seen, self.size)
 
@@ -96,68 +188,14 @@ class Framing:
 
     def image(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 -> (size, size, 3) uint8 model input."""
-        return self.box.image(np.ascontiguousarray(self._cut(image)))
+        return self.letterbox.image(np.ascontiguousarray(self._cut(image)))
 
     def mask(self, mask: np.ndarray) -> np.ndarray:
         """(H, W) bool -> (size, size) bool; the part outside the window is dropped."""
-        return self.box.mask(self._cut(mask))
+        return self.letterbox.mask(self._cut(mask))
 
     def unmap_logits(self, logits: torch.Tensor) -> torch.Tensor:
         """Model-input logits (size, size) -> frame logits (H, W); outside the window: background."""
         if self.window is None:
-            return self.box.unmap_logits(logits)
+            return self.letterbox.unmap_logits(logits)
         return recover_square_crop(logits, self.window)
-
-
-def object_box(mask: np.ndarray) -> Box | None:
-    """Inclusive bounding box of a (H, W) bool mask; None when empty."""
-    ys, xs = np.nonzero(mask)
-    if len(xs) == 0:
-        return None
-    return int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
-
-
-def window_around(box: Box, frame_hw: tuple[int, int], limit: float = FOCUS_MAX) -> SquareCrop | None:
-    """The focus window for an object with this box: side FOCUS_ZOOM × the box's longer side (at least
-    FOCUS_MIN of the frame's shorter side), centred on the box and shifted inside the frame; None when it
-    would exceed `limit` × the shorter side (the object is large enough to be seen whole)."""
-    height, width = frame_hw
-    shorter = min(height, width)
-    x0, y0, x1, y1 = box
-    side = max(FOCUS_ZOOM * max(x1 - x0 + 1, y1 - y0 + 1), FOCUS_MIN * shorter)
-    if side > limit * shorter:
-        return None
-    corners = np.array([[x0, y0], [x1, y1]], dtype=np.float64)
-    return crop_around_points(corners, round(side), height, width)
-
-
-def still_fits(window: SquareCrop, box: Box) -> bool:
-    """Whether `window` still suits an object now at `box`: the object keeps KEEP_MARGIN of the window's
-    side from each edge (an edge on the frame's border needs none) and the window it would get afresh is
-    within KEEP_SCALE of this one. Keeping windows steady keeps the masks steady and cached work valid."""
-    fresh = window_around(box, (window.frame_h, window.frame_w), KEEP_MAX)
-    if fresh is None or not 1 / KEEP_SCALE <= fresh.side / window.side <= KEEP_SCALE:
-        return False
-    margin = KEEP_MARGIN * window.side
-    x0, y0, x1, y1 = box
-    return (
-        (window.x1 == 0 or x0 - window.x1 >= margin)
-        and (window.y1 == 0 or y0 - window.y1 >= margin)
-        and (window.x2 == window.frame_w or window.x2 - 1 - x1 >= margin)
-        and (window.y2 == window.frame_h or window.y2 - 1 - y1 >= margin)
-    )
-
-
-def search_box(logits: torch.Tensor) -> Box:
-    """Where a whole-frame look puts the object: frame logits (H, W) -> the box of the connected region
-    around the best logit — the predicted object, or with nothing predicted, the pixels within
-    SEARCH_BAND of the best logit."""
-    values = logits.float().cpu().numpy()
-    region = values > 0
-    if not region.any():
-        region = values >= values.max() - SEARCH_BAND
-    _, labels = cv2.connectedComponents(region.astype(np.uint8), connectivity=8)
-    best = np.unravel_index(np.argmax(np.where(region, values, -np.inf)), values.shape)
-    box = object_box(labels == labels[best])
-    assert box is not None  # the best pixel is in its own region
-    return box

@@ -247,7 +247,7 @@ def _model(engine: str, value: Any, base: Path) -> str | None:
     check_model([engine], model, flag="")
     if engine != "vggts":
         return None
-    from vggts_cli.model.vggts import DEFAULT_MODEL, OFFICIAL_MODEL
+    from vggts_cli.model.io import DEFAULT_MODEL, OFFICIAL_MODEL
 
     if model is None or model in (OFFICIAL_MODEL, DEFAULT_MODEL):
         return model  # None: the shipped model

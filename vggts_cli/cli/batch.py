@@ -5,12 +5,15 @@ from __future__ import annotations
 import json
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
+from vggts_cli.batch.runner import BatchProgressFn
 from vggts_cli.cli.common import one_line_errors, progress_bar, stderr
 
 JobsOpt = Annotated[
@@ -68,20 +71,7 @@ def batch(
             f"{len(bad)} of {len(good) + len(bad)} jobs failed the checks; nothing ran "
             "(fix them, or pass --skip-bad to run the others)"
         )
-    with progress_bar(
-        TextColumn("batch jobs {task.fields[jobs]}"),
-        BarColumn(),
-        TextColumn("frames {task.completed:.0f}/{task.total:.0f}"),
-        TextColumn("{task.fields[fps]:.1f} frames/s"),
-        TimeElapsedColumn(),
-    ) as bar:
-        task = bar.add_task("batch", total=None, jobs="0/0", fps=0.0)
-        start = time.perf_counter()
-
-        def on_progress(finished: int, todo: int, frames: float, total: int) -> None:
-            fps = frames / max(time.perf_counter() - start, 1e-6)
-            bar.update(task, total=total, completed=frames, jobs=f"{finished}/{todo}", fps=fps)
-
+    with _batch_bar() as on_progress:
         summary = run_batch(good, bad, out, jobs, backend, resume, on_progress)
     failed = [j for j in summary["jobs"] if j["status"] == "failed"]
     for j in failed:
@@ -96,3 +86,24 @@ def batch(
         )
     if failed:
         raise VggtsError(f"{len(failed)} of {len(summary['jobs'])} jobs failed; see {out / 'batch.json'}")
+
+
+@contextmanager
+def _batch_bar() -> Iterator[BatchProgressFn]:
+    """One bar for the whole batch (jobs done, frames done, frames/s), as the callback `run_batch` takes."""
+    columns = (
+        TextColumn("batch jobs {task.fields[jobs]}"),
+        BarColumn(),
+        TextColumn("frames {task.completed:.0f}/{task.total:.0f}"),
+        TextColumn("{task.fields[fps]:.1f} frames/s"),
+        TimeElapsedColumn(),
+    )
+    with progress_bar(*columns) as bar:
+        task = bar.add_task("batch", total=None, jobs="0/0", fps=0.0)
+        start = time.perf_counter()
+
+        def on_progress(finished: int, todo: int, frames: float, total: int) -> None:
+            fps = frames / max(time.perf_counter() - start, 1e-6)
+            bar.update(task, total=total, completed=frames, jobs=f"{finished}/{todo}", fps=fps)
+
+        yield on_progress

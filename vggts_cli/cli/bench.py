@@ -164,7 +164,7 @@ def bench(
     Example: vggts bench --model vggt-s-1b --device cuda --input-size 1920x1080 --frames 60
     """
     from vggts_cli.bench import bench as run_bench
-    from vggts_cli.model.vggts import resolve_device
+    from vggts_cli.device import resolve_device
 
     precision = dtype.value
     if precision == "auto":  # what propagate itself uses on that device

@@ -8,6 +8,9 @@ from typing import Annotated
 import typer
 
 from vggts_cli.cli.common import Device, one_line_errors, progress_bar
+from vggts_cli.train import defaults
+
+MIX_DEFAULT = defaults.mix_text()
 
 
 def _parse_mix(text: str) -> dict[str, float]:
@@ -57,14 +60,14 @@ InitOpt = Annotated[
 @one_line_errors
 def train(
     out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt, model.safetensors, train.jsonl.")],
-    config: Annotated[str, typer.Option(help="Model size to train (vggt-s-lite is the shipped one).")] = (
-        "vggt-s-lite"
-    ),
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps in the whole run.")] = 20_000,
-    batch_size: Annotated[int, typer.Option(min=1, help="Pairs per step.")] = 8,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = 1e-3,
-    mix: MixOpt = "adaptive=0.3,non_adaptive=0.3,rig=0.4",
-    seed: Annotated[int, typer.Option(help="Seed of the weights and of the data stream.")] = 0,
+    config: Annotated[
+        str, typer.Option(help="Model size to train (vggt-s-lite is the shipped one).")
+    ] = defaults.MODEL,
+    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps in the whole run.")] = defaults.STEPS,
+    batch_size: Annotated[int, typer.Option(min=1, help="Pairs per step.")] = defaults.BATCH_SIZE,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = defaults.LR,
+    mix: MixOpt = MIX_DEFAULT,
+    seed: Annotated[int, typer.Option(help="Seed of the weights and of the data stream.")] = defaults.SEED,
     balanced_focal: BalancedFocalOpt = False,
     minutes: MinutesOpt = None,
     checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 200,
@@ -78,7 +81,7 @@ def train(
     The result, OUT/model.safetensors, is used with `vggts propagate --engine vggts --model FILE`
     and scored with `vggts eval rendered --engine vggts --model FILE`.
     """
-    from vggts_cli.model.vggts import resolve_device
+    from vggts_cli.device import resolve_device
     from vggts_cli.train.loop import TrainConfig, Trainer
 
     cfg = TrainConfig(
@@ -88,7 +91,7 @@ def train(
         lr=lr,
         seed=seed,
         mix=_parse_mix(mix),
-        focal_alpha=None if balanced_focal else 0.25,
+        focal_alpha=None if balanced_focal else defaults.FOCAL_ALPHA,
         init=None if init is None else str(init),
     )
     trainer = Trainer(cfg, out, resolve_device(device.value), resume=resume)

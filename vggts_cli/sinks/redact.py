@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vggts_cli.masks.ops import Box, dilated_union, paste
+from vggts_cli.geometry import Box
+from vggts_cli.masks.ops import dilated_union, paste
 from vggts_cli.sinks.base import Sink, SinkOptions
 from vggts_cli.video.reader import Frame, VideoInfo
 from vggts_cli.video.writer import VideoWriter
@@ -39,7 +40,7 @@ def redact(image: np.ndarray, box: Box, region: np.ndarray, options: SinkOptions
     else:
         block = options.block_px(extent)
         # Blocks sit on a grid fixed to the frame, so the mosaic does not shimmer as the box moves.
-        grid = Box(box.y0 // block * block, box.y1, box.x0 // block * block, box.x1)
+        grid = Box(x0=box.x0 // block * block, y0=box.y0 // block * block, x1=box.x1, y1=box.y1)
         patch = image[grid.slices]
         pad_y, pad_x = -patch.shape[0] % block, -patch.shape[1] % block
         patch = cv2.copyMakeBorder(patch, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)

@@ -4,9 +4,9 @@ Per target frame, every reference with a non-empty mask makes one pair: K-Means 
 mask are tracked into the target and, with the reference mask, prompt the Union Segmentation Head. The
 references' logits are fused by a weighted mean and mapped back to the target frame.
 
-Small objects are looked at through a focus window (geometry.py): the window the camera's previous
-mask calls for, kept while the object stays well inside it; without a previous mask (the first frame of a
-camera, a lost track, a single pair) a first look at the whole frame says where to focus.
+Small objects are looked at through a focus window (engines/learned/focus.py): the window the camera's
+previous mask calls for, kept while the object stays well inside it; without a previous mask (the first
+frame of a camera, a lost track, a single pair) a first look at the whole frame says where to focus.
 
 Two schedules for the backbone (the expensive, mask-free part):
 - "windowed" (default): each frame goes through the backbone once, as the pair [seed frame, framed frame],
@@ -27,21 +27,15 @@ import numpy as np
 import torch
 
 from vggts_cli.cache import LruCache
+from vggts_cli.device import resolve_device
 from vggts_cli.engines.base import Engine, Prediction, Reference, ReferenceKind, View
 from vggts_cli.engines.learned.backoff import WindowBackoff, free_cuda_memory, window_from_memory
+from vggts_cli.engines.learned.focus import FOCUS_MAX, KEEP_MAX, search_box, still_fits, window_around
 from vggts_cli.errors import UsageError
-from vggts_cli.geometry import (
-    FOCUS_MAX,
-    KEEP_MAX,
-    Framing,
-    object_box,
-    search_box,
-    still_fits,
-    window_around,
-)
-from vggts_cli.model.crops import SquareCrop
+from vggts_cli.geometry import Framing, SquareCrop, bbox
+from vggts_cli.model.io import DEFAULT_MODEL, load_model
 from vggts_cli.model.union_head import presence_score
-from vggts_cli.model.vggts import DEFAULT_MODEL, VGGTS, load_model, resolve_device
+from vggts_cli.model.vggts import VGGTS
 
 # Weights of the fused logits. The seed is the user's own mask and never drifts; a cross reference is
 # another camera at the same instant, so the object is in the same pose (the ego↔exo setting VGGT-S is
@@ -89,7 +83,7 @@ Key = tuple[str, int, SquareCrop | None]  # (camera, frame index, focus window) 
 class LearnedEngine(Engine):
     """VGGT-Segmentor: bf16 autocast on CUDA, fp32 on the CPU; deterministic on the CPU.
 
-    focus: look at small objects through a focus window (geometry.py); False = always whole frames.
+    focus: look at small objects through a focus window (engines/learned/focus.py); False: whole frames.
     """
 
     name = "vggts"
@@ -301,7 +295,7 @@ class LearnedEngine(Engine):
         """The window for the frame after `previous` (same camera): the previous window while the object
         still fits it, else the window its mask calls for now (a focused camera keeps focusing up to
         KEEP_MAX)."""
-        box = object_box(previous.mask)
+        box = bbox(previous.mask)
         assert box is not None  # usable references have non-empty masks
         current = self._window_seen(previous.view)
         if current is not None and still_fits(current, box):
@@ -321,7 +315,7 @@ class LearnedEngine(Engine):
             for ref in t.usable
         ]
         masks = torch.from_numpy(np.stack([m for *_, m in pairs])).to(self.device)
-        limits = torch.tensor([f.box.content_hw for _, f, *_ in pairs], device=self.device)
+        limits = torch.tensor([f.letterbox.content_hw for _, f, *_ in pairs], device=self.device)
         seed = tasks[0].seed
 
         with torch.inference_mode(), self._autocast():
@@ -350,6 +344,6 @@ class LearnedEngine(Engine):
         for task, framing, task_logits in zip(tasks, framings, logits, strict=True):
             weights = torch.tensor([KIND_WEIGHTS[ref.kind] for ref in task.usable])
             fused = fuse_logits(task_logits, weights)
-            score = presence_score(framing.box.content(fused)[None])[0]
+            score = presence_score(framing.letterbox.content(fused)[None])[0]
             results.append((framing.unmap_logits(fused), float(score)))
         return results
