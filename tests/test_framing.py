@@ -11,9 +11,9 @@ from vggts_cli.engines.learned.focus import (
     FOCUS_MIN,
     FOCUS_ZOOM,
     KEEP_MAX,
+    focus_crop,
     search_box,
     still_fits,
-    window_around,
 )
 from vggts_cli.geometry import OUTSIDE_LOGIT, PAD_VALUE, Box, Framing, Letterbox, SquareCrop, bbox
 
@@ -44,7 +44,7 @@ def test_letterbox_keeps_thin_objects() -> None:
 
 def test_small_object_gets_a_window_zoom_times_its_size_centred_on_it() -> None:
     box = Box(500, 200, 580, 260)  # 80 × 60 px
-    window = window_around(box, EXO_HW)
+    window = focus_crop(box, EXO_HW)
     assert window is not None
     assert window.side == round(FOCUS_ZOOM * 80)
     assert (window.x1 + window.x2) / 2 == pytest.approx(539.5, abs=1)
@@ -52,12 +52,12 @@ def test_small_object_gets_a_window_zoom_times_its_size_centred_on_it() -> None:
 
 
 def test_tiny_object_gets_the_smallest_window() -> None:
-    window = window_around(Box(100, 100, 103, 103), EXO_HW)
+    window = focus_crop(Box(100, 100, 103, 103), EXO_HW)
     assert window is not None and window.side == round(FOCUS_MIN * 540)
 
 
 def test_window_is_shifted_inside_the_frame() -> None:
-    window = window_around(Box(950, 530, 960, 540), EXO_HW)  # the bottom-right corner
+    window = focus_crop(Box(950, 530, 960, 540), EXO_HW)  # the bottom-right corner
     assert window is not None
     assert window.x2 == 960 and window.y2 == 540 and window.x1 >= 0 and window.y1 >= 0
 
@@ -65,13 +65,13 @@ def test_window_is_shifted_inside_the_frame() -> None:
 def test_large_object_is_seen_whole_unless_already_focused() -> None:
     side = int(FOCUS_MAX * 540 / FOCUS_ZOOM) + 10  # its window would pass FOCUS_MAX of the shorter side
     box = Box(300, 100, 300 + side, 100 + side)
-    assert window_around(box, EXO_HW) is None
-    kept = window_around(box, EXO_HW, KEEP_MAX)
+    assert focus_crop(box, EXO_HW) is None
+    kept = focus_crop(box, EXO_HW, KEEP_MAX)
     assert kept is not None and kept.side <= 540
 
 
 def test_a_window_is_kept_while_the_object_stays_well_inside() -> None:
-    window = window_around(Box(500, 200, 580, 260), EXO_HW)
+    window = focus_crop(Box(500, 200, 580, 260), EXO_HW)
     assert window is not None
     assert still_fits(window, Box(505, 203, 585, 263))  # moved a few pixels
     assert not still_fits(window, Box(570, 200, 650, 260))  # near the window's right edge
@@ -80,7 +80,7 @@ def test_a_window_is_kept_while_the_object_stays_well_inside() -> None:
 
 
 def test_an_edge_on_the_frame_border_needs_no_margin() -> None:
-    window = window_around(Box(0, 200, 30, 230), EXO_HW)
+    window = focus_crop(Box(0, 200, 30, 230), EXO_HW)
     assert window is not None and window.x1 == 0
     assert still_fits(window, Box(0, 201, 30, 231))
 

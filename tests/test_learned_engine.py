@@ -11,7 +11,7 @@ from models import make_tiny_checkpoint, make_tiny_model
 
 from vggts_cli.engines.base import Prediction, Reference, View
 from vggts_cli.engines.learned.engine import FEATURE_CACHE, KIND_WEIGHTS, LearnedEngine, fuse_logits
-from vggts_cli.engines.learned.focus import window_around
+from vggts_cli.engines.learned.focus import focus_crop
 from vggts_cli.engines.registry import default_engine, make_engine
 from vggts_cli.errors import UsageError
 from vggts_cli.geometry import Box
@@ -188,7 +188,7 @@ def test_focus_follows_the_previous_mask_and_keeps_its_window(seed_ref: Referenc
     frames = [View("exo", i, _frame(*hw, seed=20 + i)[0]) for i in range(4)]
     small = np.zeros(hw, dtype=bool)
     small[100:120, 200:225] = True
-    window = window_around(Box(200, 100, 225, 120), hw)
+    window = focus_crop(Box(200, 100, 225, 120), hw)
     assert window is not None and window.side < hw[0]
 
     first = engine.segment(frames[1], [seed_ref, Reference(frames[0], small, "temporal")])

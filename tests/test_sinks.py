@@ -211,9 +211,9 @@ def test_redacted_video(tmp_path, source, frames, mode) -> None:
 
 def test_redaction_covers_a_missed_frame(tmp_path, source, frames) -> None:
     """Frame 4 lost its mask: neighbours cover it (window), or the held mask does (score still high)."""
-    hold = SinkOptions(redact_mode="fill", margin_px=0, redact_window=0, redact_threshold=0.5)
+    hold = SinkOptions(redact_mode="fill", margin_px=0, redact_spread=0, redact_threshold=0.5)
     cases = {  # name: options, {frame with an empty mask: its score}, is frame 4 covered
-        "window": (SinkOptions(redact_mode="fill", margin_px=0, redact_window=1), {4: 0.0}, True),
+        "window": (SinkOptions(redact_mode="fill", margin_px=0, redact_spread=1), {4: 0.0}, True),
         "held": (hold, {4: 0.6}, True),
         "absent": (hold, {4: 0.4}, False),
         "held after absent": (hold, {3: 0.1, 4: 0.6}, False),  # frame 3 ends the hold

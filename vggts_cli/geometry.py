@@ -70,7 +70,7 @@ def bbox(mask: np.ndarray) -> Box | None:
 
 @dataclass(frozen=True)
 class SquareCrop:
-    """A `side`×`side` window with top-left corner (x1, y1) inside a `frame_h`×`frame_w` frame.
+    """A `side`×`side` crop with top-left corner (x1, y1) inside a `frame_h`×`frame_w` frame.
 
     This is the official recovery `meta` (x1, y1, x2, y2, crop_size, ori_h, ori_w); H = W is the size of
     the model input the crop was resized to, which the recovery functions read from their inputs.
@@ -92,7 +92,7 @@ class SquareCrop:
 
 
 def crop_around_points(points: np.ndarray, side: int, frame_h: int, frame_w: int) -> SquareCrop:
-    """Square window of `side` centred on the bounding box of `points` (N, 2) (x, y), kept inside the frame.
+    """Square crop of `side` centred on the bounding box of `points` (N, 2) (x, y), kept inside the frame.
 
     The corner is `round(centre - side / 2)` (ties to even) and then clamped; the frame is never padded,
     so `side` must not exceed the frame's shorter side.
@@ -112,7 +112,7 @@ def resize_logits(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
 def recover_square_crop(logits: torch.Tensor, crop: SquareCrop) -> torch.Tensor:
     """Logits (S, S) of a resized crop -> logits (frame_h, frame_w) of the whole frame.
 
-    The crop's logits are resized to side×side and pasted at the window; everything else is
+    The crop's logits are resized to side×side and pasted at the crop; everything else is
     `OUTSIDE_LOGIT` (background). Threshold the result at 0 for the mask.
     """
     canvas = torch.full((crop.frame_h, crop.frame_w), OUTSIDE_LOGIT, dtype=logits.dtype, device=logits.device)
@@ -170,32 +170,33 @@ class Letterbox:
 
 @dataclass(frozen=True)
 class Framing:
-    """A frame (H, W) seen through `window` (None: whole), letterboxed into a `size`×`size` model input."""
+    """A frame (H, W) seen through the square `crop` (None: whole), letterboxed into a `size`×`size` model
+    input."""
 
     frame_hw: tuple[int, int]
-    window: SquareCrop | None
+    crop: SquareCrop | None
     size: int
 
     @property
     def letterbox(self) -> Letterbox:
-        """The letterbox of what is seen: the whole frame, or the window."""
-        seen = self.frame_hw if self.window is None else (self.window.side, self.window.side)
+        """The letterbox of what is seen: the whole frame, or the crop."""
+        seen = self.frame_hw if self.crop is None else (self.crop.side, self.crop.side)
         return Letterbox.fit(seen, self.size)
 
     def _cut(self, array: np.ndarray) -> np.ndarray:
-        w = self.window
-        return array if w is None else array[w.y1 : w.y2, w.x1 : w.x2]
+        c = self.crop
+        return array if c is None else array[c.y1 : c.y2, c.x1 : c.x2]
 
     def image(self, image: np.ndarray) -> np.ndarray:
         """(H, W, 3) uint8 -> (size, size, 3) uint8 model input."""
         return self.letterbox.image(np.ascontiguousarray(self._cut(image)))
 
     def mask(self, mask: np.ndarray) -> np.ndarray:
-        """(H, W) bool -> (size, size) bool; the part outside the window is dropped."""
+        """(H, W) bool -> (size, size) bool; the part outside the crop is dropped."""
         return self.letterbox.mask(self._cut(mask))
 
     def unmap_logits(self, logits: torch.Tensor) -> torch.Tensor:
-        """Model-input logits (size, size) -> frame logits (H, W); outside the window: background."""
-        if self.window is None:
+        """Model-input logits (size, size) -> frame logits (H, W); outside the crop: background."""
+        if self.crop is None:
             return self.letterbox.unmap_logits(logits)
-        return recover_square_crop(logits, self.window)
+        return recover_square_crop(logits, self.crop)

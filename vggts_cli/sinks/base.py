@@ -72,7 +72,7 @@ class SinkOptions:
     # Redaction over-covers rather than leaks: a frame whose mask is empty but whose presence score is at
     # least this keeps the last non-empty mask, and every frame also covers its neighbours' masks.
     redact_threshold: float = 0.25
-    redact_window: int = 2  # neighbouring frames on each side whose masks are also covered
+    redact_spread: int = 2  # frames on each side whose masks each frame also covers
 
     def __post_init__(self) -> None:
         self.overlay_color = parse_color(self.overlay_color)
@@ -88,8 +88,8 @@ class SinkOptions:
             raise UsageError(f"redaction margin {self.margin_px} px is negative")
         if self.blur <= 0 or self.pixel_block <= 0:
             raise UsageError("blur and pixel block sizes must be positive")
-        if self.redact_window < 0:
-            raise UsageError(f"redaction window {self.redact_window} is negative")
+        if self.redact_spread < 0:
+            raise UsageError(f"redaction spread {self.redact_spread} is negative")
 
     def margin_for(self, width: int, height: int) -> int:
         """Redaction margin in pixels for a width x height frame."""

@@ -1,9 +1,9 @@
-"""Where the learned engine looks: the whole (letterboxed) frame, or a square focus window around the object.
+"""Where the learned engine looks: the whole (letterboxed) frame, or a square focus crop around the object.
 
 At the model's input size an exocentric camera's object is often a few model pixels wide: the head cannot
-draw it and the tracker's points land on look-alikes. So the engine *focuses*: it looks at a square window
+draw it and the tracker's points land on look-alikes. So the engine *focuses*: it looks at a square crop
 of the frame, `FOCUS_ZOOM` times the object's size, resized to the model input. Where the object is comes
-from the camera's previous mask (`window_around` its box) or, without one, from a first look at the whole
+from the camera's previous mask (`focus_crop` its box) or, without one, from a first look at the whole
 frame (`search_box` of its logits). Objects that already fill a good part of the frame are seen whole.
 """
 
@@ -15,17 +15,17 @@ import torch
 
 from vggts_cli.geometry import Box, SquareCrop, bbox, crop_around_points
 
-FOCUS_ZOOM = 3.0  # window side / the object's box side: the object plus its surroundings
-FOCUS_MIN = 0.25  # smallest window, a fraction of the frame's shorter side (keeps enough context)
-FOCUS_MAX = 0.9  # an object that needs a larger window is seen whole: zooming would gain little
+FOCUS_ZOOM = 3.0  # crop side / the object's box side: the object plus its surroundings
+FOCUS_MIN = 0.25  # smallest crop, a fraction of the frame's shorter side (keeps enough context)
+FOCUS_MAX = 0.9  # an object that needs a larger crop is seen whole: zooming would gain little
 KEEP_MAX = 1.0  # ... but a focused camera stays focused up to the whole shorter side (no flicker)
-KEEP_MARGIN = 1 / 8  # a window is kept while the object stays this fraction of its side from its edges
-KEEP_SCALE = 1.5  # ... and while the window the object would get now is within this factor of it
+KEEP_MARGIN = 1 / 8  # a crop is kept while the object stays this fraction of its side from its edges
+KEEP_SCALE = 1.5  # ... and while the crop the object would get now is within this factor of it
 SEARCH_BAND = 2.0  # with nothing predicted, the search looks at logits within this of the best one
 
 
-def window_around(box: Box, frame_hw: tuple[int, int], limit: float = FOCUS_MAX) -> SquareCrop | None:
-    """The focus window for an object with this box: side FOCUS_ZOOM × the box's longer side (at least
+def focus_crop(box: Box, frame_hw: tuple[int, int], limit: float = FOCUS_MAX) -> SquareCrop | None:
+    """The focus crop for an object with this box: side FOCUS_ZOOM × the box's longer side (at least
     FOCUS_MIN of the frame's shorter side), centred on the box and shifted inside the frame; None when it
     would exceed `limit` × the shorter side (the object is large enough to be seen whole)."""
     height, width = frame_hw
@@ -37,19 +37,19 @@ def window_around(box: Box, frame_hw: tuple[int, int], limit: float = FOCUS_MAX)
     return crop_around_points(corners, round(side), height, width)
 
 
-def still_fits(window: SquareCrop, box: Box) -> bool:
-    """Whether `window` still suits an object now at `box`: the object keeps KEEP_MARGIN of the window's
-    side from each edge (an edge on the frame's border needs none) and the window it would get afresh is
-    within KEEP_SCALE of this one. Keeping windows steady keeps the masks steady and cached work valid."""
-    fresh = window_around(box, (window.frame_h, window.frame_w), KEEP_MAX)
-    if fresh is None or not 1 / KEEP_SCALE <= fresh.side / window.side <= KEEP_SCALE:
+def still_fits(crop: SquareCrop, box: Box) -> bool:
+    """Whether the focus `crop` still suits an object now at `box`: the object keeps KEEP_MARGIN of the crop's
+    side from each edge (an edge on the frame's border needs none) and the crop it would get afresh is
+    within KEEP_SCALE of this one. Keeping crops steady keeps the masks steady and cached work valid."""
+    fresh = focus_crop(box, (crop.frame_h, crop.frame_w), KEEP_MAX)
+    if fresh is None or not 1 / KEEP_SCALE <= fresh.side / crop.side <= KEEP_SCALE:
         return False
-    margin = KEEP_MARGIN * window.side
+    margin = KEEP_MARGIN * crop.side
     return (
-        (window.x1 == 0 or box.x0 - window.x1 >= margin)
-        and (window.y1 == 0 or box.y0 - window.y1 >= margin)
-        and (window.x2 == window.frame_w or window.x2 - box.x1 >= margin)
-        and (window.y2 == window.frame_h or window.y2 - box.y1 >= margin)
+        (crop.x1 == 0 or box.x0 - crop.x1 >= margin)
+        and (crop.y1 == 0 or box.y0 - crop.y1 >= margin)
+        and (crop.x2 == crop.frame_w or crop.x2 - box.x1 >= margin)
+        and (crop.y2 == crop.frame_h or crop.y2 - box.y1 >= margin)
     )
 
 
