@@ -14,13 +14,13 @@ import numpy as np
 from vggts_cli.engines.registry import default_engine
 from vggts_cli.errors import UsageError
 from vggts_cli.masks.io import load_seed_mask
+from vggts_cli.pipeline.journal import STATE_DIR
 from vggts_cli.sinks.base import SinkOptions
 from vggts_cli.sinks.outputs import OUTPUT_NAMES, check_outputs
 from vggts_cli.video.reader import VideoInfo, probe
 from vggts_cli.video.sync import world_times
 
 DEFAULT_WRITE: tuple[str, ...] = ("rle", "overlay")
-STATE_DIR = ".vggts"  # OUT/.vggts/: the job's journal (pipeline/journal.py)
 
 
 @dataclass(frozen=True)

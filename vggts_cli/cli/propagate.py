@@ -86,14 +86,8 @@ def propagate(
     """
     from vggts_cli.engines.registry import default_engine
 
-    options = SinkOptions(
-        overlay_color=overlay_color,
-        redact_mode=redact,
-        margin_px=margin,
-        blur=blur,
-        pixel_block=pixel_size,
-        fill_color=fill_color,
-    )
+    colours = {"overlay_color": overlay_color, "fill_color": fill_color}
+    options = SinkOptions(redact_mode=redact, margin_px=margin, blur=blur, pixel_block=pixel_size, **colours)
     job = PropagateJob(
         src=src,
         dsts=tuple(dst),

@@ -14,7 +14,8 @@ import os
 from pathlib import Path
 
 from vggts_cli.errors import UsageError
-from vggts_cli.jobs import STATE_DIR
+
+STATE_DIR = ".vggts"  # OUT/.vggts/ holds the journal
 
 
 class Journal:
