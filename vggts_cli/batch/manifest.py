@@ -84,7 +84,7 @@ class BadRow:
 def load_manifest(path: Path, out: Path, resume: bool = False) -> tuple[list[BatchJob], list[BadRow]]:
     """Parse and check every row of `path` for outputs under `out`; rows in file order.
 
-    A row is bad when `prepare` (the checks of `vggts propagate`) or the manifest's own checks reject it.
+    A row is bad when `check_job` (the checks of `vggts propagate`) or the manifest's own checks reject it.
     Raises UsageError for a manifest that cannot be read at all (missing, no rows, unknown CSV column).
     """
     if not path.is_file():

@@ -1,6 +1,6 @@
 """Run checked jobs on a backend: the work of one job, the batch record (OUTDIR/batch.json), resume, progress.
 
-Every backend runs a job through `run_job`, which is `vggts propagate`'s own `prepare` + `run` with
+Every backend runs a job through `run_job`, which is `vggts propagate`'s own `check_job` + `run` with
 `resume=True` on the job's folder: a first attempt starts a fresh journal, a retry after a killed worker
 continues it, and either way the outputs equal an undisturbed run's. The backends only decide where
 `run_job` runs (local.py: a process pool; ray_backend.py: Ray actors) and stream its results back.

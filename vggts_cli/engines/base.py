@@ -49,7 +49,8 @@ class Prediction:
 class Engine(ABC):
     """A way of finding the object in a target frame from reference frames.
 
-    `window`: how many upcoming target frames the caller should announce at a time with `prepare`.
+    `window`: the backbone window — how many upcoming target frames the caller should announce at a time
+    with `prepare`.
     """
 
     name: str
