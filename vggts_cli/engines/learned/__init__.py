@@ -1,1 +1,2 @@
-"""The learned engine: VGGT-Segmentor with a feature cache, focus windows and out-of-memory backoff."""
+"""The learned engine: VGGT-Segmentor with a feature cache, focus crops and a backbone window that backs
+off on out-of-memory."""
