@@ -1,4 +1,4 @@
-"""Fit the classic engine's presence score (PRESENCE_WEIGHTS / PRESENCE_BIAS in engine/classic.py).
+"""Fit the classic engine's presence score (PRESENCE_WEIGHTS / PRESENCE_BIAS in engines/classic/engine.py).
 
 Rendered TRAINING pairs only (never the validation seeds): plain and widened looks, every tier, both
 directions; each query once against its own target (object there when the target mask is not empty) and once
@@ -19,8 +19,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vggts_cli.engine import classic  # noqa: E402
-from vggts_cli.engine.base import Reference  # noqa: E402
+from vggts_cli.engines.base import Reference  # noqa: E402
+from vggts_cli.engines.classic import engine as classic  # noqa: E402
 from vggts_cli.eval.rendered import directed_views  # noqa: E402
 from vggts_cli.synth.rig import TIERS, render_rig_pair, training_seed  # noqa: E402
 

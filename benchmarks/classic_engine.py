@@ -18,8 +18,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from tests.test_classic import iou, moving_scene  # noqa: E402  (scene builders shared with the tests)
-from vggts_cli.engine.base import Reference, View  # noqa: E402
-from vggts_cli.engine.classic import ClassicEngine  # noqa: E402
+from vggts_cli.engines.base import Reference, View  # noqa: E402
+from vggts_cli.engines.classic.engine import ClassicEngine  # noqa: E402
 
 
 def second_camera(frames: list, height: int, width: int) -> list:

@@ -21,8 +21,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from vggts_cli.engine.base import Engine, Prediction, Reference, View  # noqa: E402
-from vggts_cli.engine.matching import TILTS, simulate_tilt  # noqa: E402
+from vggts_cli.engines.base import Engine, Prediction, Reference, View  # noqa: E402
+from vggts_cli.engines.classic.matching import TILTS, simulate_tilt  # noqa: E402
 
 
 class SiftBaseline(Engine):
@@ -97,7 +97,7 @@ def _grabcut(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 
 def main() -> None:
-    from vggts_cli.engine.classic import ClassicEngine
+    from vggts_cli.engines.classic.engine import ClassicEngine
     from vggts_cli.eval.rendered import evaluate_rendered
     from vggts_cli.eval.report import rendered_table
 

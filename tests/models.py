@@ -7,7 +7,8 @@ from pathlib import Path
 import torch
 
 from vggts_cli.model.configs import VGGT_S_TINY, ModelConfig
-from vggts_cli.model.vggts import VGGTS, save_model
+from vggts_cli.model.io import save_model
+from vggts_cli.model.vggts import VGGTS
 
 
 def make_tiny_model(seed: int = 0, cfg: ModelConfig = VGGT_S_TINY) -> VGGTS:

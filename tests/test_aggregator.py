@@ -17,11 +17,6 @@ BF16_ATOL = 0.1
 
 
 @pytest.fixture(scope="module")
-def io() -> dict[str, torch.Tensor]:
-    return load_vectors("backbone_small.io.safetensors")
-
-
-@pytest.fixture(scope="module")
 def model() -> Aggregator:
     state = load_vectors("backbone_small.weights.safetensors", "aggregator.")
     model = Aggregator(TESTVECTOR_BACKBONE.aggregator).eval()

@@ -7,7 +7,17 @@ from itertools import count, islice
 import pytest
 import torch
 
-from vggts_cli.engine.backoff import WindowBackoff, free_cuda_memory, run_windowed, window_from_memory
+from vggts_cli.engines.learned.backoff import (
+    WindowBackoff,
+    free_cuda_memory,
+    window_from_memory,
+)
+
+
+def run_windowed(fn, items, window, min_window=1, **log):
+    """One stream through its own back-off (what the engine does with its persistent one)."""
+    return WindowBackoff(window, min_window, **log).run(fn, items)
+
 
 GIB = 2**30
 

@@ -8,11 +8,10 @@ import json
 import pytest
 from media import make_video
 from rich.console import Console
-from typer.testing import CliRunner
 
 from vggts_cli.bench import STAGES, bench
-from vggts_cli.bench_cli import parse_size, render
-from vggts_cli.cli import app
+from vggts_cli.cli.app import app
+from vggts_cli.cli.bench import parse_size, render
 from vggts_cli.errors import UsageError
 
 # The smallest segmenting model: the whole benchmark runs in seconds on two CPU cores.
@@ -118,14 +117,13 @@ def test_bad_options_are_usage_errors(kwargs, message):
         bench(**kwargs)
 
 
-def test_cli_json_and_one_line_errors(tmp_path):
-    runner = CliRunner()
+def test_cli_json_and_one_line_errors(cli, tmp_path):
     args = ["bench", "--model", MODEL, "--device", "cpu", "--stages", "encode,decode", "--frames", "2"]
-    ok = runner.invoke(app, [*args, "--input-size", "64x48", "--json"])
+    ok = cli(app, *args, "--input-size", "64x48", "--json")
     assert ok.exit_code == 0, ok.output
     result = json.loads(ok.stdout)
     assert result["stages"] == ["decode", "encode"] and result["encode"]["frames"] == 4
-    bad = runner.invoke(app, [*args, "--input-size", "64by48"])
+    bad = cli(app, *args, "--input-size", "64by48")
     assert bad.exit_code == 2 and bad.stderr.strip().count("\n") == 0 and "WIDTHxHEIGHT" in bad.stderr
 
 

@@ -10,8 +10,8 @@ import cv2
 import numpy as np
 import pytest
 
-from vggts_cli.engine.base import Reference, View
-from vggts_cli.engine.classic import ClassicEngine
+from vggts_cli.engines.base import Reference, View
+from vggts_cli.engines.classic.engine import ClassicEngine
 
 
 def background(height: int, width: int, seed: int) -> np.ndarray:

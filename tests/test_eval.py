@@ -14,9 +14,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from typer.testing import CliRunner
+from conftest import run_app
 
-from vggts_cli.cli import app
+from vggts_cli.cli.app import app
 from vggts_cli.eval import metrics
 from vggts_cli.masks import rle
 from vggts_cli.synth.record import encode_camera
@@ -26,7 +26,7 @@ EGO, EXO = "aria01_214-1", "cam01"
 
 
 def vggts(*args: str, code: int = 0):
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    result = run_app(app, *args)
     assert result.exit_code == code, f"vggts {' '.join(map(str, args))}: {result.stdout}{result.stderr}"
     return result
 
@@ -340,7 +340,6 @@ def test_egoexo_run_makes_a_file_that_scores(tmp_path):
 
 
 def test_rendered_rejects_unknown_tiers_and_stray_model():
-    pytest.importorskip("vggts_cli.synth.rig")
     result = vggts("eval", "rendered", "--tiers", "easy,extreme", code=2)
     assert "--tiers takes a comma list of easy, medium, hard" in result.stderr
     result = vggts("eval", "rendered", "--engine", "classic", "--model", "vggt-s-1b", code=2)
@@ -351,7 +350,7 @@ def test_rendered_without_scikit_image_is_refused(tmp_path):
     """Without the photographs the generator would render other scenes: refuse, one line, nothing written."""
     script = (
         "import sys; sys.modules['skimage'] = None; sys.argv[0] = 'vggts'; "
-        "from vggts_cli.cli import main; main()"
+        "from vggts_cli.cli.app import main; main()"
     )
     out = tmp_path / "r.json"
     args = ["eval", "rendered", "--engine", "classic", "--pairs", "1", "--json", str(out)]
@@ -361,7 +360,8 @@ def test_rendered_without_scikit_image_is_refused(tmp_path):
 
 
 def test_rendered_table_of_tiers_directions_engines(tmp_path):
-    rig = pytest.importorskip("vggts_cli.synth.rig")
+    from vggts_cli.synth import rig
+
     out = tmp_path / "rendered.json"
     args = ("eval", "rendered", "--engine", "classic", "--pairs", "2", "--tiers", "easy", "--json", out)
     text = vggts(*args).stdout

@@ -6,20 +6,16 @@ import numpy as np
 import pytest
 import torch
 
-from vggts_cli.engine.framing import (
+from vggts_cli.engines.learned.focus import (
     FOCUS_MAX,
     FOCUS_MIN,
     FOCUS_ZOOM,
     KEEP_MAX,
-    PAD_VALUE,
-    Framing,
-    Letterbox,
-    object_box,
+    focus_crop,
     search_box,
     still_fits,
-    window_around,
 )
-from vggts_cli.model.crops import OUTSIDE_LOGIT, SquareCrop
+from vggts_cli.geometry import OUTSIDE_LOGIT, PAD_VALUE, Box, Framing, Letterbox, SquareCrop, bbox
 
 EXO_HW = (540, 960)
 
@@ -47,8 +43,8 @@ def test_letterbox_keeps_thin_objects() -> None:
 
 
 def test_small_object_gets_a_window_zoom_times_its_size_centred_on_it() -> None:
-    box = (500, 200, 579, 259)  # 80 × 60 px
-    window = window_around(box, EXO_HW)
+    box = Box(500, 200, 580, 260)  # 80 × 60 px
+    window = focus_crop(box, EXO_HW)
     assert window is not None
     assert window.side == round(FOCUS_ZOOM * 80)
     assert (window.x1 + window.x2) / 2 == pytest.approx(539.5, abs=1)
@@ -56,37 +52,37 @@ def test_small_object_gets_a_window_zoom_times_its_size_centred_on_it() -> None:
 
 
 def test_tiny_object_gets_the_smallest_window() -> None:
-    window = window_around((100, 100, 102, 102), EXO_HW)
+    window = focus_crop(Box(100, 100, 103, 103), EXO_HW)
     assert window is not None and window.side == round(FOCUS_MIN * 540)
 
 
 def test_window_is_shifted_inside_the_frame() -> None:
-    window = window_around((950, 530, 959, 539), EXO_HW)  # the bottom-right corner
+    window = focus_crop(Box(950, 530, 960, 540), EXO_HW)  # the bottom-right corner
     assert window is not None
     assert window.x2 == 960 and window.y2 == 540 and window.x1 >= 0 and window.y1 >= 0
 
 
 def test_large_object_is_seen_whole_unless_already_focused() -> None:
     side = int(FOCUS_MAX * 540 / FOCUS_ZOOM) + 10  # its window would pass FOCUS_MAX of the shorter side
-    box = (300, 100, 300 + side - 1, 100 + side - 1)
-    assert window_around(box, EXO_HW) is None
-    kept = window_around(box, EXO_HW, KEEP_MAX)
+    box = Box(300, 100, 300 + side, 100 + side)
+    assert focus_crop(box, EXO_HW) is None
+    kept = focus_crop(box, EXO_HW, KEEP_MAX)
     assert kept is not None and kept.side <= 540
 
 
 def test_a_window_is_kept_while_the_object_stays_well_inside() -> None:
-    window = window_around((500, 200, 579, 259), EXO_HW)
+    window = focus_crop(Box(500, 200, 580, 260), EXO_HW)
     assert window is not None
-    assert still_fits(window, (505, 203, 584, 262))  # moved a few pixels
-    assert not still_fits(window, (570, 200, 649, 259))  # near the window's right edge
-    assert not still_fits(window, (440, 150, 639, 349))  # grew 2.5×: the window would be too tight
-    assert not still_fits(window, (530, 220, 549, 234))  # shrank 4×: zoom in again
+    assert still_fits(window, Box(505, 203, 585, 263))  # moved a few pixels
+    assert not still_fits(window, Box(570, 200, 650, 260))  # near the window's right edge
+    assert not still_fits(window, Box(440, 150, 640, 350))  # grew 2.5×: the window would be too tight
+    assert not still_fits(window, Box(530, 220, 550, 235))  # shrank 4×: zoom in again
 
 
 def test_an_edge_on_the_frame_border_needs_no_margin() -> None:
-    window = window_around((0, 200, 29, 229), EXO_HW)
+    window = focus_crop(Box(0, 200, 30, 230), EXO_HW)
     assert window is not None and window.x1 == 0
-    assert still_fits(window, (0, 201, 29, 230))
+    assert still_fits(window, Box(0, 201, 30, 231))
 
 
 def test_framing_through_a_window_round_trip() -> None:
@@ -111,25 +107,25 @@ def test_framing_through_a_window_round_trip() -> None:
 
 def test_whole_framing_is_the_letterbox() -> None:
     framing = Framing((120, 90), None, 224)
-    assert framing.box == Letterbox.fit((120, 90), 224)
+    assert framing.letterbox == Letterbox.fit((120, 90), 224)
 
 
 def test_search_box_follows_the_best_logit() -> None:
     logits = torch.full(EXO_HW, -8.0)
     logits[10:20, 10:30] = 1.0  # a weak blob
     logits[300:340, 600:650] = 4.0  # the strongest one
-    assert search_box(logits) == (600, 300, 649, 339)
+    assert search_box(logits) == Box(600, 300, 650, 340)
 
 
 def test_search_box_without_a_positive_logit_uses_the_best_band() -> None:
     logits = torch.full(EXO_HW, -20.0)
     logits[50:60, 70:75] = -3.0
     logits[55, 72] = -2.5
-    assert search_box(logits) == (70, 50, 74, 59)
+    assert search_box(logits) == Box(70, 50, 75, 60)
 
 
-def test_object_box() -> None:
+def test_bbox() -> None:
     mask = np.zeros((10, 12), dtype=bool)
-    assert object_box(mask) is None
+    assert bbox(mask) is None
     mask[2:5, 3:9] = True
-    assert object_box(mask) == (3, 2, 8, 4)
+    assert bbox(mask) == Box(3, 2, 9, 5)

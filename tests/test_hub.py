@@ -17,12 +17,11 @@ from pathlib import Path
 import pytest
 import torch
 from huggingface_hub import constants
-from typer.testing import CliRunner
 
+from vggts_cli.cli.weights import app
 from vggts_cli.errors import VggtsError
 from vggts_cli.model import hub
 from vggts_cli.model.checkpoints import read_state_dict
-from vggts_cli.weights_cli import app
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
 
@@ -168,9 +167,9 @@ def test_verify_without_record_uses_the_blob_name(cache: Path, tmp_path: Path) -
 # ---- the `vggts weights` commands ----------------------------------------------------------------------
 
 
-def test_cli_list_shows_cached_and_missing(cache: Path) -> None:
+def test_cli_list_shows_cached_and_missing(cli, cache: Path) -> None:
     snapshot = _put(cache, "vggt-1b", _checkpoint_bytes())
-    result = CliRunner().invoke(app, ["list"])
+    result = cli(app, "list")
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert f"Hugging Face cache: {cache} (offline" in out
@@ -180,42 +179,42 @@ def test_cli_list_shows_cached_and_missing(cache: Path) -> None:
     assert out.count("licence:") == 2
 
 
-def test_cli_path(cache: Path) -> None:
+def test_cli_path(cli, cache: Path) -> None:
     snapshot = _put(cache, "vggt-1b", _checkpoint_bytes())
-    result = CliRunner().invoke(app, ["path", "vggt-1b"])
+    result = cli(app, "path", "vggt-1b")
     assert (result.exit_code, result.stdout) == (0, f"{snapshot}\n")
 
-    result = CliRunner().invoke(app, ["path", "vggt-s-head"])
+    result = cli(app, "path", "vggt-s-head")
     assert result.exit_code == 1
     assert result.stdout == ""
     assert result.stderr.startswith("vggts: error: vggt-s-head is not downloaded")
     assert result.stderr.count("\n") == 1
 
 
-def test_cli_download_and_verify(cache: Path) -> None:
+def test_cli_download_and_verify(cli, cache: Path) -> None:
     content = _checkpoint_bytes()
     snapshot = _put(cache, "vggt-s-head", content)
-    result = CliRunner().invoke(app, ["download", "vggt-s-head", "--quiet"])
+    result = cli(app, "download", "vggt-s-head", "--quiet")
     assert (result.exit_code, result.stdout) == (0, f"{snapshot}\n")
 
-    result = CliRunner().invoke(app, ["verify", "vggt-s-head"])
+    result = cli(app, "verify", "vggt-s-head")
     assert result.exit_code == 0, result.output
     assert hashlib.sha256(content).hexdigest() in result.stdout
     assert "ok: matches the download record of vggt-s-head and its Hugging Face blob name" in result.stdout
 
     snapshot.write_bytes(content[:-1] + bytes([content[-1] ^ 1]))
-    result = CliRunner().invoke(app, ["verify", str(snapshot)])
+    result = cli(app, "verify", str(snapshot))
     assert result.exit_code == 1
     assert result.stderr.startswith("vggts: error: ") and result.stderr.count("\n") == 1
 
 
-def test_cli_errors_are_one_line(cache: Path) -> None:
+def test_cli_errors_are_one_line(cli, cache: Path) -> None:
     for args in (
         ["verify", "vggt-1b"],
         ["verify", "no-such-thing"],
         ["download", "vggt-1b"],
         ["path", "bogus"],
     ):
-        result = CliRunner().invoke(app, args)
+        result = cli(app, *args)
         assert result.exit_code == 1, args
         assert result.stderr.startswith("vggts: error: ") and result.stderr.count("\n") == 1, args

@@ -9,14 +9,16 @@ import pytest
 import torch
 from models import make_tiny_checkpoint, make_tiny_model
 
-from vggts_cli.engine.base import Prediction, Reference, View
-from vggts_cli.engine.framing import window_around
-from vggts_cli.engine.learned import FEATURE_CACHE, KIND_WEIGHTS, LearnedEngine, fuse_logits
-from vggts_cli.engine.registry import default_engine, make_engine
+from vggts_cli.engines.base import Prediction, Reference, View
+from vggts_cli.engines.learned.engine import FEATURE_CACHE, KIND_WEIGHTS, LearnedEngine, fuse_logits
+from vggts_cli.engines.learned.focus import focus_crop
+from vggts_cli.engines.registry import default_engine, make_engine
 from vggts_cli.errors import UsageError
+from vggts_cli.geometry import Box
 from vggts_cli.masks.ops import iou
 from vggts_cli.model.configs import VGGT_S_LITE
-from vggts_cli.model.vggts import DEFAULT_MODEL, VGGTS, shipped_model_path
+from vggts_cli.model.io import DEFAULT_MODEL, shipped_model_path
+from vggts_cli.model.vggts import VGGTS
 
 TARGET_SIZES = ((120, 90), (64, 150))  # (H, W): portrait and landscape, both smaller than the model input
 
@@ -120,7 +122,7 @@ def test_default_engine_follows_real_validation_only(tmp_path, monkeypatch) -> N
     real footage can make it the default; without them (or with an unreadable file) it is classic."""
     import json
 
-    from vggts_cli.engine import registry
+    from vggts_cli.engines import registry
 
     real = tmp_path / "real_validation.json"
     monkeypatch.setattr(registry, "REAL_VALIDATION_RESULTS", real)
@@ -186,7 +188,7 @@ def test_focus_follows_the_previous_mask_and_keeps_its_window(seed_ref: Referenc
     frames = [View("exo", i, _frame(*hw, seed=20 + i)[0]) for i in range(4)]
     small = np.zeros(hw, dtype=bool)
     small[100:120, 200:225] = True
-    window = window_around((200, 100, 224, 119), hw)
+    window = focus_crop(Box(200, 100, 225, 120), hw)
     assert window is not None and window.side < hw[0]
 
     first = engine.segment(frames[1], [seed_ref, Reference(frames[0], small, "temporal")])

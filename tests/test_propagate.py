@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
@@ -19,10 +17,11 @@ from media import ffprobe, ffprobe_streams, needs_ffprobe
 from pycocotools import mask as cocomask
 from recordings import make_recording
 
-from vggts_cli.engine.base import Engine, Prediction, Reference, View
-from vggts_cli.engine.propagate import PropagateJob, prepare, run
+from vggts_cli.engines.base import Engine, Prediction, Reference, View
+from vggts_cli.jobs import PropagateJob, check_job
 from vggts_cli.masks.ops import iou
 from vggts_cli.model.configs import VGGT_S_LITE
+from vggts_cli.pipeline.run import run
 from vggts_cli.video.reader import probe
 
 REPO = Path(__file__).resolve().parents[1]
@@ -174,7 +173,7 @@ def test_cameras_pair_by_world_time_with_offset(tmp_path):
         offsets=(("exo", 0.4),),
         write=("rle",),
     )
-    run(prepare(job), engine)
+    run(check_job(job), engine)
     ego_t = np.arange(30) / 30
     for cam, index, refs in engine.calls:
         if cam != "exo":
@@ -198,7 +197,7 @@ def test_every_frame_once_from_any_seed(tmp_path, where):
         mask_frame=seed,
         write=("rle",),
     )
-    summaries = run(prepare(job), engine)
+    summaries = run(check_job(job), engine)
     seen = {(c, i) for c, i, _ in engine.calls}
     assert len(seen) == len(engine.calls)  # nothing segmented twice
     assert seen == {("ego", i) for i in range(30) if i != seed} | {("exo", i) for i in range(25)}
@@ -334,19 +333,16 @@ def test_resume_after_sigkill_matches_uninterrupted_run(tmp_path):
 
     killed = tmp_path / "killed"
     journal = killed / ".vggts" / "journal.jsonl"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "vggts_cli", *common, "--out", str(killed)],
+    # The job kills itself once its journal holds 41 frames (the header and 40 frames were on disk when
+    # the old version of this test sent the kill): a known point, no race with the job's speed.
+    script = Path(__file__).with_name("killed_job.py")
+    proc = subprocess.run(
+        [sys.executable, str(script), "41", *common, "--out", str(killed)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline and proc.poll() is None:
-        if journal.exists() and journal.read_text().count("\n") > 40:
-            break
-        time.sleep(0.02)
-    assert proc.poll() is None, "the job ended before it could be killed"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    assert proc.returncode == -signal.SIGKILL, "the job ended before it could be killed"
+    assert journal.read_text().count("\n") > 40
     assert not (killed / "ego" / "masks.json").exists()
 
     vggts(*common, "--out", str(killed), "--resume")

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_app
 from PIL import Image
-from typer.testing import CliRunner
 
-from vggts_cli.cli import app
-from vggts_cli.engine.base import Reference, View
-from vggts_cli.engine.registry import make_engine
+from vggts_cli.cli.app import app
+from vggts_cli.engines.base import Reference, View
+from vggts_cli.engines.registry import make_engine
 from vggts_cli.eval import pairs as pairs_mod
 from vggts_cli.eval import vos
 
@@ -22,7 +22,7 @@ PALETTE = [0, 0, 0, 128, 0, 0, 0, 128, 0] + [0, 0, 0] * 252 + [224, 224, 192]
 
 
 def vggts(*args: object, code: int = 0):
-    result = CliRunner().invoke(app, [str(a) for a in args])
+    result = run_app(app, *args)
     assert result.exit_code == code, f"vggts {' '.join(map(str, args))}: {result.stdout}{result.stderr}"
     return result
 

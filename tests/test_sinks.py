@@ -14,9 +14,10 @@ from media import HAVE_FFPROBE, ffprobe_streams, make_video, needs_ffprobe
 from pycocotools import mask as coco_mask
 
 from vggts_cli.errors import UsageError, VggtsError
-from vggts_cli.masks.ops import Box, dilate
-from vggts_cli.sinks import OUTPUT_KINDS, OUTPUT_NAMES, build_sinks
+from vggts_cli.geometry import Box
+from vggts_cli.masks.ops import dilate
 from vggts_cli.sinks.base import SinkOptions, parse_color
+from vggts_cli.sinks.outputs import OUTPUT_KINDS, OUTPUT_NAMES, build_sinks
 from vggts_cli.sinks.redact import redact
 from vggts_cli.video.reader import VideoInfo, VideoReader, probe
 
@@ -114,7 +115,7 @@ def test_redact_function_modes() -> None:
     image = checker(0, WIDTH, HEIGHT)
     region = np.zeros((22, 30), dtype=bool)
     region[2:20, 6:28] = True
-    box = Box(30, 52, 40, 70)
+    box = Box(x0=40, y0=30, x1=70, y1=52)
     outside = np.ones((HEIGHT, WIDTH), dtype=bool)
     outside[box.slices] &= ~region
 
@@ -210,9 +211,9 @@ def test_redacted_video(tmp_path, source, frames, mode) -> None:
 
 def test_redaction_covers_a_missed_frame(tmp_path, source, frames) -> None:
     """Frame 4 lost its mask: neighbours cover it (window), or the held mask does (score still high)."""
-    hold = SinkOptions(redact_mode="fill", margin_px=0, redact_window=0, redact_threshold=0.5)
+    hold = SinkOptions(redact_mode="fill", margin_px=0, redact_spread=0, redact_threshold=0.5)
     cases = {  # name: options, {frame with an empty mask: its score}, is frame 4 covered
-        "window": (SinkOptions(redact_mode="fill", margin_px=0, redact_window=1), {4: 0.0}, True),
+        "window": (SinkOptions(redact_mode="fill", margin_px=0, redact_spread=1), {4: 0.0}, True),
         "held": (hold, {4: 0.6}, True),
         "absent": (hold, {4: 0.4}, False),
         "held after absent": (hold, {3: 0.1, 4: 0.6}, False),  # frame 3 ends the hold

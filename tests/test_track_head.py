@@ -21,11 +21,6 @@ IMAGE_HW = (140, 182)
 
 
 @pytest.fixture(scope="module")
-def io() -> dict[str, torch.Tensor]:
-    return load_vectors("backbone_small.io.safetensors")
-
-
-@pytest.fixture(scope="module")
 def head() -> TrackHead:
     state = load_vectors("backbone_small.weights.safetensors", "track_head.")
     head = TrackHead(TESTVECTOR_BACKBONE.dpt, TESTVECTOR_BACKBONE.tracker).eval()

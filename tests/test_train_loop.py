@@ -14,7 +14,8 @@ pytest.importorskip("skimage")
 
 from vggts_cli.errors import UsageError  # noqa: E402
 from vggts_cli.model.configs import VGGT_S_TINY  # noqa: E402
-from vggts_cli.model.vggts import VGGTS, load_file_model, save_model  # noqa: E402
+from vggts_cli.model.io import load_file_model, save_model  # noqa: E402
+from vggts_cli.model.vggts import VGGTS  # noqa: E402
 from vggts_cli.train.loop import CHECKPOINT, LOG_FILE, MODEL_FILE, TrainConfig, Trainer, learning_rate  # noqa: E402
 
 CPU = torch.device("cpu")

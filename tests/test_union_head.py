@@ -7,27 +7,21 @@ import json
 import numpy as np
 import pytest
 import torch
-from vectors import load_vectors, official_keys, vector_path
-
-from vggts_cli.model.configs import HeadConfig
-from vggts_cli.model.crops import (
-    SquareCrop,
-    mask_zoom_box,
-    recover_crop_points,
-    recover_square_crop,
-    rescale_points,
-    resize_logits,
-    zoom_source,
-)
-from vggts_cli.model.points import (
-    crop_around_points,
+from official_crops import (
     drop_outliers,
     exo_target_points,
     frame_points,
-    kmeans_points,
+    mask_zoom_box,
     points_into_crop,
-    sample_point_features,
+    recover_crop_points,
+    rescale_points,
+    zoom_source,
 )
+from vectors import load_vectors, official_keys, vector_path
+
+from vggts_cli.geometry import SquareCrop, crop_around_points, recover_square_crop, resize_logits
+from vggts_cli.model.configs import HeadConfig
+from vggts_cli.model.points import kmeans_points, sample_point_features
 from vggts_cli.model.union_head import HeadPass, UnionHead, presence_score
 
 SMALL = HeadConfig(img_size=40, sa_tokens=10)

@@ -10,12 +10,11 @@ import pytest
 import torch
 from models import make_tiny_model
 from safetensors.torch import load_file, save_file
-from vectors import load_vectors, vector_path
+from vectors import vector_path
 
 from vggts_cli.errors import VggtsError
 from vggts_cli.model.configs import CONFIGS, TESTVECTOR_BACKBONE, VGGT_S_TINY
-from vggts_cli.model.vggts import (
-    VGGTS,
+from vggts_cli.model.io import (
     config_from_json,
     config_to_json,
     load_backbone,
@@ -23,6 +22,7 @@ from vggts_cli.model.vggts import (
     load_official,
     save_model,
 )
+from vggts_cli.model.vggts import VGGTS
 
 ATOL = 1e-4  # testvectors/README.md, features and logits
 COORD_ATOL = (1e-4, 2e-4, 1e-3, 2e-3)  # tracker iterations 0-3, pixels
@@ -30,11 +30,6 @@ LOGIT_ATOL, PROB_ATOL = 5e-3, 2e-3
 # bf16 autocast vs fp32 on the test-vector features (values up to 6.7): measured max |diff| 0.056, about
 # one bf16 ulp of the largest values; allow ~2.5x.
 BF16_ATOL = 0.15
-
-
-@pytest.fixture(scope="module")
-def io() -> dict[str, torch.Tensor]:
-    return load_vectors("backbone_small.io.safetensors")
 
 
 @pytest.fixture(scope="module")

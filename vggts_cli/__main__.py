@@ -1,5 +1,5 @@
 """`python -m vggts_cli` = the `vggts` command."""
 
-from vggts_cli.cli import main
+from vggts_cli.cli.app import main
 
 main()

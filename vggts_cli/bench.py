@@ -39,14 +39,17 @@ import torch
 from torch.utils import flop_counter
 from torch.utils.flop_counter import FlopCounterMode
 
-from vggts_cli.engine.base import Engine, Reference, View
-from vggts_cli.engine.learned import SCHEDULES
-from vggts_cli.engine.propagate import PropagateJob, camera_names, prepare, run
-from vggts_cli.engine.registry import make_engine
+from vggts_cli.device import resolve_device
+from vggts_cli.engines.base import Engine, Reference, View
+from vggts_cli.engines.learned.engine import SCHEDULES
+from vggts_cli.engines.registry import make_engine
 from vggts_cli.errors import UsageError
+from vggts_cli.jobs import PropagateJob, camera_names, check_job
 from vggts_cli.masks.io import save_mask_png
 from vggts_cli.model.configs import CONFIGS, VGGT_S_1B, ModelConfig
-from vggts_cli.model.vggts import VGGTS, resolve_device, save_model
+from vggts_cli.model.io import save_model
+from vggts_cli.model.vggts import VGGTS
+from vggts_cli.pipeline.run import run
 from vggts_cli.synth.scene import CameraPath, Scene, ego_exo_cameras
 from vggts_cli.video.reader import VideoInfo, VideoReader, probe
 from vggts_cli.video.writer import VideoWriter
@@ -353,7 +356,7 @@ def _bench_end_to_end(
             model=str(checkpoint),
             device=str(device),
         )
-        prepared = prepare(job)
+        prepared = check_job(job)
         _warm_up(engine, seed, mask)
         memory.section()
         start = time.perf_counter()
@@ -453,15 +456,8 @@ def bench(
     frames/s; for end-to-end per schedule seconds, pairs/s and peak memory, and the windowed/pair ratio;
     and the overall peak memory.
     """
-    if isinstance(model, str):
-        if model not in CONFIGS:
-            raise UsageError(f"unknown model {model!r}: one of {', '.join(CONFIGS)}")
-        model = CONFIGS[model]
-    cfg = model
-    unknown = [s for s in stages if s not in STAGES]
-    if unknown or not stages:
-        raise UsageError(f"--stages takes a comma list of {', '.join(STAGES)}; got {','.join(stages)}")
-    stages = [s for s in STAGES if s in stages]  # run (and report) in pipeline order
+    cfg = _config(model)
+    stages = _stages(stages)
     videos = [Path(v) for v in videos]
     dev = resolve_device(device)
     if any(s in MODEL_STAGES for s in stages):
@@ -471,32 +467,12 @@ def bench(
     _count_cpu_attention()
     memory = _PeakMemory(dev)
 
-    result: dict[str, Any] = {
-        "model": cfg.name,
-        "device": str(dev),
-        "device_name": torch.cuda.get_device_name(dev)
-        if dev.type == "cuda"
-        else platform.processor() or "cpu",
-        "dtype": dtype,
-        "stages": stages,
-        "peak_tflops": peak_tflops(dev, dtype),
-    }
+    result = _setup(cfg, dev, dtype, stages)
     with tempfile.TemporaryDirectory(prefix="vggts-bench-") as tmp:
         folder = Path(tmp)
         checkpoint = folder / "random.safetensors"
         if any(s in MODEL_STAGES or s == "end-to-end" for s in stages):
-            net = _random_model(cfg, dev)
-            result["parameters"] = {
-                "backbone": sum(p.numel() for p in net.backbone().parameters()),
-                "head": sum(p.numel() for p in net.head.parameters()),
-            }
-            if any(s in MODEL_STAGES for s in stages):
-                result.update(_bench_model(net, dev, size, window, dtype, iters, stages))
-            if "end-to-end" in stages:
-                save_model(net, checkpoint)  # the engine loads it as `propagate --model` would
-            del net  # the end-to-end engines hold their own copy
-            if dev.type == "cuda":
-                torch.cuda.empty_cache()
+            result.update(_bench_random_model(cfg, dev, size, window, dtype, iters, stages, checkpoint))
         if any(s in VIDEO_STAGES for s in stages):
             clips = _make_clips(videos, frames, input_size or DEFAULT_INPUT_SIZE, folder / "clips")
             result["input"] = {
@@ -514,4 +490,62 @@ def bench(
             if "end-to-end" in stages:
                 result["end_to_end"] = _bench_end_to_end(checkpoint, clips, dev, schedules, folder, memory)
     result["peak_memory"] = memory.overall()
+    return result
+
+
+def _setup(cfg: ModelConfig, dev: torch.device, dtype: str, stages: Sequence[str]) -> dict[str, Any]:
+    """The result's head: what ran where."""
+    return {
+        "model": cfg.name,
+        "device": str(dev),
+        "device_name": torch.cuda.get_device_name(dev)
+        if dev.type == "cuda"
+        else platform.processor() or "cpu",
+        "dtype": dtype,
+        "stages": list(stages),
+        "peak_tflops": peak_tflops(dev, dtype),
+    }
+
+
+def _config(model: str | ModelConfig) -> ModelConfig:
+    if isinstance(model, str):
+        if model not in CONFIGS:
+            raise UsageError(f"unknown model {model!r}: one of {', '.join(CONFIGS)}")
+        return CONFIGS[model]
+    return model
+
+
+def _stages(stages: Sequence[str]) -> list[str]:
+    """The asked stages, checked, in pipeline order (they run and are reported in that order)."""
+    unknown = [s for s in stages if s not in STAGES]
+    if unknown or not stages:
+        raise UsageError(f"--stages takes a comma list of {', '.join(STAGES)}; got {','.join(stages)}")
+    return [s for s in STAGES if s in stages]
+
+
+def _bench_random_model(
+    cfg: ModelConfig,
+    dev: torch.device,
+    size: int,
+    window: int,
+    dtype: str,
+    iters: int,
+    stages: Sequence[str],
+    checkpoint: Path,
+) -> dict[str, Any]:
+    """Parameter counts and the model stages of a random `cfg`; saved to `checkpoint` for end-to-end."""
+    net = _random_model(cfg, dev)
+    result: dict[str, Any] = {
+        "parameters": {
+            "backbone": sum(p.numel() for p in net.backbone().parameters()),
+            "head": sum(p.numel() for p in net.head.parameters()),
+        }
+    }
+    if any(s in MODEL_STAGES for s in stages):
+        result.update(_bench_model(net, dev, size, window, dtype, iters, stages))
+    if "end-to-end" in stages:
+        save_model(net, checkpoint)  # the engine loads it as `propagate --model` would
+    del net  # the end-to-end engines hold their own copy
+    if dev.type == "cuda":
+        torch.cuda.empty_cache()
     return result

@@ -28,3 +28,44 @@ def discard(partial: Path) -> None:
         shutil.rmtree(partial, ignore_errors=True)
     else:
         partial.unlink(missing_ok=True)
+
+
+class PartialOutput:
+    """One output written under its partial name (`path`) and moved to `final` by `commit`.
+
+    As a context manager it yields the partial path, commits when the block ends and discards the partial
+    file on any error (a kill between the two leaves only a `*.part.*` name, never a truncated output).
+    Streaming writers call `commit` / `discard` themselves. `fresh=True` first removes a partial output
+    left over from an interrupted run.
+    """
+
+    def __init__(self, final: Path, fresh: bool = False) -> None:
+        self.final = Path(final)
+        self.path = partial_path(self.final)
+        if fresh:
+            discard(self.path)
+
+    def commit(self) -> None:
+        try:
+            commit(self.path, self.final)
+        except BaseException:
+            discard(self.path)
+            raise
+
+    def discard(self) -> None:
+        discard(self.path)
+
+    def __enter__(self) -> Path:
+        return self.path
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.discard()
+
+
+def write_text(final: Path, text: str) -> None:
+    """Write `final` (UTF-8) under its partial name and rename it when complete."""
+    with PartialOutput(final) as partial:
+        partial.write_text(text, encoding="utf-8")

@@ -16,7 +16,7 @@ from concurrent.futures.process import BrokenProcessPool
 
 from vggts_cli.batch.manifest import BatchJob
 from vggts_cli.batch.runner import MAX_ATTEMPTS, EngineCache, JobOutcome, ProgressFn, limit_threads, run_job
-from vggts_cli.engine.propagate import PropagateJob
+from vggts_cli.jobs import PropagateJob
 
 GIB = 1 << 30
 # Memory one worker may need: the classic engine holds a few frames and masks; the learned one a 1B model.

@@ -23,10 +23,9 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from vggts_cli.engine.propagate import PropagateJob, fingerprint, prepare
-from vggts_cli.engine.registry import ENGINES, default_engine
+from vggts_cli.engines.registry import ENGINES, check_model, default_engine
 from vggts_cli.errors import UsageError, VggtsError
-from vggts_cli.options import parse_offsets, parse_write
+from vggts_cli.jobs import DEFAULT_WRITE, PropagateJob, check_job, fingerprint, parse_offsets, parse_write
 from vggts_cli.sinks.base import SinkOptions
 
 COLUMNS = (
@@ -85,7 +84,7 @@ class BadRow:
 def load_manifest(path: Path, out: Path, resume: bool = False) -> tuple[list[BatchJob], list[BadRow]]:
     """Parse and check every row of `path` for outputs under `out`; rows in file order.
 
-    A row is bad when `prepare` (the checks of `vggts propagate`) or the manifest's own checks reject it.
+    A row is bad when `check_job` (the checks of `vggts propagate`) or the manifest's own checks reject it.
     Raises UsageError for a manifest that cannot be read at all (missing, no rows, unknown CSV column).
     """
     if not path.is_file():
@@ -174,14 +173,14 @@ def _checked(job_id: str, where: str, row: dict[str, Any], base: Path, out: Path
         mask=_path(row["mask"], base),
         out=out / job_id,
         mask_frame=_number(row, "mask_frame", int, 0),
-        write=parse_write(",".join(_items(row.get("write", "rle,overlay")))),
+        write=parse_write(",".join(_items(row.get("write", ",".join(DEFAULT_WRITE))))),
         sink_options=_sink_options(row),
         engine=engine,
         model=_model(engine, row.get("model"), base),
         offsets=_offsets(row.get("offsets")),
         resume=resume,
     )
-    prepared = prepare(job)
+    prepared = check_job(job)
     spec = {**fingerprint(prepared), "write": job.write, "sink_options": asdict(job.sink_options)}
     return BatchJob(
         id=job_id,
@@ -245,11 +244,10 @@ def _model(engine: str, value: Any, base: Path) -> str | None:
     if engine not in ENGINES:
         raise UsageError(f"engine {engine!r} is not one of {', '.join(ENGINES)}")
     model = str(value).strip() if value not in (None, "") else None
+    check_model([engine], model, flag="")
     if engine != "vggts":
-        if model is not None:
-            raise UsageError("model applies to engine vggts; the classic engine has no weights")
         return None
-    from vggts_cli.model.vggts import DEFAULT_MODEL, OFFICIAL_MODEL
+    from vggts_cli.model.io import DEFAULT_MODEL, OFFICIAL_MODEL
 
     if model is None or model in (OFFICIAL_MODEL, DEFAULT_MODEL):
         return model  # None: the shipped model

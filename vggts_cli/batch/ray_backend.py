@@ -17,8 +17,8 @@ from typing import Any
 
 from vggts_cli.batch.manifest import BatchJob
 from vggts_cli.batch.runner import MAX_ATTEMPTS, EngineCache, JobOutcome, ProgressFn, limit_threads, run_job
-from vggts_cli.engine.propagate import PropagateJob
 from vggts_cli.errors import UsageError, VggtsError
+from vggts_cli.jobs import PropagateJob
 
 POLL_S = 0.2
 

@@ -1,6 +1,6 @@
 """Run checked jobs on a backend: the work of one job, the batch record (OUTDIR/batch.json), resume, progress.
 
-Every backend runs a job through `run_job`, which is `vggts propagate`'s own `prepare` + `run` with
+Every backend runs a job through `run_job`, which is `vggts propagate`'s own `check_job` + `run` with
 `resume=True` on the job's folder: a first attempt starts a fresh journal, a retry after a killed worker
 continues it, and either way the outputs equal an undisturbed run's. The backends only decide where
 `run_job` runs (local.py: a process pool; ray_backend.py: Ray actors) and stream its results back.
@@ -17,14 +17,12 @@ from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Protocol
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
-from vggts_cli.engine.base import Engine
-from vggts_cli.engine.propagate import PropagateJob, prepare, run
-from vggts_cli.engine.registry import make_engine
+from vggts_cli.engines.base import Engine
+from vggts_cli.engines.registry import make_engine
 from vggts_cli.errors import UsageError, VggtsError
-from vggts_cli.fsutil import commit, partial_path
+from vggts_cli.fsutil import write_text
+from vggts_cli.jobs import PropagateJob, check_job
+from vggts_cli.pipeline.run import run
 
 if TYPE_CHECKING:
     from vggts_cli.batch.manifest import BadRow, BatchJob
@@ -110,7 +108,7 @@ def run_job(
             report(ticks)
 
     try:
-        summaries = run(prepare(replace(job, resume=True)), engines.get(job), tick)
+        summaries = run(check_job(replace(job, resume=True)), engines.get(job), tick)
     except Exception as e:  # a bad recording fails its own job; the batch goes on
         error = str(e) if isinstance(e, VggtsError) else f"{type(e).__name__}: {e}"
         return JobOutcome(job_id, "failed", seconds=time.perf_counter() - start, error=error.split("\n")[0])
@@ -173,9 +171,7 @@ class BatchRecord:
 
     def write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        partial = partial_path(self.path)
-        partial.write_text(json.dumps(self.summary(), indent=2) + "\n", encoding="utf-8")
-        commit(partial, self.path)
+        write_text(self.path, json.dumps(self.summary(), indent=2) + "\n")
 
 
 def _entry(job: BatchJob, status: str, **values) -> dict:
@@ -212,6 +208,10 @@ def check_out(out: Path, resume: bool) -> None:
         )
 
 
+# on_progress(jobs finished, jobs to run, frames done, frames to do): the CLI draws it.
+BatchProgressFn = Callable[[int, int, float, int], None]
+
+
 def run_batch(
     jobs: Sequence[BatchJob],
     bad: Sequence[BadRow],
@@ -219,16 +219,52 @@ def run_batch(
     manifest: Path,
     backend: Backend,
     resume: bool = False,
-    console: Console | None = None,
+    on_progress: BatchProgressFn | None = None,
 ) -> dict:
     """Run `jobs` (bad rows are recorded, not run) on `backend`; returns the summary written to batch.json.
 
     With `resume`, jobs that an earlier batch.json records as done, with the same inputs and options and
-    all outputs present, are kept and not run again. A progress bar goes to `console` when it is a terminal.
+    all outputs present, are kept and not run again. A frame counts once segmented and once written, so
+    `on_progress` gets frames done as (segmented + written) / 2.
     """
     check_out(out, resume)
-    previous = BatchRecord.previous(out) if resume else {}
     record = BatchRecord(out, manifest, backend)
+    todo = _plan(record, jobs, bad, BatchRecord.previous(out) if resume else {})
+    start = time.perf_counter()
+    record.write()
+
+    by_id = {job.id: job for job in todo}
+    ticks = dict.fromkeys(by_id, 0)
+    total_frames = sum(job.frames for job in todo)
+    report = on_progress or (lambda finished, jobs, frames, total: None)
+    finished = 0
+
+    def progress(job_id: str, n: int) -> None:
+        # A retried job starts again from 0 and re-counts its journal: keep the highest count seen.
+        ticks[job_id] = max(ticks[job_id], min(n, 2 * by_id[job_id].frames))
+        report(finished, len(todo), sum(ticks.values()) / 2, total_frames)
+
+    report(0, len(todo), 0, total_frames)
+    for outcome in backend.execute(todo, progress):
+        job = by_id[outcome.id]
+        if outcome.status == "done":
+            ticks[job.id] = 2 * job.frames
+        finished += 1
+        report(finished, len(todo), sum(ticks.values()) / 2, total_frames)
+        values = asdict(outcome)
+        values["seconds"] = round(values["seconds"], 3)
+        record.set(_entry(job, **{k: v for k, v in values.items() if k != "id"}))
+        record.doc["seconds"] = round(time.perf_counter() - start, 3)
+        record.write()
+    record.doc["seconds"] = round(time.perf_counter() - start, 3)
+    record.write()
+    return record.summary()
+
+
+def _plan(
+    record: BatchRecord, jobs: Sequence[BatchJob], bad: Sequence[BadRow], previous: dict[str, dict]
+) -> list[BatchJob]:
+    """Record every row (kept from `previous`, pending, or bad); returns the jobs still to run."""
     todo = []
     for job in jobs:
         if _complete(job, previous.get(job.id)):
@@ -247,51 +283,4 @@ def run_batch(
                 "error": row.error,
             }
         )
-    start = time.perf_counter()
-    record.write()
-
-    by_id = {job.id: job for job in todo}
-    ticks = dict.fromkeys(by_id, 0)
-    total_frames = sum(job.frames for job in todo)
-    with _progress_bar(console) as bar:
-        task = bar.add_task("batch", total=total_frames, jobs=f"0/{len(todo)}", fps=0.0)
-
-        def progress(job_id: str, n: int) -> None:
-            # A retried job starts again from 0 and re-counts its journal: keep the highest count seen.
-            ticks[job_id] = max(ticks[job_id], min(n, 2 * by_id[job_id].frames))
-            _advance(bar, task, ticks, start)
-
-        finished = 0
-        for outcome in backend.execute(todo, progress):
-            job = by_id[outcome.id]
-            if outcome.status == "done":
-                ticks[job.id] = 2 * job.frames
-            finished += 1
-            bar.update(task, jobs=f"{finished}/{len(todo)}")
-            _advance(bar, task, ticks, start)
-            values = asdict(outcome)
-            values["seconds"] = round(values["seconds"], 3)
-            record.set(_entry(job, **{k: v for k, v in values.items() if k != "id"}))
-            record.doc["seconds"] = round(time.perf_counter() - start, 3)
-            record.write()
-    record.doc["seconds"] = round(time.perf_counter() - start, 3)
-    record.write()
-    return record.summary()
-
-
-def _progress_bar(console: Console | None) -> Progress:
-    """One bar for the whole batch: jobs done, frames done (segmented and written), frames/s."""
-    return Progress(
-        TextColumn("{task.description} jobs {task.fields[jobs]}"),
-        BarColumn(),
-        TextColumn("frames {task.completed:.0f}/{task.total:.0f}"),
-        TextColumn("{task.fields[fps]:.1f} frames/s"),
-        TimeElapsedColumn(),
-        console=console,
-        disable=console is None or not console.is_terminal,
-    )
-
-
-def _advance(bar: Progress, task, ticks: dict[str, int], start: float) -> None:
-    frames = sum(ticks.values()) / 2
-    bar.update(task, completed=frames, fps=frames / max(time.perf_counter() - start, 1e-6))
+    return todo

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from vggts_cli import __version__
-from vggts_cli.engine.base import Engine, Reference, View
+from vggts_cli.engines.base import Engine, Reference, View
 from vggts_cli.errors import VggtsError
 from vggts_cli.eval.egoexo import GroundTruth, Query, load_json, pair_key
 from vggts_cli.eval.metrics import eval_size, resize_mask

@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vggts_cli.engine.base import Engine, Reference, View
+from vggts_cli.engines.base import Engine, Reference, View
 from vggts_cli.errors import UsageError
 from vggts_cli.eval.metrics import CONF_THRESH, balanced_accuracy
 from vggts_cli.eval.vos import VOID, boundary_measure, jaccard, read_annotation, read_image

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from vggts_cli.engine.base import Engine, Reference, View
+from vggts_cli.engines.base import Engine, Reference, View
 from vggts_cli.errors import UsageError
 from vggts_cli.eval.egoexo import DIRECTIONS
 from vggts_cli.eval.metrics import ScoreSheet, iou, to_eval_size

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vggts_cli.engine.base import Engine, Reference, View
+from vggts_cli.engines.base import Engine, Reference, View
 from vggts_cli.errors import UsageError
 from vggts_cli.eval.metrics import BOUND_TH, boundary_f
 

@@ -3,56 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
+from vggts_cli.geometry import Box, bbox
 
-@dataclass(frozen=True)
-class Box:
-    """A half-open pixel rectangle `[y0, y1) x [x0, x1)`."""
-
-    y0: int
-    y1: int
-    x0: int
-    x1: int
-
-    @property
-    def slices(self) -> tuple[slice, slice]:
-        """Index an (H, W, ...) array with `array[box.slices]`."""
-        return slice(self.y0, self.y1), slice(self.x0, self.x1)
-
-    @property
-    def height(self) -> int:
-        return self.y1 - self.y0
-
-    @property
-    def width(self) -> int:
-        return self.x1 - self.x0
-
-    def union(self, other: Box) -> Box:
-        return Box(
-            min(self.y0, other.y0), max(self.y1, other.y1), min(self.x0, other.x0), max(self.x1, other.x1)
-        )
-
-    def grow(self, pad: int, height: int, width: int) -> Box:
-        """The box enlarged by `pad` pixels on every side, clipped to a (height, width) frame."""
-        return Box(
-            max(0, self.y0 - pad),
-            min(height, self.y1 + pad),
-            max(0, self.x0 - pad),
-            min(width, self.x1 + pad),
-        )
-
-
-def bbox(mask: np.ndarray) -> Box | None:
-    """The tightest box around the mask's pixels; None for an empty mask."""
-    rows = np.flatnonzero(mask.any(axis=1))
-    if rows.size == 0:
-        return None
-    cols = np.flatnonzero(mask[rows[0] : rows[-1] + 1].any(axis=0))
-    return Box(int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1)
+__all__ = ["Box", "bbox", "dilate", "dilated_union", "iou", "paste"]
 
 
 def dilated_union(masks: Sequence[np.ndarray], margin_px: int) -> tuple[Box, np.ndarray] | None:

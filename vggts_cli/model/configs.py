@@ -1,7 +1,7 @@
 """Model sizes as dataclasses: one code path, configs differ.
 
 `vggt-s-1b` is the published model (facebook/VGGT-1B + zbbhhh/VGGT-S). The small sizes exist for CPU
-use and tests; `testvector-backbone` / `testvector-head` reproduce the official test-vector builds in
+use and tests; `testvector-backbone` reproduces the official backbone test-vector build in
 `shared/testvectors/` exactly.
 """
 

@@ -12,7 +12,7 @@ import hashlib
 import json
 import os
 import re
-import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path, PurePosixPath
@@ -29,11 +29,9 @@ from huggingface_hub.utils import (
     disable_progress_bars,
     enable_progress_bars,
 )
-from rich.console import Console
-from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TransferSpeedColumn
 
 from vggts_cli.errors import VggtsError
-from vggts_cli.fsutil import commit, discard, partial_path
+from vggts_cli.fsutil import write_text
 
 
 @dataclass(frozen=True)
@@ -112,12 +110,17 @@ def local_path(name: str) -> Path | None:
     return Path(found) if isinstance(found, str) else None
 
 
-def download(name: str, progress: bool = True, force: bool = False) -> Path:
+# progress(file name, bytes hashed since the last call, file size): the CLI draws it; None: silent.
+HashProgressFn = Callable[[str, int, int], None]
+
+
+def download(name: str, progress: HashProgressFn | None = None, force: bool = False) -> Path:
     """Download the known weight file `name` into the Hugging Face cache (a no-op when it is current).
 
     Returns the cached path and records its size and sha256 in the manifest the first time it is seen.
     `force` downloads again even over a cached (e.g. damaged) copy, and records it afresh.
     Offline (`HF_HUB_OFFLINE=1`), the cached copy is returned or a one-line `VggtsError` says what to do.
+    Without `progress`, huggingface_hub's own download bars are off too.
     """
     entry = weight_file(name)
     bars_were_disabled = are_progress_bars_disabled()
@@ -159,11 +162,11 @@ def resolve(name_or_path: str | PathLike[str]) -> Path:
     return local_path(name) or download(name)
 
 
-def verify(path: str | PathLike[str], progress: bool = True) -> Verification:
+def verify(path: str | PathLike[str], progress: HashProgressFn | None = None) -> Verification:
     """Hash `path` (size + sha256) and compare it with its download record and, in the Hugging Face cache,
     with the sha256 in its blob's file name. A mismatch raises a one-line `VggtsError`.
 
-    A progress bar goes to stderr only when `progress` is on and stderr is a terminal.
+    `progress` hears of the hashing as it goes.
     """
     path = Path(path).expanduser()
     if not path.is_file():
@@ -202,23 +205,15 @@ def _not_available(entry: WeightFile) -> str:
     return f"{where} and the Hub cannot be reached: check the connection (or HF_ENDPOINT), {fix}"
 
 
-def _sha256(path: Path, progress: bool) -> str:
+def _sha256(path: Path, progress: HashProgressFn | None) -> str:
     digest = hashlib.sha256()
     buffer = memoryview(bytearray(_CHUNK))
-    bar = Progress(
-        TextColumn("sha256 {task.description}"),
-        BarColumn(),
-        DownloadColumn(),
-        TransferSpeedColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=not (progress and sys.stderr.isatty()),
-    )
-    with bar, path.open("rb") as f:
-        task = bar.add_task(path.name, total=path.stat().st_size)
+    size = path.stat().st_size
+    with path.open("rb") as f:
         while n := f.readinto(buffer):
             digest.update(buffer[:n])
-            bar.advance(task, n)
+            if progress:
+                progress(path.name, n, size)
     return digest.hexdigest()
 
 
@@ -251,7 +246,7 @@ def _record_for(path: Path) -> dict | None:
     return None
 
 
-def _write_record(entry: WeightFile, path: Path, progress: bool) -> None:
+def _write_record(entry: WeightFile, path: Path, progress: HashProgressFn | None) -> None:
     """Record size, sha256, repo and revision of a downloaded file; the manifest is replaced atomically."""
     # hf_hub_download returns <cache>/models--org--repo/snapshots/<commit>/<filename>
     revision = path.parents[len(PurePosixPath(entry.filename).parts) - 1].name
@@ -266,10 +261,7 @@ def _write_record(entry: WeightFile, path: Path, progress: bool) -> None:
     }
     final = _manifest_path()
     final.parent.mkdir(parents=True, exist_ok=True)
-    partial = partial_path(final)
     try:
-        partial.write_text(json.dumps(manifest, indent=2) + "\n")
-        commit(partial, final)
+        write_text(final, json.dumps(manifest, indent=2) + "\n")
     except OSError as err:
-        discard(partial)
         raise VggtsError(f"{final}: cannot write the weights manifest ({err.strerror or err})") from None

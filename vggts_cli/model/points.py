@@ -1,10 +1,8 @@
 """Point prompts of the Union Segmentation Head (official §3).
 
 Source points: K-Means centres of the source mask, snapped onto the mask (`kmeans_points`), and the
-VGGT features under them (`sample_point_features`). Target points for ego→exo: the tracked points scaled
-into the exo frame, cleaned of outliers, a square crop chosen around them, and 5 K-Means centres in crop
-space (`exo_target_points`). The scikit-learn calls and the numpy sort / set orders are the official
-ones, so the integer outputs match it exactly (for the same scikit-learn version).
+VGGT features under them (`sample_point_features`). The scikit-learn calls and the numpy sort / set orders
+are the official ones, so the integer outputs match it exactly (for the same scikit-learn version).
 """
 
 from __future__ import annotations
@@ -14,14 +12,12 @@ import torch
 import torch.nn.functional as F
 from sklearn.cluster import KMeans
 
-from vggts_cli.model.crops import SquareCrop, crop_around_points
 from vggts_cli.threads import single_threaded
 
 SOURCE_SEED = 42  # KMeans random_state of the source points
-TARGET_SEED = 0  # KMeans random_state of the target clusters
 
 
-def _fit(kmeans: KMeans, points: np.ndarray) -> KMeans:
+def fit_one_thread(kmeans: KMeans, points: np.ndarray) -> KMeans:
     """`kmeans.fit(points)` on one OpenMP thread: with torch's and scikit-learn's OpenMP runtimes both
     loaded, a threaded K-Means of a few thousand pixels runs tens of times slower (~190 ms vs ~2-5 ms)."""
     with single_threaded("openmp"):
@@ -45,7 +41,7 @@ def kmeans_points(mask: np.ndarray, n_points: int = 5) -> np.ndarray:
     if len(candidates) < n_points:
         return _pad_with_first(candidates, n_points)
 
-    centres = _fit(
+    centres = fit_one_thread(
         KMeans(n_clusters=n_points, random_state=SOURCE_SEED, n_init=1), candidates
     ).cluster_centers_
     h, w = on.shape
@@ -80,64 +76,3 @@ def sample_point_features(feat: torch.Tensor, points: torch.Tensor, img_size: in
         feat, grid[:, :, None], mode="bilinear", padding_mode="border", align_corners=True
     )
     return sampled[..., 0].transpose(1, 2)
-
-
-def frame_points(points: np.ndarray, img_size: int, frame_h: int, frame_w: int) -> np.ndarray:
-    """Tracked points (N, 2) in the `img_size` letterboxed model input -> pixels of the frame, clipped.
-
-    The letterbox keeps the aspect and pads at the bottom/right, so both axes scale by frame_w / img_size
-    (the official code hard-codes 960 / 518).
-    """
-    out = points * frame_w / img_size
-    out[:, 0] = np.clip(out[:, 0], 0, frame_w - 1)
-    out[:, 1] = np.clip(out[:, 1], 0, frame_h - 1)
-    return out
-
-
-def drop_outliers(points: np.ndarray, n_drop: int = 10) -> np.ndarray:
-    """Drop the `n_drop` points farthest from the coordinate-wise median; the rest by decreasing distance."""
-    dist = np.linalg.norm(points - np.median(points, axis=0), axis=1)
-    return points[np.argsort(-dist)[n_drop:]]
-
-
-def crop_side_3x(box_size: float) -> int:
-    """Target crop side for a point box of `box_size` px (official `exo_tar_crop: 3`): 180 … 540."""
-    if box_size < 50:
-        return 180
-    if box_size > 200:
-        return 540
-    return int(2.4 * (box_size - 50) + 180)
-
-
-def points_into_crop(points: np.ndarray, crop: SquareCrop, size: int) -> np.ndarray:
-    """Frame pixels (N, 2) -> the crop resized to `size`×`size`, clipped to [0, size - 1]; float32."""
-    scale = size / crop.side
-    out = points.copy()
-    out[:, 0] = np.clip((out[:, 0] - crop.x1) * scale, 0, size - 1)
-    out[:, 1] = np.clip((out[:, 1] - crop.y1) * scale, 0, size - 1)
-    return out.astype(np.float32)
-
-
-def cluster_centres(points: np.ndarray, n_clusters: int = 5) -> np.ndarray:
-    """KMeans(n_clusters, random_state 0, n_init "auto") centres of `points` (N, 2), scikit-learn order.
-
-    The centres are the target points as they are: float, not snapped to anything.
-    """
-    kmeans = _fit(KMeans(n_clusters=n_clusters, random_state=TARGET_SEED, n_init="auto"), points)
-    return kmeans.cluster_centers_
-
-
-def exo_target_points(
-    tracked: np.ndarray, img_size: int, frame_h: int, frame_w: int, n_points: int = 5, n_drop: int = 10
-) -> tuple[np.ndarray, SquareCrop]:
-    """Ego→exo target points: tracked points (50, 2) in the model input -> (n_points, 2) in the crop, crop.
-
-    Scale into the frame and clip, drop `n_drop` outliers, crop side from the box size (3× rule), square
-    window on the box centre, map into the `img_size` crop, K-Means centres. The crop is also where the
-    target frame must be cut (`crops.crop_resize`) and where the prediction is pasted back
-    (`crops.recover_square_crop`).
-    """
-    kept = drop_outliers(frame_points(tracked, img_size, frame_h, frame_w), n_drop)
-    box_size = max(np.ptp(kept[:, 1]), np.ptp(kept[:, 0]))
-    crop = crop_around_points(kept, crop_side_3x(box_size), frame_h, frame_w)
-    return cluster_centres(points_into_crop(kept, crop, img_size), n_points), crop

@@ -172,14 +172,8 @@ class UnionHead(nn.Module):
         return preds
 
     @torch.no_grad()
-    def segment(
-        self,
-        src_feat: torch.Tensor,
-        tar_feat: torch.Tensor,
-        src_mask: torch.Tensor,
-        tar_points: torch.Tensor,
-        src_points: torch.Tensor | None = None,
-    ) -> HeadOutput:
-        """The official inference (`run_passes`, last pass) -> HeadOutput."""
-        logits = self.run_passes(src_feat, tar_feat, src_mask, tar_points, src_points)[-1]
+    def segment(self, *inputs: torch.Tensor | None) -> HeadOutput:
+        """The official inference -> HeadOutput: `run_passes(src_feat, tar_feat, src_mask, tar_points[,
+        src_points])`, its last pass."""
+        logits = self.run_passes(*inputs)[-1]  # type: ignore[arg-type]
         return HeadOutput(logits=logits, presence=presence_score(logits))

@@ -6,16 +6,23 @@ import math
 import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from enum import Enum
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 
 from vggts_cli.errors import UsageError, VggtsError
 from vggts_cli.video.reader import Frame, VideoInfo
 
-RedactMode = Literal["blur", "pixelate", "fill"]
-REDACT_MODES: tuple[RedactMode, ...] = ("blur", "pixelate", "fill")
+
+class RedactMode(str, Enum):
+    """How redacted.mp4 hides the object (compares equal to its name: `RedactMode.blur == "blur"`)."""
+
+    blur = "blur"
+    pixelate = "pixelate"
+    fill = "fill"
+
+
 Color = tuple[int, int, int]
 
 
@@ -35,6 +42,12 @@ def parse_color(text: str | Color) -> Color:
     return rgb  # type: ignore[return-value]
 
 
+def format_color(rgb: Color | str) -> str:
+    """(r, g, b) -> "#rrggbb" (what `parse_color` reads back)."""
+    r, g, b = parse_color(rgb)
+    return f"#{r:02x}{g:02x}{b:02x}"
+
+
 def _size(value: float, extent: int, minimum: int) -> int:
     """A size given as a fraction of `extent` (value <= 1) or in pixels (value > 1), at least `minimum`."""
     pixels = value * extent if value <= 1 else value
@@ -51,7 +64,7 @@ class SinkOptions:
 
     overlay_color: Color | str = (255, 0, 170)
     overlay_opacity: float = 0.5
-    redact_mode: RedactMode = "blur"
+    redact_mode: RedactMode | str = RedactMode.blur
     margin_px: int | None = None  # grow the redacted region by this much; None: 2 % of the frame diagonal
     blur: float = 0.5  # blur kernel size
     pixel_block: float = 0.125  # mosaic block size
@@ -59,21 +72,24 @@ class SinkOptions:
     # Redaction over-covers rather than leaks: a frame whose mask is empty but whose presence score is at
     # least this keeps the last non-empty mask, and every frame also covers its neighbours' masks.
     redact_threshold: float = 0.25
-    redact_window: int = 2  # neighbouring frames on each side whose masks are also covered
+    redact_spread: int = 2  # frames on each side whose masks each frame also covers
 
     def __post_init__(self) -> None:
         self.overlay_color = parse_color(self.overlay_color)
         self.fill_color = parse_color(self.fill_color)
-        if self.redact_mode not in REDACT_MODES:
-            raise UsageError(f"redact mode {self.redact_mode!r} is not one of {', '.join(REDACT_MODES)}")
+        try:
+            self.redact_mode = RedactMode(self.redact_mode)
+        except ValueError:
+            modes = ", ".join(m.value for m in RedactMode)
+            raise UsageError(f"redact mode {self.redact_mode!r} is not one of {modes}") from None
         if not 0.0 <= self.overlay_opacity <= 1.0:
             raise UsageError(f"overlay opacity {self.overlay_opacity} is not in [0, 1]")
         if self.margin_px is not None and self.margin_px < 0:
             raise UsageError(f"redaction margin {self.margin_px} px is negative")
         if self.blur <= 0 or self.pixel_block <= 0:
             raise UsageError("blur and pixel block sizes must be positive")
-        if self.redact_window < 0:
-            raise UsageError(f"redaction window {self.redact_window} is negative")
+        if self.redact_spread < 0:
+            raise UsageError(f"redaction spread {self.redact_spread} is negative")
 
     def margin_for(self, width: int, height: int) -> int:
         """Redaction margin in pixels for a width x height frame."""

@@ -8,7 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vggts_cli.masks.ops import bbox, paste
+from vggts_cli.geometry import bbox
+from vggts_cli.masks.ops import paste
 from vggts_cli.sinks.base import Sink, SinkOptions
 from vggts_cli.video.reader import Frame, VideoInfo
 from vggts_cli.video.writer import VideoWriter

@@ -14,7 +14,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from vggts_cli.masks.ops import Box, dilated_union, paste
+from vggts_cli.geometry import Box
+from vggts_cli.masks.ops import dilated_union, paste
 from vggts_cli.sinks.base import Sink, SinkOptions
 from vggts_cli.video.reader import Frame, VideoInfo
 from vggts_cli.video.writer import VideoWriter
@@ -39,7 +40,7 @@ def redact(image: np.ndarray, box: Box, region: np.ndarray, options: SinkOptions
     else:
         block = options.block_px(extent)
         # Blocks sit on a grid fixed to the frame, so the mosaic does not shimmer as the box moves.
-        grid = Box(box.y0 // block * block, box.y1, box.x0 // block * block, box.x1)
+        grid = Box(x0=box.x0 // block * block, y0=box.y0 // block * block, x1=box.x1, y1=box.y1)
         patch = image[grid.slices]
         pad_y, pad_x = -patch.shape[0] % block, -patch.shape[1] % block
         patch = cv2.copyMakeBorder(patch, 0, pad_y, 0, pad_x, cv2.BORDER_REPLICATE)
@@ -56,7 +57,7 @@ def redact(image: np.ndarray, box: Box, region: np.ndarray, options: SinkOptions
 class RedactSink(Sink):
     """H.264 mp4 of the redacted frames, with the input's audio streams copied.
 
-    Frames are written `options.redact_window` frames late: the masks of the frames after each frame must
+    Frames are written `options.redact_spread` frames late: the masks of the frames after each frame must
     be known before it can be covered.
     """
 
@@ -78,15 +79,15 @@ class RedactSink(Sink):
         if self._held is not None:
             self._masks.append((frame.index, self._held))
         self._pending.append(frame)
-        if len(self._pending) > self._options.redact_window:
+        if len(self._pending) > self._options.redact_spread:
             self._emit(self._pending.popleft())
 
     def _emit(self, frame: Frame) -> None:
-        """Write `frame` covering every mask within `redact_window` frames of it."""
-        window = self._options.redact_window
-        while self._masks and self._masks[0][0] < frame.index - window:
+        """Write `frame` covering every mask within `redact_spread` frames of it."""
+        spread = self._options.redact_spread
+        while self._masks and self._masks[0][0] < frame.index - spread:
             self._masks.popleft()
-        near = [mask for index, mask in self._masks if abs(index - frame.index) <= window]
+        near = [mask for index, mask in self._masks if abs(index - frame.index) <= spread]
         grown = dilated_union(near, self._margin) if near else None
         image = frame.image if grown is None else redact(frame.image, *grown, self._options)
         self._writer.write(image, frame.index)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vggts_cli.fsutil import commit, discard, partial_path
+from vggts_cli.fsutil import PartialOutput
 from vggts_cli.masks import rle
 from vggts_cli.sinks.base import Sink
 from vggts_cli.video.reader import Frame, VideoInfo
@@ -21,7 +21,7 @@ class RleSink(Sink):
 
     def __init__(self, path: Path, info: VideoInfo) -> None:
         super().__init__(path, info)
-        self._partial = partial_path(path)
+        self._output = PartialOutput(path)
         header = {
             "video": str(info.path),
             "width": int(info.width),
@@ -29,7 +29,7 @@ class RleSink(Sink):
             "fps": f"{info.fps.numerator}/{info.fps.denominator}",
             "num_frames": int(info.num_frames),
         }
-        self._file = self._partial.open("w", encoding="utf-8")
+        self._file = self._output.path.open("w", encoding="utf-8")
         # The header is the object without its closing brace; records follow inside "frames".
         self._file.write(json.dumps(header)[:-1] + ', "frames": [')
 
@@ -45,8 +45,8 @@ class RleSink(Sink):
     def _finish(self) -> None:
         self._file.write("\n]}\n")
         self._file.close()
-        commit(self._partial, self.path)
+        self._output.commit()
 
     def abort(self) -> None:
         self._file.close()
-        discard(self._partial)
+        self._output.discard()

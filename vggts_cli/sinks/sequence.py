@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vggts_cli.fsutil import commit, discard, partial_path
+from vggts_cli.fsutil import PartialOutput
 from vggts_cli.masks.io import save_mask_png
 from vggts_cli.sinks.base import Sink
 from vggts_cli.video.reader import Frame, VideoInfo
@@ -17,15 +17,14 @@ class PngSequenceSink(Sink):
 
     def __init__(self, path: Path, info: VideoInfo) -> None:
         super().__init__(path, info)
-        self._partial = partial_path(path)
-        discard(self._partial)  # left over from an interrupted run: start clean
-        self._partial.mkdir()
+        self._output = PartialOutput(path, fresh=True)  # a left-over partial folder: start clean
+        self._output.path.mkdir()
 
     def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
-        save_mask_png(self._partial / f"{frame.index:06d}.png", mask)
+        save_mask_png(self._output.path / f"{frame.index:06d}.png", mask)
 
     def _finish(self) -> None:
-        commit(self._partial, self.path)
+        self._output.commit()
 
     def abort(self) -> None:
-        discard(self._partial)
+        self._output.discard()

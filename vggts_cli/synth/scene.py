@@ -148,15 +148,8 @@ def ego_exo_cameras(duration: float = 4.0) -> tuple[CameraPath, CameraPath]:
         wobble=25.0,
         drift=(6.0, 0.0),
     )
+    # The fixed camera: centre (512, 512), zoom 0.85, angle -0.5, tilt (0.0004, -0.0003); no wobble, no drift.
     exo = CameraPath(
-        "exo",
-        960,
-        540,
-        Fraction(25),
-        int(25 * duration),
-        centre=(512, 512),
-        zoom=0.85,
-        angle=-0.5,
-        tilt=(0.0004, -0.0003),
+        "exo", 960, 540, Fraction(25), int(25 * duration), (512, 512), 0.85, -0.5, (0.0004, -0.0003)
     )
     return ego, exo

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from vggts_cli.engine.framing import Letterbox
+from vggts_cli.geometry import Box, Letterbox
 from vggts_cli.train.photos import Photo
 
 ASPECTS = (1.0, 4 / 3, 16 / 9, 3 / 4)  # frame width / height: square, the ego and exo cameras, portrait
@@ -91,7 +91,7 @@ def adaptive_view(window: tuple[int, int, int, int], size: int, rng: np.random.G
 
 def non_adaptive_view(
     window: tuple[int, int, int, int],
-    object_box: tuple[int, int, int, int],
+    object_box: Box,
     size: int,
     rng: np.random.Generator,
 ) -> Viewport:

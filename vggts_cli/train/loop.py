@@ -25,10 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from vggts_cli.errors import UsageError, VggtsError
-from vggts_cli.fsutil import commit, discard, partial_path
+from vggts_cli.fsutil import PartialOutput
 from vggts_cli.model.configs import CONFIGS
+from vggts_cli.model.io import from_json, load_file_model, save_model, to_json
 from vggts_cli.model.stem import load_imagenet_weights
-from vggts_cli.model.vggts import VGGTS, load_file_model, save_model
+from vggts_cli.model.vggts import VGGTS
+from vggts_cli.train import defaults
 from vggts_cli.train.losses import mask_loss
 from vggts_cli.train.samples import SampleStream
 
@@ -41,15 +43,15 @@ LOG_FILE = "train.jsonl"
 class TrainConfig:
     """Everything that decides what a run computes (stored in the checkpoint; a resume must match)."""
 
-    model: str = "vggt-s-lite"
-    steps: int = 20_000
-    batch_size: int = 8
-    lr: float = 1e-3
+    model: str = defaults.MODEL
+    steps: int = defaults.STEPS
+    batch_size: int = defaults.BATCH_SIZE
+    lr: float = defaults.LR
     weight_decay: float = 0.05
     warmup: int = 300
     clip: float = 1.0
     track_weight: float = 0.1  # tracking loss (coords / image side) next to the mask loss
-    focal_alpha: float | None = 0.25  # SAM's; None weighs object and background pixels alike
+    focal_alpha: float | None = defaults.FOCAL_ALPHA
     # Refinement trained as the paper does, whatever the model config runs at inference: every head pass
     # and every tracker iterate gets a loss, so each of them learns to stand on its own.
     passes: int = 2
@@ -60,12 +62,12 @@ class TrainConfig:
     teacher_start: float = 0.9
     teacher_end: float = 0.2
     teacher_until: float = 0.6
-    seed: int = 0
+    seed: int = defaults.SEED
     init: str | None = None  # a vggts model file of the same config to start from (fine-tuning)
-    mix: dict[str, float] = field(default_factory=lambda: {"adaptive": 0.3, "non_adaptive": 0.3, "rig": 0.4})
+    mix: dict[str, float] = field(default_factory=lambda: dict(defaults.MIX))
 
     def to_json(self) -> str:
-        return json.dumps(dataclasses.asdict(self), sort_keys=True)
+        return to_json(self)
 
 
 @dataclass
@@ -143,7 +145,7 @@ def forward_losses(
 def _stored_config(text: object) -> TrainConfig | None:
     """The TrainConfig a checkpoint was made with (fields added since then take their defaults)."""
     try:
-        return TrainConfig(**json.loads(str(text)))
+        return from_json(TrainConfig, str(text))
     except (TypeError, ValueError):
         return None
 
@@ -217,12 +219,10 @@ class Trainer:
             "step": self.step,
         }
         final = self.out / CHECKPOINT
-        partial = partial_path(final)
         try:
-            torch.save(state, partial)
-            commit(partial, final)
+            with PartialOutput(final) as partial:
+                torch.save(state, partial)
         except OSError as err:
-            discard(partial)
             raise VggtsError(f"{final}: cannot write the checkpoint ({err.strerror or err})") from None
         save_model(self.model, self.out / MODEL_FILE)
 

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from vggts_cli.geometry import Box
+
 MIN_AREA, MAX_AREA = 0.01, 0.35  # pseudo-object area, fraction of the source window
 INSIDE = 0.85  # a segment counts when at least this fraction of it lies inside the window
 SEEDS_PER_WINDOW = 8  # seed segments tried before the caller is asked for another window
@@ -108,8 +110,8 @@ def _grow(
     return np.array(members, dtype=np.int64), area
 
 
-def region_mask(seg: Segmentation, region: np.ndarray) -> tuple[np.ndarray, tuple[int, int, int, int]]:
-    """The (H, W) bool mask of the segments `region` (K,) and its box (x0, y0, x1, y1), end-exclusive."""
+def region_mask(seg: Segmentation, region: np.ndarray) -> tuple[np.ndarray, Box]:
+    """The (H, W) bool mask of the segments `region` (K,) and its box."""
     boxes = seg.bboxes[region]
     x0, y0 = (int(v) for v in boxes[:, :2].min(0))
     x1, y1 = (int(v) for v in boxes[:, 2:].max(0))
@@ -117,4 +119,4 @@ def region_mask(seg: Segmentation, region: np.ndarray) -> tuple[np.ndarray, tupl
     member[region] = True
     mask = np.zeros(seg.labels.shape, dtype=bool)
     mask[y0:y1, x0:x1] = member[seg.labels[y0:y1, x0:x1]]
-    return mask, (x0, y0, x1, y1)
+    return mask, Box(x0, y0, x1, y1)

@@ -4,7 +4,7 @@ target positions, from three kinds of pair:
 - "adaptive" / "non_adaptive": one photo, two views (`augment`), a pseudo-object (`regions`) as the
   object; the target mask is the object warped into the target view;
 - "rig": an ego/exo frame pair of a scene rendered by `synth.rig`, in either direction;
-- "focus": the same, the target seen through a (jittered) focus window, as the learned engine sees small
+- "focus": the same, the target seen through a (jittered) focus crop, as the learned engine sees small
   objects;
 - "scene": two frames of the moving-object recordings of `synth.scene` (the bundled example's generator,
   other seeds): a camera and itself a moment later, or the other camera at the same instant — the
@@ -25,10 +25,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vggts_cli.engine.framing import KEEP_MAX, Framing, Letterbox, object_box, window_around
-from vggts_cli.engine.learned import to_tensor
+from vggts_cli.engines.learned.engine import to_tensor
+from vggts_cli.engines.learned.focus import KEEP_MAX, focus_crop
 from vggts_cli.errors import UsageError, VggtsError
-from vggts_cli.model.crops import SquareCrop
+from vggts_cli.geometry import Box, Framing, Letterbox, SquareCrop, bbox
 from vggts_cli.model.points import kmeans_points
 from vggts_cli.synth.rig import TIERS, render_rig_pair, training_seed
 from vggts_cli.synth.scene import CameraPath, Scene, ego_exo_cameras
@@ -146,8 +146,8 @@ def rig_sample(
     head. Raises NoObjectInSource when the source view does not show the object.
 
     Views are rendered directly at their letterbox content size; with `focus` (the generator of its
-    jitter), the target is rendered at its frame size and seen through the focus window the learned engine
-    would use for its object (engine/framing.py), placed and sized as a tracked mask's box may be off.
+    jitter), the target is rendered at its frame size and seen through the focus crop the learned engine
+    would use for its object (engines/learned/focus.py), placed and sized as a tracked mask's box may be off.
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
@@ -165,12 +165,12 @@ def rig_sample(
     src_image, src_mask = src_in.image(src_image), src_in.mask(src_mask)
     if not src_mask.any():
         raise NoObjectInSource(f"rig pair {index} ({tier}): the {direction.split('-')[0]} view has no object")
-    window = None if focus is None else _jittered_window(tgt_frame_mask, focus)
-    framing = Framing(tgt_frame.shape[:2], window, size)
+    crop = None if focus is None else _jittered_crop(tgt_frame_mask, focus)
+    framing = Framing(tgt_frame.shape[:2], crop, size)
     to_target = _framing_map(framing) @ to_target
     tgt_image, tgt_mask = framing.image(tgt_frame), framing.mask(tgt_frame_mask)
     src, tgt, valid, prompt = _target_points(
-        src_mask, to_target, framing.box.content_hw, n_points, noise=None
+        src_mask, to_target, framing.letterbox.content_hw, n_points, noise=None
     )
     images = np.stack([src_image, tgt_image])
     return TrainSample(
@@ -178,32 +178,33 @@ def rig_sample(
     )
 
 
-FOCUS_SCALE_JITTER = (0.7, 1.5)  # the box the window is made from, relative to the object's true box
+FOCUS_SCALE_JITTER = (0.7, 1.5)  # the box the crop is made from, relative to the object's true box
 FOCUS_SHIFT_JITTER = 0.3  # its centre's offset, in box sides
 
 
-def _jittered_window(mask: np.ndarray, rng: np.random.Generator) -> SquareCrop | None:
-    """The focus window of an object (H, W) mask whose box is off by a random scale and shift, as a
+def _jittered_crop(mask: np.ndarray, rng: np.random.Generator) -> SquareCrop | None:
+    """The focus crop of an object (H, W) mask whose box is off by a random scale and shift, as a
     previous frame's mask or a first whole-frame look may be; None (seen whole) for an absent or large
     object."""
-    box = object_box(mask)
+    box = bbox(mask)
     if box is None:
         return None
-    x0, y0, x1, y1 = box
-    side = max(x1 - x0 + 1, y1 - y0 + 1) * rng.uniform(*FOCUS_SCALE_JITTER)
-    cx, cy = np.array([x0 + x1, y0 + y1]) / 2 + rng.uniform(-1, 1, 2) * FOCUS_SHIFT_JITTER * side
+    side = max(box.width, box.height) * rng.uniform(*FOCUS_SCALE_JITTER)
+    # The centre of the outermost pixels (x1, y1 are one past them).
+    centre = np.array([box.x0 + box.x1 - 1, box.y0 + box.y1 - 1]) / 2
+    cx, cy = centre + rng.uniform(-1, 1, 2) * FOCUS_SHIFT_JITTER * side
     half = side / 2
-    jittered = (round(cx - half), round(cy - half), round(cx + half), round(cy + half))
-    return window_around(jittered, mask.shape, KEEP_MAX)
+    jittered = Box(round(cx - half), round(cy - half), round(cx + half) + 1, round(cy + half) + 1)
+    return focus_crop(jittered, mask.shape, KEEP_MAX)
 
 
 def _framing_map(framing: Framing) -> np.ndarray:
     """(3, 3) map of frame pixel centres to model-input pixel centres under `framing`."""
-    window = framing.window
-    if window is None:
-        return _pixel_scale(framing.frame_hw, framing.box.content_hw)
-    shift = np.array([[1.0, 0, -window.x1], [0, 1, -window.y1], [0, 0, 1]])
-    return _pixel_scale((window.side, window.side), framing.box.content_hw) @ shift
+    crop = framing.crop
+    if crop is None:
+        return _pixel_scale(framing.frame_hw, framing.letterbox.content_hw)
+    shift = np.array([[1.0, 0, -crop.x1], [0, 1, -crop.y1], [0, 0, 1]])
+    return _pixel_scale((crop.side, crop.side), framing.letterbox.content_hw) @ shift
 
 
 EXAMPLE_SCENE_SEED = 0  # the bundled example's scene: never trained on

@@ -36,10 +36,6 @@ class VideoInfo:
     audio_streams: int
     codec: str
 
-    @property
-    def stem(self) -> str:
-        return self.path.stem
-
 
 @dataclass(frozen=True, eq=False)
 class Frame:
@@ -88,8 +84,21 @@ def _stream_kinds(container: av.container.InputContainer) -> str:
     return ", ".join(s.type for s in container.streams) or "nothing"
 
 
-def _scan(path: Path, container: av.container.InputContainer, stream: av.VideoStream) -> VideoInfo:
-    """Demux every packet once: video timestamps, the end of the longest stream, and the first frame."""
+@dataclass
+class _Demuxed:
+    """What one pass over the packets finds: the video's stamps (pts, else dts) and durations in stream
+    order, the frame count the header promised less discarded frames, where the last packet of any stream
+    ends (seconds), and the first decodable frame."""
+
+    stamps: list[int | None]
+    durations: list[int]
+    expected: int
+    end: float
+    first: av.VideoFrame
+
+
+def _demux(path: Path, container: av.container.InputContainer, stream: av.VideoStream) -> _Demuxed:
+    """Demux every packet once; fails on a corrupt, empty, undecodable or truncated stream."""
     stamps: list[int | None] = []
     durations: list[int] = []
     expected = stream.frames  # sample count from the header, 0 where the container has none
@@ -125,7 +134,13 @@ def _scan(path: Path, container: av.container.InputContainer, stream: av.VideoSt
         raise VggtsError(f"{path}: no frame of the {stream.codec_context.name} video stream could be decoded")
     if 0 < len(stamps) < expected:
         raise VggtsError(f"{path}: truncated (only {len(stamps)} of {expected} frames present)")
+    return _Demuxed(stamps, durations, expected, end, first)
 
+
+def _scan(path: Path, container: av.container.InputContainer, stream: av.VideoStream) -> VideoInfo:
+    """Demux every packet once: video timestamps, the end of the longest stream, and the first frame."""
+    demuxed = _demux(path, container, stream)
+    stamps, durations, end, first = demuxed.stamps, demuxed.durations, demuxed.end, demuxed.first
     time_base = stream.time_base
     fps = stream.average_rate or stream.guessed_rate
     pts = _frame_table(path, stamps, fps, time_base)

@@ -15,7 +15,7 @@ import av
 import numpy as np
 
 from vggts_cli.errors import VggtsError
-from vggts_cli.fsutil import commit, discard, partial_path
+from vggts_cli.fsutil import PartialOutput
 from vggts_cli.video.reader import VideoInfo, ffmpeg_reason
 
 
@@ -65,10 +65,9 @@ class VideoWriter:
     ):
         self.path = Path(path)
         self.like = like
-        self.frames_written = 0
         self._last_index = -1
-        self._partial = partial_path(self.path)
-        self._partial.parent.mkdir(parents=True, exist_ok=True)
+        self._output = PartialOutput(self.path)
+        self._output.path.parent.mkdir(parents=True, exist_ok=True)
         self._source: av.container.InputContainer | None = None
         self._audio: Iterator[av.Packet] = iter(())
         self._pending: av.Packet | None = None
@@ -77,7 +76,7 @@ class VideoWriter:
             # MP4/MOV place a delayed start with an edit list counted in the movie timescale (default
             # 1/1000 s); the input's clock keeps it exact. Other muxers ignore the option.
             timescale = {"movie_timescale": str(Fraction(like.time_base).denominator)}
-            self._container = av.open(str(self._partial), "w", container_options=timescale)
+            self._container = av.open(str(self._output.path), "w", container_options=timescale)
         except (av.FFmpegError, ValueError) as err:
             raise VggtsError(f"{self.path}: cannot create this kind of file ({ffmpeg_reason(err)})") from None
         try:
@@ -151,7 +150,6 @@ class VideoWriter:
         except av.FFmpegError as err:
             raise VggtsError(f"{self.path}: encoding frame {index} failed ({ffmpeg_reason(err)})") from None
         self._last_index = index
-        self.frames_written += 1
 
     def close(self) -> None:
         """Flush the encoder, copy the remaining audio and move the finished file into place."""
@@ -164,7 +162,7 @@ class VideoWriter:
             self.abort()
             raise VggtsError(f"{self.path}: finishing the video failed ({ffmpeg_reason(err)})") from None
         self._close_source()
-        commit(self._partial, self.path)
+        self._output.commit()
 
     def abort(self) -> None:
         """Stop writing and remove the partial file."""
@@ -173,7 +171,7 @@ class VideoWriter:
         except av.FFmpegError:
             pass  # an unfinished file is removed below anyway
         self._close_source()
-        discard(self._partial)
+        self._output.discard()
 
     def _close_source(self) -> None:
         if self._source is not None:

@@ -6,9 +6,9 @@ Each reference is carried into the target as a soft candidate mask with a confid
   the object looks the same where it lands;
 - every other reference (the seed, another camera's frame at this instant) by an affine map or homography
   fitted by MAGSAC++ to mutual RootSIFT matches of the reference object, its tilted copies included
-  (engine/matching.py; for another camera at the same instant, also its surroundings when the object alone
-  has too few), searched near the camera's previous mask when there is one, trusted by its inliers, their
-  spread and the colours it brings into the target.
+  (engines/classic/matching.py; for another camera at the same instant, also its surroundings when the
+  object alone has too few), searched near the camera's previous mask when there is one, trusted by its
+  inliers, their spread and how well the object's detail agrees in both views.
 The candidates vote per pixel, weighted by confidence: the anchors (seed, cross) keep the temporal track from
 drifting, and the temporal track gives the shape where no single transform fits. GrabCut then redraws the
 outline on the object's colour edges, in a band around it. All the work happens at a small working size;
@@ -20,19 +20,20 @@ from __future__ import annotations
 
 import hashlib
 import math
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 
-from vggts_cli.engine.base import Engine, Prediction, Reference, View
-from vggts_cli.engine.matching import MAX_TARGET_PX, OBJECT_PX, Box, Features, Match, Matcher
+from vggts_cli.cache import LruCache
+from vggts_cli.engines.base import Engine, Prediction, Reference, View
+from vggts_cli.engines.classic.matching import MAX_TARGET_PX, OBJECT_PX, Features, Match, Matcher
+from vggts_cli.geometry import Box, bbox
 
 
 @dataclass
-class _Frame:
+class WorkingFrame:
     """A view at working size: `gray` (h, w) uint8, `rgb` (h, w, 3) uint8, `scale` = working / full size;
     `full_gray` (H, W) uint8 at full size (for keypoints); `fingerprint` identifies the pixels it was made
     from.
@@ -108,7 +109,7 @@ class ClassicEngine(Engine):
         # Variational refinement smooths the flow across the object's outline: most of the cost, no gain.
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
         self._flow.setVariationalRefinementIterations(0)
-        self._cache: OrderedDict[tuple[str, int], _Frame] = OrderedDict()
+        self._cache: LruCache[tuple[str, int], WorkingFrame] = LruCache(cache_size)
         # Tolerances in working-size pixels / colour levels.
         self._fb_px = max(1.0, 0.004 * work_size)
         self._astray_px = max(1.0, 0.003 * work_size)
@@ -157,14 +158,13 @@ class ClassicEngine(Engine):
 
     # ------------------------------------------------------------------ per-frame work
 
-    def _frame(self, view: View) -> _Frame:
+    def _frame(self, view: View) -> WorkingFrame:
         """The working-size frame of `view`, from a small LRU cache keyed by (camera, index)."""
         key = (view.camera, view.index)
         # A sparse sample of the pixels guards against a caller reusing a key for another image.
         fingerprint = str(view.image.shape).encode() + view.image[::16, ::16].tobytes()
         frame = self._cache.get(key)
         if frame is not None and frame.fingerprint == fingerprint:
-            self._cache.move_to_end(key)
             return frame
         height, width = view.image.shape[:2]
         scale = min(1.0, self.work_size / max(height, width))
@@ -173,20 +173,18 @@ class ClassicEngine(Engine):
         rgb = np.ascontiguousarray(rgb)
         full_gray = cv2.cvtColor(view.image, cv2.COLOR_RGB2GRAY)
         gray = full_gray if scale == 1.0 else cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
-        frame = _Frame(gray, rgb, full_gray, size[0] / width, fingerprint)
-        self._cache[key] = frame
-        while len(self._cache) > self.cache_size:
-            self._cache.popitem(last=False)
+        frame = WorkingFrame(gray, rgb, full_gray, size[0] / width, fingerprint)
+        self._cache.put(key, frame)
         return frame
 
-    def _region(self, frame: _Frame, key: tuple, box: Box, scale: float, tilts: bool) -> Features:
+    def _region(self, frame: WorkingFrame, key: tuple, box: Box, scale: float, tilts: bool) -> Features:
         """The features of `box` of `frame` at `scale`, computed once per frame and `key`."""
         if key not in frame.regions:
             frame.regions[key] = self._matcher.features(frame.full_gray, box, scale, tilts)
         return frame.regions[key]
 
     @staticmethod
-    def _searched(frame: _Frame, box: Box) -> Features | None:
+    def _searched(frame: WorkingFrame, box: Box) -> Features | None:
         """The features of `box` taken from a search of `frame` as a target that covered it, if there was
         one (the seed camera's frame is a target first, then the other cameras' cross reference)."""
         for key, features in frame.regions.items():
@@ -205,16 +203,16 @@ class ClassicEngine(Engine):
                 and ref.view.camera == target.camera
                 and ref.mask.shape == (height, width)
             ):
-                box = Box.of_mask(ref.mask)
+                box = bbox(ref.mask)
                 if box is not None:
                     margin = max(box.size // 2, round(0.05 * max(height, width)))
-                    return box.grown(margin, (height, width))
+                    return box.grow(margin, height, width)
         return Box(0, 0, width, height)
 
     # ------------------------------------------------------------------ transfer
 
     def _carry(
-        self, ref: Reference, target: View, tgt: _Frame, search: Box, thorough: bool
+        self, ref: Reference, target: View, tgt: WorkingFrame, search: Box, thorough: bool
     ) -> _Candidate | None:
         """Carry one reference mask into the target (looking for it within `search` when matching, with
         tilted copies and the object's surroundings too when `thorough`); None when this reference gives
@@ -227,7 +225,7 @@ class ClassicEngine(Engine):
         same_grid = ref.view.camera == target.camera and src.gray.shape == tgt.gray.shape
         if ref.kind == "temporal" and same_grid:
             return self._by_flow(src, mask, tgt)
-        box = Box.of_mask(ref.mask)
+        box = bbox(ref.mask)
         if box is None:
             return None
         # Regions are only ever shrunk (to OBJECT_PX): SIFT's first octave already doubles its input, so a
@@ -244,7 +242,7 @@ class ClassicEngine(Engine):
             # instant also sees its surroundings as they are now, and the ground it stands on moves with it
             # between views. (Not the seed: taken earlier, the object may have moved over its background.)
             for name, reach in (("around", 0.5), ("context", 2.0)):
-                around = box.grown(round(reach * box.size), ref.mask.shape)
+                around = box.grow(round(reach * box.size), *ref.mask.shape)
                 tries.append((name, around, float(np.clip(OBJECT_PX / box.size, 0.25, 1.0)), False))
         best = None
         for name, region, region_scale, tilts in tries:
@@ -258,7 +256,7 @@ class ClassicEngine(Engine):
                 break
         return best
 
-    def _target_features(self, tgt: _Frame, search: Box, object_px: int) -> Features:
+    def _target_features(self, tgt: WorkingFrame, search: Box, object_px: int) -> Features:
         """Features of the target within `search`, scaled so the object is seen at about `object_px`
         when `search` comes from its previous mask, else (the whole frame) at most MAX_TARGET_PX large."""
         height, width = tgt.full_gray.shape
@@ -271,11 +269,11 @@ class ClassicEngine(Engine):
 
     def _by_match(
         self,
-        src: _Frame,
+        src: WorkingFrame,
         mask: np.ndarray,
         box: Box,
         found: Features,
-        tgt: _Frame,
+        tgt: WorkingFrame,
         search: Box,
     ) -> _Candidate | None:
         """Warp the working-size `mask` (h, w) float32 by the map fitted to the matches of the reference's
@@ -309,7 +307,7 @@ class ClassicEngine(Engine):
         weight = np.full_like(prob, self.anchor_weight * confidence * precision)
         return _Candidate(prob, weight, confidence, match, verified)
 
-    def _by_flow(self, src: _Frame, mask: np.ndarray, tgt: _Frame) -> _Candidate | None:
+    def _by_flow(self, src: WorkingFrame, mask: np.ndarray, tgt: WorkingFrame) -> _Candidate | None:
         """Push the reference object `mask` (h, w) float32 into the target along dense optical flow.
 
         Within a patch of the object's outline the flow mixes the object's motion with the background's, and
@@ -434,7 +432,7 @@ def _splat(xs: np.ndarray, ys: np.ndarray, weights: np.ndarray, shape: tuple[int
     return out.reshape(height, width).astype(np.float32)
 
 
-def _smooth_colours(frame: _Frame) -> np.ndarray:
+def _smooth_colours(frame: WorkingFrame) -> np.ndarray:
     """The lightly blurred colours (h, w, 3) float32 used for photometric checks (tolerates sub-pixel
     error; colour tells an object from a background of the same brightness), computed once per frame."""
     if frame.smooth is None:
@@ -442,7 +440,7 @@ def _smooth_colours(frame: _Frame) -> np.ndarray:
     return frame.smooth
 
 
-def _shading(frame: _Frame) -> np.ndarray:
+def _shading(frame: WorkingFrame) -> np.ndarray:
     """The detail that matched views are compared by: (h, w) float32 grey levels, lightly blurred, less
     their local mean (light fields, shadows and vignetting vary slowly; an object's own texture does not)."""
     if frame.detail is None:

@@ -100,14 +100,3 @@ class WindowBackoff:
                 f"CUDA out of memory on a window of {len(batch)}; continuing with windows of {self.window}"
             )
         return None
-
-
-def run_windowed(
-    fn: Callable[[Sequence[T]], Sequence[R]],
-    items: Iterable[T],
-    window: int,
-    min_window: int = 1,
-    log: LogFn | None = _to_stderr,
-) -> Iterator[R]:
-    """`WindowBackoff(window, min_window, log).run(fn, items)`: one stream, its own window."""
-    return WindowBackoff(window, min_window, log).run(fn, items)

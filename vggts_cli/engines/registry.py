@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import json
 import statistics
+from collections.abc import Sequence
 
-from vggts_cli.engine.base import Engine
+from vggts_cli.engines.base import Engine
 from vggts_cli.errors import UsageError
 from vggts_cli.weights import REAL_VALIDATION_RESULTS
 
@@ -30,19 +31,25 @@ def default_engine() -> str:
     return max(ranked, key=lambda name: statistics.fmean(scores[name]), default="classic")
 
 
+def check_model(engines: Sequence[str], model: str | None, flag: str = "--") -> None:
+    """A model serves the learned engine only: refuse one given without it (`flag`: how options are
+    spelled where it came from, "--" on the command line, "" in a batch manifest)."""
+    if model is not None and "vggts" not in engines:
+        raise UsageError(f"{flag}model applies to {flag}engine vggts; the classic engine has no weights")
+
+
 def make_engine(
     name: str, model: str | None = None, device: str = "auto", schedule: str = "windowed"
 ) -> Engine:
     """Build the engine `name`; `model` (a name or a model file; None = the shipped default), `device` and
-    `schedule` ("windowed" or "pair", see engine/learned.py) serve the learned engine."""
+    `schedule` ("windowed" or "pair", see engines/learned/engine.py) serve the learned engine."""
     if name == "classic":
-        if model is not None:
-            raise UsageError("--model applies to --engine vggts; the classic engine has no weights")
-        from vggts_cli.engine.classic import ClassicEngine
+        check_model([name], model)
+        from vggts_cli.engines.classic.engine import ClassicEngine
 
         return ClassicEngine()
     if name == "vggts":
-        from vggts_cli.engine.learned import LearnedEngine
+        from vggts_cli.engines.learned.engine import LearnedEngine
 
         return LearnedEngine.load(model, device, schedule)  # type: ignore[arg-type]
     raise UsageError(f"--engine {name!r} is not one of {', '.join(ENGINES)}")

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from vggts_cli.geometry import Box
 from vggts_cli.threads import single_threaded
 
 # Tilt simulation: (tilt, number of in-plane angles over [0°, 180°)). ASIFT samples tilts in powers of √2;
@@ -28,47 +29,6 @@ from vggts_cli.threads import single_threaded
 TILTS: tuple[tuple[float, int], ...] = ((math.sqrt(2.0), 4), (2.0, 6))
 OBJECT_PX = 128  # the object's long side when its features are computed (SIFT doubles it internally)
 MAX_TARGET_PX = 1024  # a whole target frame is searched at most this large (long side)
-
-
-@dataclass(frozen=True)
-class Box:
-    """A half-open pixel box [x0, x1) × [y0, y1) in a view's full-resolution pixels."""
-
-    x0: int
-    y0: int
-    x1: int
-    y1: int
-
-    @classmethod
-    def of_mask(cls, mask: np.ndarray) -> Box | None:
-        """The tight box around the True pixels of `mask` (H, W) bool; None when it has none."""
-        x, y, w, h = cv2.boundingRect(mask.astype(np.uint8))
-        return None if w == 0 or h == 0 else cls(x, y, x + w, y + h)
-
-    @property
-    def size(self) -> int:
-        """The long side."""
-        return max(self.x1 - self.x0, self.y1 - self.y0)
-
-    def grown(self, margin: int, shape: tuple[int, int]) -> Box:
-        """`margin` pixels wider on every side, clipped to a (height, width) frame."""
-        height, width = shape
-        return Box(
-            max(0, self.x0 - margin),
-            max(0, self.y0 - margin),
-            min(width, self.x1 + margin),
-            min(height, self.y1 + margin),
-        )
-
-    def contains(self, other: Box) -> bool:
-        """Whether `other` lies within this box."""
-        return self.x0 <= other.x0 and self.y0 <= other.y0 and other.x1 <= self.x1 and other.y1 <= self.y1
-
-    def corners(self) -> np.ndarray:
-        """(4, 2) float64 corners, clockwise on screen from the top left."""
-        return np.array(
-            [[self.x0, self.y0], [self.x1, self.y0], [self.x1, self.y1], [self.x0, self.y1]], np.float64
-        )
 
 
 @dataclass(frozen=True)

@@ -1,6 +1,6 @@
 """What every segmentation engine receives and returns.
 
-The propagation loop (engine/propagate.py) walks the cameras over time and asks an engine, for one target
+The propagation loop (pipeline/run.py) walks the cameras over time and asks an engine, for one target
 frame at a time, to find the object given a few reference frames whose masks are known.
 """
 
@@ -49,7 +49,8 @@ class Prediction:
 class Engine(ABC):
     """A way of finding the object in a target frame from reference frames.
 
-    `window`: how many upcoming target frames the caller should announce at a time with `prepare`.
+    `window`: the backbone window — how many upcoming target frames the caller should announce at a time
+    with `prepare`.
     """
 
     name: str

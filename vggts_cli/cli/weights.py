@@ -10,7 +10,9 @@ from typing import Annotated
 import typer
 from huggingface_hub import constants
 from rich.filesize import decimal
+from rich.progress import BarColumn, DownloadColumn, TaskID, TextColumn, TransferSpeedColumn
 
+from vggts_cli.cli.common import one_line_errors, progress_bar
 from vggts_cli.errors import VggtsError
 from vggts_cli.model import hub
 
@@ -27,13 +29,18 @@ _NAMES = ", ".join(hub.WEIGHTS)
 
 
 @contextmanager
-def _one_line_errors() -> Iterator[None]:
-    """Turn a VggtsError into `vggts: error: ...` on stderr and its exit code."""
-    try:
-        yield
-    except VggtsError as err:
-        typer.echo(f"vggts: error: {err}", err=True)
-        raise typer.Exit(err.exit_code) from None
+def _hash_bar() -> Iterator[hub.HashProgressFn]:
+    """A transient stderr bar for hashing a weight file, as the callback `hub` reports through."""
+    columns = (TextColumn("sha256 {task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    with progress_bar(*columns) as bar:
+        tasks: dict[str, TaskID] = {}
+
+        def advance(name: str, n: int, size: int) -> None:
+            if name not in tasks:
+                tasks[name] = bar.add_task(name, total=size)
+            bar.advance(tasks[name], n)
+
+        yield advance
 
 
 def _require_local(name: str) -> Path:
@@ -47,6 +54,7 @@ def _require_local(name: str) -> Path:
 
 
 @app.command()
+@one_line_errors
 def download(
     name: Annotated[str, typer.Argument(help=f"Which weights: {_NAMES}.", show_default=False)],
     force: Annotated[
@@ -59,28 +67,33 @@ def download(
 
     Nothing is fetched again when the cached copy is current (unless --force).
     """
-    with _one_line_errors():
-        typer.echo(hub.download(name, progress=not quiet, force=force))
+    if quiet:
+        typer.echo(hub.download(name, force=force))
+        return
+    with _hash_bar() as progress:
+        path = hub.download(name, progress=progress, force=force)
+    typer.echo(path)
 
 
 @app.command("list")
+@one_line_errors
 def list_weights() -> None:
     """Show every known weight file: source, licence, and whether (and where) it is downloaded."""
     offline = " (offline: HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
     typer.echo(f"Hugging Face cache: {hub.hf_cache_dir()}{offline}")
-    with _one_line_errors():
-        for entry in hub.WEIGHTS.values():
-            path = hub.local_path(entry.name)
-            typer.echo(f"\n{entry.name}: {entry.repo} {entry.filename}")
-            typer.echo(f"  {entry.description}")
-            typer.echo(f"  licence: {entry.licence}")
-            if path is None:
-                typer.echo(f"  not downloaded: run `vggts weights download {entry.name}`")
-            else:
-                typer.echo(f"  downloaded: {path} ({decimal(path.stat().st_size)})")
+    for entry in hub.WEIGHTS.values():
+        path = hub.local_path(entry.name)
+        typer.echo(f"\n{entry.name}: {entry.repo} {entry.filename}")
+        typer.echo(f"  {entry.description}")
+        typer.echo(f"  licence: {entry.licence}")
+        if path is None:
+            typer.echo(f"  not downloaded: run `vggts weights download {entry.name}`")
+        else:
+            typer.echo(f"  downloaded: {path} ({decimal(path.stat().st_size)})")
 
 
 @app.command()
+@one_line_errors
 def verify(
     target: Annotated[
         str,
@@ -92,13 +105,13 @@ def verify(
     A damaged file fails with exit code 1. A file with nothing to compare with (e.g. a copy made by hand)
     only gets its sha256 printed: compare it with the SHA256 shown on the file's page on huggingface.co.
     """
-    with _one_line_errors():
-        local = Path(target).expanduser()
-        if not local.is_file():
-            if target not in hub.WEIGHTS:
-                raise VggtsError(f"{target}: no such file, and not a known weights name ({_NAMES})")
-            local = _require_local(target)
-        result = hub.verify(local)
+    local = Path(target).expanduser()
+    if not local.is_file():
+        if target not in hub.WEIGHTS:
+            raise VggtsError(f"{target}: no such file, and not a known weights name ({_NAMES})")
+        local = _require_local(target)
+    with _hash_bar() as progress:
+        result = hub.verify(local, progress)
     typer.echo(result.path)
     typer.echo(f"  size:   {result.size:,} bytes")
     typer.echo(f"  sha256: {result.sha256}")
@@ -111,7 +124,7 @@ def verify(
 
 
 @app.command()
+@one_line_errors
 def path(name: Annotated[str, typer.Argument(help=f"Which weights: {_NAMES}.", show_default=False)]) -> None:
     """Print the local path of downloaded weights (exit code 1 when they are not downloaded)."""
-    with _one_line_errors():
-        typer.echo(_require_local(name))
+    typer.echo(_require_local(name))

@@ -4,13 +4,13 @@ Per target frame, every reference with a non-empty mask makes one pair: K-Means 
 mask are tracked into the target and, with the reference mask, prompt the Union Segmentation Head. The
 references' logits are fused by a weighted mean and mapped back to the target frame.
 
-Small objects are looked at through a focus window (engine/framing.py): the window the camera's previous
-mask calls for, kept while the object stays well inside it; without a previous mask (the first frame of a
-camera, a lost track, a single pair) a first look at the whole frame says where to focus.
+Small objects are looked at through a focus crop (engines/learned/focus.py): the crop the camera's
+previous mask calls for, kept while the object stays well inside it; without a previous mask (the first
+frame of a camera, a lost track, a single pair) a first look at the whole frame says where to focus.
 
 Two schedules for the backbone (the expensive, mask-free part):
 - "windowed" (default): each frame goes through the backbone once, as the pair [seed frame, framed frame],
-  and announced frames (`prepare`, framed by their camera's current window) go in batches of `window`
+  and announced frames (`prepare`, framed by their camera's current crop) go in batches of `window`
   pairs. A target's pairs then reuse cached features: its seed pair is exactly the pair the backbone saw; a
   temporal or cross reference brings the features of its own [seed, reference] pass, framed as it was
   when it was segmented.
@@ -19,7 +19,6 @@ Two schedules for the backbone (the expensive, mask-free part):
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
@@ -27,21 +26,16 @@ from typing import Literal
 import numpy as np
 import torch
 
-from vggts_cli.engine.backoff import WindowBackoff, free_cuda_memory, window_from_memory
-from vggts_cli.engine.base import Engine, Prediction, Reference, ReferenceKind, View
-from vggts_cli.engine.framing import (
-    FOCUS_MAX,
-    KEEP_MAX,
-    Framing,
-    object_box,
-    search_box,
-    still_fits,
-    window_around,
-)
+from vggts_cli.cache import LruCache
+from vggts_cli.device import resolve_device
+from vggts_cli.engines.base import Engine, Prediction, Reference, ReferenceKind, View
+from vggts_cli.engines.learned.backoff import WindowBackoff, free_cuda_memory, window_from_memory
+from vggts_cli.engines.learned.focus import FOCUS_MAX, KEEP_MAX, focus_crop, search_box, still_fits
 from vggts_cli.errors import UsageError
-from vggts_cli.model.crops import SquareCrop
+from vggts_cli.geometry import Framing, SquareCrop, bbox
+from vggts_cli.model.io import DEFAULT_MODEL, load_model
 from vggts_cli.model.union_head import presence_score
-from vggts_cli.model.vggts import DEFAULT_MODEL, VGGTS, load_model, resolve_device
+from vggts_cli.model.vggts import VGGTS
 
 # Weights of the fused logits. The seed is the user's own mask and never drifts; a cross reference is
 # another camera at the same instant, so the object is in the same pose (the ego↔exo setting VGGT-S is
@@ -69,27 +63,27 @@ MAX_GPU_WINDOW = 32
 
 @dataclass
 class _Task:
-    """One target of `segment_many`: its usable references, its job's seed View, its focus window (None:
-    whole), whether that window is still to be found by a first look at the whole frame (`search`), and
+    """One target of `segment_many`: its usable references, its job's seed View, its focus crop (None:
+    whole), whether that crop is still to be found by a first look at the whole frame (`search`), and
     once predicted, (frame logits (H, W), presence score)."""
 
     target: View
     usable: list[Reference]
     seed: View | None
-    window: SquareCrop | None
+    crop: SquareCrop | None
     search: bool
     result: tuple[torch.Tensor, float] | None = None
 
 
 FEATURE_CACHE = 64  # framed frames whose features are kept, at least (announced targets + recent references)
-FRAMINGS_KEPT = 16  # segmented frames whose window is remembered (references are recent frames)
-Key = tuple[str, int, SquareCrop | None]  # (camera, frame index, focus window) of a cached pass
+FRAMINGS_KEPT = 16  # segmented frames whose crop is remembered (references are recent frames)
+Key = tuple[str, int, SquareCrop | None]  # (camera, frame index, focus crop) of a cached pass
 
 
 class LearnedEngine(Engine):
     """VGGT-Segmentor: bf16 autocast on CUDA, fp32 on the CPU; deterministic on the CPU.
 
-    focus: look at small objects through a focus window (engine/framing.py); False = always whole frames.
+    focus: look at small objects through a focus crop (engines/learned/focus.py); False: whole frames.
     """
 
     name = "vggts"
@@ -113,17 +107,16 @@ class LearnedEngine(Engine):
         # Pairs per backbone batch: given, else as many as free GPU memory holds (CPU: a few); an
         # out-of-memory halves it for the rest of the engine's life and retries the same frames.
         self._backoff = WindowBackoff(window or self._window_for_device())
-        # Per job (keyed by the seed View object): (camera, index, window) -> (seed features, frame
+        # Per job (keyed by the seed View object): (camera, index, crop) -> (seed features, frame
         # features), each (C, h, w), from the frame's [seed, framed frame] backbone pass; K-Means points of
-        # reference masks; the window each segmented View was seen through (the View kept to recognise it
-        # when it comes back as a reference); each camera's latest window, which frames announced to
+        # reference masks; the crop each segmented View was seen through (the View kept to recognise it
+        # when it comes back as a reference); each camera's latest crop, which frames announced to
         # `prepare` are framed by.
         self._seed: View | None = None
-        self._cache_size = FEATURE_CACHE
-        self._features: OrderedDict[Key, tuple[torch.Tensor, torch.Tensor]] = OrderedDict()
-        self._points: OrderedDict[Key, torch.Tensor] = OrderedDict()
-        self._framed: OrderedDict[tuple[str, int], tuple[View, SquareCrop | None]] = OrderedDict()
-        self._camera_window: dict[str, SquareCrop | None] = {}
+        self._features: LruCache[Key, tuple[torch.Tensor, torch.Tensor]] = LruCache(FEATURE_CACHE)
+        self._points: LruCache[Key, torch.Tensor] = LruCache(FEATURE_CACHE)
+        self._framed: LruCache[tuple[str, int], tuple[View, SquareCrop | None]] = LruCache(FRAMINGS_KEPT)
+        self._camera_crop: dict[str, SquareCrop | None] = {}
         # The seed's model input (1, 3, S, S) and its per-image tokens (1, P, C).
         self._seed_input: torch.Tensor | None = None
         self._seed_patches: torch.Tensor | None = None
@@ -155,7 +148,7 @@ class LearnedEngine(Engine):
         dpt = 2 * max(cfg.dpt.out_channels) * (cfg.img_size // 2) ** 2 * 4 * 2
         return 4 * (aggregator + dpt)
 
-    # -- per-job state: the windowed schedule's feature cache and the focus windows ---------------------
+    # -- per-job state: the windowed schedule's feature cache and the focus crops ---------------------
 
     def _start_job(self, seed: View | None) -> None:
         if seed is None or self._seed is not seed:
@@ -163,11 +156,11 @@ class LearnedEngine(Engine):
             self._features.clear()
             self._points.clear()
             self._framed.clear()
-            self._camera_window.clear()
+            self._camera_crop.clear()
             self._seed_input = self._seed_patches = None
 
-    def _framing(self, view: View, window: SquareCrop | None) -> Framing:
-        return Framing(view.image.shape[:2], window, self.size)
+    def _framing(self, view: View, crop: SquareCrop | None) -> Framing:
+        return Framing(view.image.shape[:2], crop, self.size)
 
     def _upload(self, images: np.ndarray) -> torch.Tensor:
         """uint8 (..., H, W, 3) -> float (..., 3, H, W) in [0, 1] on the device; to a GPU as uint8 from
@@ -185,7 +178,7 @@ class LearnedEngine(Engine):
         seed's per-image tokens are computed once per job and shared by every pair."""
 
         def window_features(chunk: Sequence[tuple[View, SquareCrop | None]]) -> list[torch.Tensor]:
-            frames = self._upload(np.stack([self._framing(v, w).image(v.image) for v, w in chunk]))
+            frames = self._upload(np.stack([self._framing(v, c).image(v.image) for v, c in chunk]))
             with torch.inference_mode(), self._autocast():
                 if self._seed_input is None:
                     self._seed_input = self._upload(self._framing(seed, None).image(seed.image)[None])
@@ -195,59 +188,56 @@ class LearnedEngine(Engine):
                 patches = torch.stack([self._seed_patches.expand(n, -1, -1), self.model.embed(frames)], dim=1)
                 return list(self.model.features(images, patches).float())
 
-        for (view, win), fmap in zip(framed, self._backoff.run(window_features, framed), strict=True):
-            self._features[(view.camera, view.index, win)] = (fmap[0], fmap[1])
-        while len(self._features) > self._cache_size:
-            self._features.popitem(last=False)
+        for (view, crop), fmap in zip(framed, self._backoff.run(window_features, framed), strict=True):
+            self._features.put((view.camera, view.index, crop), (fmap[0], fmap[1]))
 
     def prepare(self, seed: View, targets: Sequence[View]) -> None:
         """Compute the backbone features of the announced targets in batches (windowed schedule only), each
-        framed by its camera's current focus window."""
+        framed by its camera's current focus crop."""
         if self.schedule != "windowed":
             return
         self._start_job(seed)
         # Room for two announcements: the frames of the one before may still be waiting (segmented a round
         # late, or references).
-        self._cache_size = max(FEATURE_CACHE, 2 * len(targets))
-        framed = [(v, self._camera_window.get(v.camera)) for v in targets]
+        self._features.resize(max(FEATURE_CACHE, 2 * len(targets)))
+        framed = [(v, self._camera_crop.get(v.camera)) for v in targets]
         self._compute_features(
-            seed, [(v, w) for v, w in framed if (v.camera, v.index, w) not in self._features]
+            seed, [(v, c) for v, c in framed if (v.camera, v.index, c) not in self._features]
         )
 
-    def _cached(self, seed: View, view: View, window: SquareCrop | None) -> tuple[torch.Tensor, torch.Tensor]:
-        key = (view.camera, view.index, window)
+    def _cached(self, seed: View, view: View, crop: SquareCrop | None) -> tuple[torch.Tensor, torch.Tensor]:
+        key = (view.camera, view.index, crop)
         if key not in self._features:
-            self._compute_features(seed, [(view, window)])
-        self._features.move_to_end(key)
-        return self._features[key]
+            self._compute_features(seed, [(view, crop)])
+        features = self._features.get(key)
+        assert features is not None  # just computed, and the most recent entry
+        return features
 
-    def _source_points(self, ref: Reference, window: SquareCrop | None, mask: np.ndarray) -> torch.Tensor:
+    def _source_points(self, ref: Reference, crop: SquareCrop | None, mask: np.ndarray) -> torch.Tensor:
         """K-Means points (N, 2) of a framed reference mask, computed once per framed reference frame (a
         frame is a temporal reference of its own camera and a cross reference of the others)."""
-        key = (ref.view.camera, ref.view.index, window)
-        if key not in self._points:
-            self._points[key] = self.model.head.source_points(torch.from_numpy(mask)[None])[0]
-            while len(self._points) > FEATURE_CACHE:
-                self._points.popitem(last=False)
-        return self._points[key]
+        key = (ref.view.camera, ref.view.index, crop)
+        points = self._points.peek(key)  # oldest out first: a use does not keep points longer
+        if points is None:
+            points = self.model.head.source_points(torch.from_numpy(mask)[None])[0]
+            self._points.put(key, points)
+        return points
 
-    def _remember(self, view: View, window: SquareCrop | None) -> None:
-        self._framed[(view.camera, view.index)] = (view, window)
-        while len(self._framed) > FRAMINGS_KEPT:
-            self._framed.popitem(last=False)
-        self._camera_window[view.camera] = window
+    def _remember(self, view: View, crop: SquareCrop | None) -> None:
+        self._framed.put((view.camera, view.index), (view, crop))
+        self._camera_crop[view.camera] = crop
 
-    def _window_seen(self, view: View) -> SquareCrop | None:
-        """The window `view` was segmented through (None: whole, or not segmented in this job)."""
-        seen = self._framed.get((view.camera, view.index))
+    def _crop_seen(self, view: View) -> SquareCrop | None:
+        """The crop `view` was segmented through (None: whole, or not segmented in this job)."""
+        seen = self._framed.peek((view.camera, view.index))
         return seen[1] if seen is not None and seen[0] is view else None
 
     def _framed_reference(self, ref: Reference) -> tuple[Framing, np.ndarray]:
         """A reference as the model sees it -> (framing, its (S, S) mask): as it was when it was segmented
-        (its cached pass), or whole if its mask would not survive that window."""
-        framing = self._framing(ref.view, self._window_seen(ref.view))
+        (its cached pass), or whole if its mask would not survive that crop."""
+        framing = self._framing(ref.view, self._crop_seen(ref.view))
         mask = framing.mask(ref.mask)
-        if framing.window is not None and not mask.any():
+        if framing.crop is not None and not mask.any():
             framing = self._framing(ref.view, None)
             mask = framing.mask(ref.mask)
         return framing, mask
@@ -265,8 +255,8 @@ class LearnedEngine(Engine):
         searching = [t for t in tasks if t.usable and t.search]
         # No mask of the target's camera to go by: look at the whole frame first, then focus where it points.
         for task, (logits, score) in zip(searching, self._predict(searching), strict=True):
-            task.window = window_around(search_box(logits), task.target.image.shape[:2])
-            if task.window is None:
+            task.crop = focus_crop(search_box(logits), task.target.image.shape[:2])
+            if task.crop is None:
                 task.result = (logits, score)
         todo = [t for t in tasks if t.usable and t.result is None]
         for task, result in zip(todo, self._predict(todo), strict=True):
@@ -276,13 +266,13 @@ class LearnedEngine(Engine):
             if task.result is None:
                 predictions.append(Prediction(np.zeros(task.target.image.shape[:2], dtype=bool), 0.0))
                 continue
-            self._remember(task.target, task.window)
+            self._remember(task.target, task.crop)
             logits, score = task.result
             predictions.append(Prediction(mask=(logits > 0).cpu().numpy(), score=score))
         return predictions
 
     def _task(self, target: View, refs: Sequence[Reference]) -> _Task:
-        """What one target needs: its usable references, its job's seed, its focus window."""
+        """What one target needs: its usable references, its job's seed, its focus crop."""
         usable = [ref for ref in refs if ref.mask.any()]
         if any(ref.kind == "cross" for ref in usable):
             # Another camera at this very instant already carries the seed's anchoring (its mask was
@@ -302,22 +292,22 @@ class LearnedEngine(Engine):
         return _Task(target, usable, seed, None, search=self.focus)
 
     def _follow(self, previous: Reference) -> SquareCrop | None:
-        """The window for the frame after `previous` (same camera): the previous window while the object
-        still fits it, else the window its mask calls for now (a focused camera keeps focusing up to
+        """The crop for the frame after `previous` (same camera): the previous crop while the object
+        still fits it, else the crop its mask calls for now (a focused camera keeps focusing up to
         KEEP_MAX)."""
-        box = object_box(previous.mask)
+        box = bbox(previous.mask)
         assert box is not None  # usable references have non-empty masks
-        current = self._window_seen(previous.view)
+        current = self._crop_seen(previous.view)
         if current is not None and still_fits(current, box):
             return current
-        return window_around(box, previous.mask.shape, KEEP_MAX if current is not None else FOCUS_MAX)
+        return focus_crop(box, previous.mask.shape, KEEP_MAX if current is not None else FOCUS_MAX)
 
     def _predict(self, tasks: Sequence[_Task]) -> list[tuple[torch.Tensor, float]]:
-        """Each task's target seen through its window and its references' fused prediction
+        """Each task's target seen through its crop and its references' fused prediction
         -> per task (frame logits (H, W), presence score). All pairs go through the model as one batch."""
         if not tasks:
             return []
-        framings = [self._framing(t.target, t.window) for t in tasks]
+        framings = [self._framing(t.target, t.crop) for t in tasks]
         # One entry per pair: (task, target framing, reference, reference framing, reference mask (S, S)).
         pairs = [
             (t, f, ref, *self._framed_reference(ref))
@@ -325,7 +315,7 @@ class LearnedEngine(Engine):
             for ref in t.usable
         ]
         masks = torch.from_numpy(np.stack([m for *_, m in pairs])).to(self.device)
-        limits = torch.tensor([f.box.content_hw for _, f, *_ in pairs], device=self.device)
+        limits = torch.tensor([f.letterbox.content_hw for _, f, *_ in pairs], device=self.device)
         seed = tasks[0].seed
 
         with torch.inference_mode(), self._autocast():
@@ -340,12 +330,12 @@ class LearnedEngine(Engine):
             else:
                 fmaps, points = [], []
                 for t, f, ref, rf, mask in pairs:
-                    seed_feat, target_feat = self._cached(seed, t.target, f.window)
+                    seed_feat, target_feat = self._cached(seed, t.target, f.crop)
                     # The seed pair is the very pair the backbone saw; other references bring their own
                     # pass's features of their frame.
-                    source = seed_feat if ref.kind == "seed" else self._cached(seed, ref.view, rf.window)[1]
+                    source = seed_feat if ref.kind == "seed" else self._cached(seed, ref.view, rf.crop)[1]
                     fmaps.append(torch.stack([source, target_feat]))
-                    points.append(self._source_points(ref, rf.window, mask))
+                    points.append(self._source_points(ref, rf.crop, mask))
                 out = self.model.segment_features(
                     torch.stack(fmaps), masks, limits, torch.stack(points).to(self.device)
                 )
@@ -354,6 +344,6 @@ class LearnedEngine(Engine):
         for task, framing, task_logits in zip(tasks, framings, logits, strict=True):
             weights = torch.tensor([KIND_WEIGHTS[ref.kind] for ref in task.usable])
             fused = fuse_logits(task_logits, weights)
-            score = presence_score(framing.box.content(fused)[None])[0]
+            score = presence_score(framing.letterbox.content(fused)[None])[0]
             results.append((framing.unmap_logits(fused), float(score)))
         return results

@@ -12,8 +12,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from vggts_cli.cli.common import Device, one_line_errors
 from vggts_cli.errors import UsageError
-from vggts_cli.options import Device
 
 
 class BenchModel(str, Enum):
@@ -128,68 +128,61 @@ def _caption(result: dict[str, Any]) -> str:
     return "; ".join(notes)
 
 
-def register(app: typer.Typer) -> None:
-    """Add `vggts bench` to `app` (call it after `cli.one_line_errors` is defined)."""
-    from vggts_cli.cli import one_line_errors
+@one_line_errors
+def bench(
+    model: Annotated[BenchModel, typer.Option(help="Model size (random weights).")] = BenchModel.vggt_s_1b,
+    device: Annotated[Device, typer.Option(help="Where to run.")] = Device.auto,
+    stages: Annotated[
+        str,
+        typer.Option(help="Comma list of decode, backbone, tracker, head, encode, end-to-end."),
+    ] = "decode,backbone,tracker,head,encode,end-to-end",
+    size: Annotated[int, typer.Option(help="Backbone input side in pixels (a multiple of 14).")] = 518,
+    window: Annotated[int, typer.Option(help="Frames per backbone window (S).")] = 8,
+    dtype: Annotated[
+        BenchDtype,
+        typer.Option(help="Model stages: bf16 autocast or fp32; auto = bf16 on CUDA, fp32 on CPU."),
+    ] = BenchDtype.auto,
+    iters: Annotated[int, typer.Option(help="Timed iterations per model stage (after a warm-up).")] = 3,
+    videos: Annotated[
+        str | None,
+        typer.Option(help="Comma list of videos (seed camera first, e.g. EGO,EXO); default synthetic."),
+    ] = None,
+    frames: Annotated[
+        int, typer.Option(help="Frames of each video for decode, encode and end-to-end (held in memory).")
+    ] = 30,
+    input_size: Annotated[
+        str | None, typer.Option(help="Size of the synthetic videos, WIDTHxHEIGHT (default 1920x1080).")
+    ] = None,
+    schedules: Annotated[
+        str, typer.Option(help="End-to-end backbone schedules, comma list of windowed, pair.")
+    ] = "windowed,pair",
+    json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+) -> None:
+    """Measure decode, backbone, tracker, head and encode throughput, whole-job synchronized frame
+    pairs/s per schedule, FLOPs, TFLOP/s, MFU and peak memory (GPU memory on CUDA, RSS on CPU).
 
-    @app.command()
-    @one_line_errors
-    def bench(
-        model: Annotated[
-            BenchModel, typer.Option(help="Model size (random weights).")
-        ] = BenchModel.vggt_s_1b,
-        device: Annotated[Device, typer.Option(help="Where to run.")] = Device.auto,
-        stages: Annotated[
-            str,
-            typer.Option(help="Comma list of decode, backbone, tracker, head, encode, end-to-end."),
-        ] = "decode,backbone,tracker,head,encode,end-to-end",
-        size: Annotated[int, typer.Option(help="Backbone input side in pixels (a multiple of 14).")] = 518,
-        window: Annotated[int, typer.Option(help="Frames per backbone window (S).")] = 8,
-        dtype: Annotated[
-            BenchDtype,
-            typer.Option(help="Model stages: bf16 autocast or fp32; auto = bf16 on CUDA, fp32 on CPU."),
-        ] = BenchDtype.auto,
-        iters: Annotated[int, typer.Option(help="Timed iterations per model stage (after a warm-up).")] = 3,
-        videos: Annotated[
-            str | None,
-            typer.Option(help="Comma list of videos (seed camera first, e.g. EGO,EXO); default synthetic."),
-        ] = None,
-        frames: Annotated[
-            int, typer.Option(help="Frames of each video for decode, encode and end-to-end (held in memory).")
-        ] = 30,
-        input_size: Annotated[
-            str | None, typer.Option(help="Size of the synthetic videos, WIDTHxHEIGHT (default 1920x1080).")
-        ] = None,
-        schedules: Annotated[
-            str, typer.Option(help="End-to-end backbone schedules, comma list of windowed, pair.")
-        ] = "windowed,pair",
-        json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
-    ) -> None:
-        """Measure decode, backbone, tracker, head and encode throughput, whole-job synchronized frame
-        pairs/s per schedule, FLOPs, TFLOP/s, MFU and peak memory (GPU memory on CUDA, RSS on CPU).
+    Example: vggts bench --model vggt-s-1b --device cuda --input-size 1920x1080 --frames 60
+    """
+    from vggts_cli.bench import bench as run_bench
+    from vggts_cli.device import resolve_device
 
-        Example: vggts bench --model vggt-s-1b --device cuda --input-size 1920x1080 --frames 60
-        """
-        from vggts_cli.bench import bench as run_bench
-        from vggts_cli.model.vggts import resolve_device
-
-        precision = dtype.value
-        if precision == "auto":  # what propagate itself uses on that device
-            precision = "bf16" if resolve_device(device.value).type == "cuda" else "fp32"
-        result = run_bench(
-            model.value,
-            device.value,
-            size,
-            window,
-            precision,
-            iters,
-            stages=parse_list(stages),
-            videos=[Path(v) for v in parse_list(videos or "")],
-            frames=frames,
-            input_size=None if input_size is None else parse_size(input_size),
-            schedules=parse_list(schedules),
-        )
-        if json_output:
-            print(json.dumps(result, indent=2))
-        else:
-            Console().print(render(result))
+    precision = dtype.value
+    if precision == "auto":  # what propagate itself uses on that device
+        precision = "bf16" if resolve_device(device.value).type == "cuda" else "fp32"
+    result = run_bench(
+        model.value,
+        device.value,
+        size,
+        window,
+        precision,
+        iters,
+        stages=parse_list(stages),
+        videos=[Path(v) for v in parse_list(videos or "")],
+        frames=frames,
+        input_size=None if input_size is None else parse_size(input_size),
+        schedules=parse_list(schedules),
+    )
+    if json_output:
+        print(json.dumps(result, indent=2))
+    else:
+        Console().print(render(result))

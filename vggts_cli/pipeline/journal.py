@@ -15,7 +15,7 @@ from pathlib import Path
 
 from vggts_cli.errors import UsageError
 
-STATE_DIR = ".vggts"
+STATE_DIR = ".vggts"  # OUT/.vggts/ holds the journal
 
 
 class Journal:

@@ -1,0 +1,32 @@
+"""Fixtures shared by the test modules: the official test vectors' inputs/outputs and an in-process CLI."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import pytest
+import torch
+from click.testing import Result
+from typer import Typer
+from typer.testing import CliRunner
+from vectors import load_vectors
+
+CliFn = Callable[..., Result]
+
+
+@pytest.fixture(scope="session")
+def io() -> dict[str, torch.Tensor]:
+    """Inputs and outputs of the official backbone test-vector build (a module may override it with
+    another build's, as test_union_head.py does with the head's)."""
+    return load_vectors("backbone_small.io.safetensors")
+
+
+def run_app(app: Typer, *args: object) -> Result:
+    """Run a Typer app in-process with `args`; stdout and stderr are kept apart on the result."""
+    return CliRunner().invoke(app, [str(a) for a in args])
+
+
+@pytest.fixture
+def cli() -> CliFn:
+    """`cli(app, *args)`: `run_app` as a fixture."""
+    return run_app

@@ -1,0 +1,79 @@
+"""What every command shares: the one error path, the stderr console, the progress bar, shared options.
+
+Library code raises VggtsError and reports progress through callbacks; only this package prints.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from enum import Enum
+from typing import TypeVar
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from vggts_cli.errors import VggtsError
+
+stderr = Console(stderr=True)
+F = TypeVar("F", bound=Callable)
+
+MODEL_HELP = (
+    "For --engine vggts: a model file, vggt-s-lite (shipped, the default) or vggt-s-1b (see `vggts weights`)."
+)
+
+
+class Device(str, Enum):
+    """Where the model runs; auto picks CUDA when there is one."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+
+
+def one_line_errors(fn: F) -> F:
+    """Bad input gets one line on stderr and a non-zero exit code, never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except VggtsError as e:
+            print(f"vggts: error: {e}", file=sys.stderr)
+            raise typer.Exit(e.exit_code) from None
+        except KeyboardInterrupt:
+            print("vggts: interrupted; rerun with --resume to continue", file=sys.stderr)
+            raise typer.Exit(130) from None
+        except typer.Exit:
+            raise
+        except Exception as e:  # an unexpected failure: still one line, traceback on request
+            if os.environ.get("VGGTS_DEBUG"):
+                raise
+            print(f"vggts: error: {type(e).__name__}: {e} (set VGGTS_DEBUG=1 for details)", file=sys.stderr)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def progress_bar(*columns: ProgressColumn) -> Progress:
+    """A rich progress bar on stderr, silent when stderr is not a terminal; default columns: description,
+    bar, done/total, time left."""
+    return Progress(
+        *(
+            columns
+            or (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        ),
+        console=stderr,
+        disable=not stderr.is_terminal,
+        transient=False,
+    )

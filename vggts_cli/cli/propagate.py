@@ -1,0 +1,133 @@
+"""`vggts propagate`: one job — the object of one mask in every frame of every camera."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from vggts_cli.cli.common import MODEL_HELP, Device, one_line_errors, progress_bar, stderr
+from vggts_cli.jobs import DEFAULT_WRITE, PreparedJob, PropagateJob, check_job, parse_offsets, parse_write
+from vggts_cli.pipeline.run import CameraSummary
+from vggts_cli.sinks.base import RedactMode, SinkOptions, format_color
+
+_DEFAULTS = SinkOptions()  # the one set of defaults of the visual outputs
+WRITE_DEFAULT = ",".join(DEFAULT_WRITE)
+REDACT_DEFAULT = RedactMode(_DEFAULTS.redact_mode)
+FILL_DEFAULT = format_color(_DEFAULTS.fill_color)
+OVERLAY_DEFAULT = format_color(_DEFAULTS.overlay_color)
+
+Src = Annotated[Path, typer.Option(help="Video holding the seed mask's frame (e.g. the head camera).")]
+Dst = Annotated[list[Path], typer.Option(help="Another camera's video; repeat for more cameras.")]
+Mask = Annotated[Path, typer.Option(help="Binary PNG (0 / non-zero) of the object, at SRC's display size.")]
+Out = Annotated[Path, typer.Option(help="Output folder; one sub-folder per camera (the video's stem).")]
+MaskFrame = Annotated[int, typer.Option(help="Frame index of SRC that the mask belongs to.")]
+Write = Annotated[
+    str, typer.Option(help="Comma list of outputs: rle (masks.json), overlay, redact, png (masks/), matte.")
+]
+Redact = Annotated[RedactMode, typer.Option(help="How redacted.mp4 hides the object.")]
+Margin = Annotated[
+    int | None, typer.Option(help="Grow the redacted region by this many pixels [default: 2% of diagonal].")
+]
+Blur = Annotated[float, typer.Option(help="Blur kernel: fraction of the object's size (<=1) or pixels (>1).")]
+PixelSize = Annotated[
+    float, typer.Option(help="Mosaic block: fraction of the object's size (<=1) or pixels (>1).")
+]
+FillColor = Annotated[str, typer.Option(help="Colour for --redact fill: #rrggbb or r,g,b.")]
+OverlayColor = Annotated[str, typer.Option(help="Tint of the overlay video: #rrggbb or r,g,b.")]
+Engine = Annotated[
+    str | None,
+    typer.Option(
+        help="Segmentation engine: vggts (learned) or classic (weight-free feature matching and flow) "
+        "[default: whichever scores best on our validation scenes, vggts with the shipped model].",
+        show_default=False,
+    ),
+]
+Model = Annotated[str | None, typer.Option(help=MODEL_HELP)]
+DeviceOpt = Annotated[Device, typer.Option(help="Where the model runs.")]
+Offset = Annotated[
+    list[str] | None,
+    typer.Option(help="CAMERA=SECONDS added to that camera's timestamps (camera = file stem); repeatable."),
+]
+Resume = Annotated[bool, typer.Option(help="Continue a killed job in OUT where it stopped.")]
+Overwrite = Annotated[bool, typer.Option(help="Replace an earlier job's outputs in OUT.")]
+JsonSummary = Annotated[
+    bool, typer.Option("--json", help="Print a JSON summary (per camera: frames, mean score, frames/s).")
+]
+
+
+@one_line_errors
+def propagate(
+    src: Src,
+    dst: Dst,
+    mask: Mask,
+    out: Out,
+    mask_frame: MaskFrame = 0,
+    write: Write = WRITE_DEFAULT,
+    redact: Redact = REDACT_DEFAULT,
+    margin: Margin = _DEFAULTS.margin_px,
+    blur: Blur = _DEFAULTS.blur,
+    pixel_size: PixelSize = _DEFAULTS.pixel_block,
+    fill_color: FillColor = FILL_DEFAULT,
+    overlay_color: OverlayColor = OVERLAY_DEFAULT,
+    engine: Engine = None,
+    model: Model = None,
+    device: DeviceOpt = Device.auto,
+    offset: Offset = None,
+    resume: Resume = False,
+    overwrite: Overwrite = False,
+    json_summary: JsonSummary = False,
+) -> None:
+    """Segment the object of MASK in every frame of SRC and of every DST camera, and write the outputs.
+
+    Example: vggts propagate --src ego.mp4 --dst exo.mp4 --mask ego_mask.png --out out/ --write rle,redact
+    """
+    from vggts_cli.engines.registry import default_engine
+
+    colours = {"overlay_color": overlay_color, "fill_color": fill_color}
+    options = SinkOptions(redact_mode=redact, margin_px=margin, blur=blur, pixel_block=pixel_size, **colours)
+    job = PropagateJob(
+        src=src,
+        dsts=tuple(dst),
+        mask=mask,
+        out=out,
+        mask_frame=mask_frame,
+        write=parse_write(write),
+        sink_options=options,
+        engine=engine or default_engine(),
+        model=model,
+        device=device.value,
+        offsets=parse_offsets(offset or []),
+        resume=resume,
+        overwrite=overwrite,
+    )
+    _report(out, _run(check_job(job)), json_summary)
+
+
+def _run(prepared: PreparedJob) -> list[CameraSummary]:
+    """Build the job's engine and run it under two progress bars (segment, write outputs)."""
+    from vggts_cli.engines.registry import make_engine
+    from vggts_cli.pipeline.run import run
+
+    job = prepared.job
+    seg_engine = make_engine(job.engine, job.model, job.device)
+    total = sum(c.info.num_frames for c in prepared.cameras)
+    with progress_bar() as bar:
+        tasks = {
+            "segment": bar.add_task("segment", total=total),
+            "render": bar.add_task("write outputs", total=total),
+        }
+        return run(prepared, seg_engine, lambda stage, n: bar.advance(tasks[stage], n))
+
+
+def _report(out: Path, summaries: list[CameraSummary], json_summary: bool) -> None:
+    if json_summary:
+        print(json.dumps({"out": str(out), "cameras": [s.as_dict() for s in summaries]}, indent=2))
+        return
+    for s in summaries:
+        stderr.print(
+            f"{s.name}: {s.frames} frames, mean score {s.mean_score:.2f}, {s.fps:.1f} frames/s "
+            f"-> {out / s.name}"
+        )

@@ -1,0 +1,1 @@
+"""Segmentation engines: the contract (base), `--engine` by name (registry), classic/ and learned/."""

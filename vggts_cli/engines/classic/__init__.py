@@ -1,0 +1,1 @@
+"""The classic (weight-free) engine: feature matching and RANSAC across cameras, optical flow over time."""

@@ -1,0 +1,171 @@
+"""The job description of `vggts propagate` (and of each `vggts batch` row), its one set of defaults, and
+the check that runs before any work: `check_job` turns a `PropagateJob` into a `PreparedJob` or fails with
+one clear error, having written nothing."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from vggts_cli.engines.registry import default_engine
+from vggts_cli.errors import UsageError
+from vggts_cli.masks.io import load_seed_mask
+from vggts_cli.pipeline.journal import STATE_DIR
+from vggts_cli.sinks.base import SinkOptions
+from vggts_cli.sinks.outputs import OUTPUT_NAMES, check_outputs
+from vggts_cli.video.reader import VideoInfo, probe
+from vggts_cli.video.sync import world_times
+
+DEFAULT_WRITE: tuple[str, ...] = ("rle", "overlay")
+
+
+@dataclass(frozen=True)
+class PropagateJob:
+    """Everything `vggts propagate` was asked to do."""
+
+    src: Path
+    dsts: tuple[Path, ...]
+    mask: Path
+    out: Path
+    mask_frame: int = 0
+    write: tuple[str, ...] = DEFAULT_WRITE
+    sink_options: SinkOptions = field(default_factory=SinkOptions)
+    engine: str = field(default_factory=default_engine)
+    model: str | None = None
+    device: str = "auto"
+    offsets: tuple[tuple[str, float], ...] = ()
+    resume: bool = False
+    overwrite: bool = False
+
+
+@dataclass(frozen=True)
+class Camera:
+    """One input video: its unique output name, metadata, and world-time offset (seconds)."""
+
+    name: str
+    info: VideoInfo
+    offset: float
+
+    @property
+    def world_times(self) -> np.ndarray:
+        """(T,) float64 seconds: presentation times plus the camera's offset."""
+        return world_times(self.info, self.offset)
+
+
+@dataclass(frozen=True)
+class PreparedJob:
+    """A checked job: its cameras (cameras[0] is the seed's) and the seed mask (H, W) bool."""
+
+    job: PropagateJob
+    cameras: tuple[Camera, ...]
+    seed_mask: np.ndarray
+
+    def outputs(self) -> list[Path]:
+        return [self.job.out / cam.name / OUTPUT_NAMES[k] for cam in self.cameras for k in self.job.write]
+
+
+def parse_offsets(values: Iterable[str], option: str = "--offset") -> tuple[tuple[str, float], ...]:
+    """`exo=0.4` -> ("exo", 0.4); seconds added to every timestamp of that camera."""
+    parsed = []
+    for value in values:
+        name, sep, seconds = value.partition("=")
+        try:
+            if not sep or not name:
+                raise ValueError
+            parsed.append((name, float(seconds)))
+        except ValueError:
+            raise UsageError(f"{option} takes CAMERA=SECONDS (e.g. exo=0.4), got '{value}'") from None
+    return tuple(parsed)
+
+
+def parse_write(text: str) -> tuple[str, ...]:
+    """`"rle, overlay"` -> ("rle", "overlay"); `check_job` checks the names."""
+    return tuple(k.strip() for k in text.split(",") if k.strip())
+
+
+def camera_names(paths: Sequence[Path]) -> list[str]:
+    """File stems made unique in order: ego, exo, exo-2, …"""
+    names: list[str] = []
+    for path in paths:
+        name, n = path.stem, 1
+        while name in names:
+            n += 1
+            name = f"{path.stem}-{n}"
+        names.append(name)
+    return names
+
+
+def _check_paths(job: PropagateJob) -> None:
+    """No video twice, and no output folder that holds an input."""
+    resolved = [p.resolve() for p in (job.src, *job.dsts)]
+    if len(set(resolved)) != len(resolved):
+        raise UsageError("the same video is given twice")
+    out = job.out.resolve()
+    for p in (*resolved, job.mask.resolve()):
+        if out == p or out in p.parents:
+            raise UsageError(f"--out {job.out} holds the input {p}; choose a folder outside the inputs")
+
+
+def _cameras(job: PropagateJob) -> tuple[Camera, ...]:
+    """Probe every video and attach its name and offset."""
+    paths = (job.src, *job.dsts)
+    infos = [probe(p) for p in paths]
+    names = camera_names(paths)
+    offsets = dict(job.offsets)
+    for name in offsets:
+        if name not in names:
+            raise UsageError(f"--offset names camera '{name}', but the cameras are: {', '.join(names)}")
+    return tuple(Camera(n, info, offsets.get(n, 0.0)) for n, info in zip(names, infos, strict=True))
+
+
+def _check_out(prepared: PreparedJob) -> None:
+    """Without --resume or --overwrite, nothing of an earlier job may be in the way."""
+    job = prepared.job
+    if job.resume or job.overwrite:
+        return
+    if (job.out / STATE_DIR).exists():
+        raise UsageError(f"{job.out} holds an earlier job; pass --resume to continue it or --overwrite")
+    existing = [p for p in prepared.outputs() if p.exists()]
+    if existing:
+        raise UsageError(f"{existing[0]} exists; pass --overwrite to replace it or choose another --out")
+
+
+def check_job(job: PropagateJob) -> PreparedJob:
+    """Check everything before any work starts: one clear error, nothing written."""
+    check_outputs(job.write, "--write")
+    _check_paths(job)
+    cameras = _cameras(job)
+    seed = cameras[0].info
+    if not 0 <= job.mask_frame < seed.num_frames:
+        raise UsageError(
+            f"--mask-frame {job.mask_frame} is out of range: {job.src} has {seed.num_frames} frames "
+            f"(0..{seed.num_frames - 1})"
+        )
+    prepared = PreparedJob(job, cameras, load_seed_mask(job.mask, seed.width, seed.height))
+    _check_out(prepared)
+    return prepared
+
+
+def fingerprint(prepared: PreparedJob) -> dict:
+    """What must not change between a killed run and its --resume."""
+    job = prepared.job
+    mask_digest = hashlib.sha256(np.packbits(prepared.seed_mask).tobytes()).hexdigest()
+    return {
+        "videos": [
+            {
+                "path": str(c.info.path.resolve()),
+                "size": c.info.path.stat().st_size,
+                "frames": c.info.num_frames,
+            }
+            for c in prepared.cameras
+        ],
+        "offsets": [c.offset for c in prepared.cameras],
+        "mask_sha256": mask_digest,
+        "mask_frame": job.mask_frame,
+        "engine": job.engine,
+        "model": job.model,
+    }

@@ -1,0 +1,35 @@
+"""Rendering: decode one camera front to back once more and feed every frame and its mask to the sinks."""
+
+from __future__ import annotations
+
+from contextlib import closing
+
+from vggts_cli.jobs import Camera, PropagateJob
+from vggts_cli.masks import rle
+from vggts_cli.pipeline.journal import Journal
+from vggts_cli.pipeline.walk import PREFETCH, ProgressFn
+from vggts_cli.sinks.outputs import build_sinks
+from vggts_cli.video.prefetch import prefetch
+from vggts_cli.video.reader import VideoReader
+
+
+def render(job: PropagateJob, cam: Camera, index: int, journal: Journal, tick: ProgressFn) -> None:
+    """Write OUT/<camera>/ for camera number `index` from the journal's masks; on any error every sink's
+    partial output is removed."""
+    out_dir = job.out / cam.name
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sinks = build_sinks(job.write, out_dir, cam.info, job.sink_options)
+    try:
+        with VideoReader(cam.info) as reader, closing(prefetch(reader.frames(), depth=PREFETCH)) as frames:
+            for frame in frames:
+                counts, score = journal.records[(index, frame.index)]
+                mask = rle.decode({"size": [cam.info.height, cam.info.width], "counts": counts})
+                for sink in sinks:
+                    sink.write(frame, mask, score)
+                tick("render", 1)
+        for sink in sinks:
+            sink.close()
+    except BaseException:
+        for sink in sinks:
+            sink.abort()
+        raise

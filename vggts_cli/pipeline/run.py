@@ -1,0 +1,76 @@
+"""`vggts propagate` as a function: segment every frame of every camera (the walk), then write the outputs.
+
+Two stages. (1) Segment: walk the cameras (pipeline/walk.py), ask the engine for each frame, record each
+mask in the journal. (2) Render: decode each video once more, front to back, and feed frames and masks to the
+sinks (pipeline/render.py). Memory holds a few frames and the compact RLE masks, never the video.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+
+from vggts_cli.engines.base import Engine
+from vggts_cli.jobs import PreparedJob, fingerprint
+from vggts_cli.pipeline.journal import Journal
+from vggts_cli.pipeline.render import render
+from vggts_cli.pipeline.walk import ProgressFn, Walk
+
+
+@dataclass
+class CameraSummary:
+    """Per camera: frames, mean presence score and the seconds spent on it (segmenting and rendering)."""
+
+    name: str
+    video: str
+    frames: int
+    mean_score: float
+    seconds: float
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.seconds if self.seconds > 0 else 0.0
+
+    def as_dict(self) -> dict:
+        return {
+            "camera": self.name,
+            "video": self.video,
+            "frames": self.frames,
+            "mean_score": round(self.mean_score, 4),
+            "seconds": round(self.seconds, 3),
+            "frames_per_second": round(self.fps, 2),
+        }
+
+
+def run(prepared: PreparedJob, engine: Engine, progress: ProgressFn | None = None) -> list[CameraSummary]:
+    """Segment every frame of every camera, then write the requested outputs; returns per-camera figures."""
+    job = prepared.job
+    tick = progress or (lambda stage, n: None)
+    journal = Journal(job.out, fingerprint(prepared), resume=job.resume)
+    seconds = [0.0] * len(prepared.cameras)
+    try:
+        if not journal.complete:
+            walk = Walk(prepared, engine, journal, tick)
+            walk.run()
+            seconds = walk.seconds
+            journal.mark_complete()
+        else:
+            tick("segment", sum(c.info.num_frames for c in prepared.cameras))
+        for i, cam in enumerate(prepared.cameras):
+            start = time.perf_counter()
+            render(job, cam, i, journal, tick)
+            seconds[i] += time.perf_counter() - start
+    finally:
+        journal.close()
+    return [
+        CameraSummary(
+            cam.name,
+            str(cam.info.path),
+            cam.info.num_frames,
+            float(np.mean([journal.records[(i, f)][1] for f in range(cam.info.num_frames)])),
+            seconds[i],
+        )
+        for i, cam in enumerate(prepared.cameras)
+    ]

@@ -1,0 +1,201 @@
+"""The segmentation walk of one job: every frame of every camera, in schedule order, through the engine.
+
+The walk has two legs (forward from the seed frame, then backward from it; pipeline/schedule.py). Each leg
+reads its frames `engine.window` seed-camera steps at a time and announces them to the engine
+(`Engine.prepare`), which may batch their per-frame work. Frames are then segmented in rounds: the seed
+camera's next frame together with the other cameras' frames of the step before, whose cross reference (the
+seed camera's frame of their step) is known by then. At most one frame of a camera goes into a round, so a
+frame's temporal reference is its camera's frame of the round before.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import ExitStack, closing
+from dataclasses import dataclass
+
+import numpy as np
+
+from vggts_cli.engines.base import Engine, Reference, View
+from vggts_cli.jobs import PreparedJob
+from vggts_cli.masks import rle
+from vggts_cli.pipeline.journal import Journal
+from vggts_cli.pipeline.schedule import Step, plan_steps
+from vggts_cli.video.prefetch import prefetch
+from vggts_cli.video.reader import Frame, VideoReader
+
+# progress(stage, frames_done_increment): the CLI draws it; the library stays silent.
+ProgressFn = Callable[[str, int], None]
+PREFETCH = 8  # frames decoded ahead per camera, on a background thread
+
+
+@dataclass(frozen=True)
+class Task:
+    """One frame to segment in a round: its camera's index, the decoded frame, and its references."""
+
+    camera: int
+    frame: Frame
+    refs: list[Reference]
+
+
+class Walk:
+    """Segments every frame of a prepared job into its journal; `seconds` is engine time per camera.
+
+    State, per camera c: `temporal[c]`, the reference of c's latest frame on the current leg; `leg_start[c]`,
+    c's first frame on the forward leg, where c's backward leg starts from; `ready[c]`, frames of c read and
+    waiting for the round after their cross reference's (with that cross reference).
+    """
+
+    def __init__(self, prepared: PreparedJob, engine: Engine, journal: Journal, tick: ProgressFn) -> None:
+        self.cameras = prepared.cameras
+        self.seed_mask = prepared.seed_mask
+        self.seed_index = prepared.job.mask_frame
+        self.engine = engine
+        self.journal = journal
+        self.tick = tick
+        self.seconds = [0.0] * len(self.cameras)
+        self.temporal: list[Reference | None] = [None] * len(self.cameras)
+        self.leg_start: list[Reference | None] = [None] * len(self.cameras)
+        self.ready: list[deque[tuple[Frame, Reference]]] = [deque() for _ in self.cameras]
+        self.seed_ref: Reference | None = None
+
+    def run(self) -> None:
+        """Both legs: forward from the seed frame to the end, then backward from it to the start."""
+        cams, s = self.cameras, self.seed_index
+        steps = list(plan_steps(cams[0].world_times, [c.world_times for c in cams[1:]], s))
+        forward = [step for step in steps if step.direction > 0]
+        backward = [step for step in steps if step.direction < 0]
+        with ExitStack() as stack:
+            readers = [stack.enter_context(VideoReader(c.info)) for c in cams]
+            seed_frame = next(readers[0].frames(s, s + 1))
+            self.seed_ref = Reference(View(cams[0].name, s, seed_frame.image), self.seed_mask, "seed")
+            others = range(1, len(cams))
+            self._leg(
+                forward, [readers[0].frames(s)] + [readers[k].frames(_first(forward, k)) for k in others]
+            )
+            if backward:
+                self.temporal = [
+                    Reference(self.seed_ref.view, self.seed_mask, "temporal"),
+                    *self.leg_start[1:],
+                ]
+                stops = [_backward_stop(backward, k) for k in others]
+                self._leg(
+                    backward,
+                    [readers[0].frames_reversed(0, s)]
+                    + [readers[k].frames_reversed(0, stop) for k, stop in zip(others, stops, strict=True)],
+                )
+
+    def _leg(self, steps: Sequence[Step], sources: list[Iterator[Frame]]) -> None:
+        """One leg: decoding runs in background threads (PyAV releases the GIL), a few frames ahead of the
+        engine; each leg's threads end before the next leg reads the same files."""
+        with ExitStack() as threads:
+            frames = [threads.enter_context(closing(prefetch(src, depth=PREFETCH))) for src in sources]
+            window = max(1, self.engine.window)
+            for start in range(0, len(steps), window):
+                batch = self._read(steps[start : start + window], frames[0], frames[1:])
+                self._announce(batch)
+                for lead, others in batch:
+                    self._round(lead)
+                    latest = self.temporal[0]
+                    assert latest is not None
+                    cross = Reference(latest.view, latest.mask, "cross")
+                    for k, frame in others:
+                        self.ready[k].append((frame, cross))
+                    while any(len(queue) > 1 for queue in self.ready):  # a camera faster than the seed's
+                        self._round(None)
+                self.journal.flush()
+            while any(self.ready):
+                self._round(None)
+            self.journal.flush()
+
+    def _read(
+        self, steps: Sequence[Step], seed_frames: Iterator[Frame], other_frames: list[Iterator[Frame]]
+    ) -> list[tuple[Frame, list[tuple[int, Frame]]]]:
+        """The frames of `steps`: per step, the seed camera's frame and the (camera, frame) attached to it."""
+        batch = []
+        for step in steps:
+            lead = next(seed_frames)
+            assert lead.index == step.seed_index
+            others = []
+            for k, indices in enumerate(step.others, start=1):
+                for index in indices:
+                    others.append((k, next(other_frames[k - 1])))
+                    assert others[-1][1].index == index
+            batch.append((lead, others))
+        return batch
+
+    def _announce(self, batch: list[tuple[Frame, list[tuple[int, Frame]]]]) -> None:
+        """Tell the engine which frames it will be asked for (those the journal does not hold yet)."""
+        assert self.seed_ref is not None
+        pending = [
+            View(self.cameras[c].name, f.index, f.image)
+            for lead, others in batch
+            for c, f in [(0, lead), *others]
+            if self.journal.get(c, f.index) is None and not self._is_seed(c, f.index)
+        ]
+        if pending:
+            self.engine.prepare(self.seed_ref.view, pending)
+
+    def _is_seed(self, camera: int, index: int) -> bool:
+        return camera == 0 and index == self.seed_index
+
+    def _round(self, lead: Frame | None) -> None:
+        """Segment the seed camera's `lead` (if any) and the next ready frame of every other camera."""
+        assert self.seed_ref is not None
+        tasks = []
+        if lead is not None:
+            tasks.append(Task(0, lead, [self.seed_ref, *self._temporal(0)]))
+        for k in range(1, len(self.cameras)):
+            if self.ready[k]:
+                frame, cross = self.ready[k].popleft()
+                tasks.append(Task(k, frame, [cross, self.seed_ref, *self._temporal(k)]))
+        for task, result in zip(tasks, self._segment(tasks), strict=True):
+            self.temporal[task.camera] = result
+            if task.camera > 0 and self.leg_start[task.camera] is None:
+                self.leg_start[task.camera] = result
+
+    def _temporal(self, camera: int) -> list[Reference]:
+        previous = self.temporal[camera]
+        return [previous] if previous else []
+
+    def _segment(self, tasks: list[Task]) -> list[Reference]:
+        """Masks of independent frames: from the journal, the seed's own, or the engine, which gets all the
+        others in one call; each comes back as a temporal reference."""
+        views = [View(self.cameras[t.camera].name, t.frame.index, t.frame.image) for t in tasks]
+        masks: list[np.ndarray | None] = [None] * len(tasks)
+        asked = []
+        for n, task in enumerate(tasks):
+            cached = self.journal.get(task.camera, task.frame.index)
+            if cached is not None:
+                masks[n] = rle.decode({"size": list(task.frame.image.shape[:2]), "counts": cached[0]})
+            elif self._is_seed(task.camera, task.frame.index):
+                masks[n] = self.seed_mask
+                self.journal.append(task.camera, task.frame.index, rle.encode(self.seed_mask)["counts"], 1.0)
+            else:
+                asked.append(n)
+        if asked:
+            start = time.perf_counter()
+            predictions = self.engine.segment_many([(views[n], tasks[n].refs) for n in asked])
+            share = (time.perf_counter() - start) / len(asked)
+            for n, pred in zip(asked, predictions, strict=True):
+                task = tasks[n]
+                masks[n] = pred.mask
+                self.seconds[task.camera] += share
+                self.journal.append(
+                    task.camera, task.frame.index, rle.encode(pred.mask)["counts"], float(pred.score)
+                )
+        self.tick("segment", len(tasks))
+        return [Reference(view, mask, "temporal") for view, mask in zip(views, masks, strict=True)]
+
+
+def _first(steps: Sequence[Step], k: int) -> int:
+    """Camera k's first frame on a leg (0 when it has none)."""
+    return next((step.others[k - 1][0] for step in steps if step.others[k - 1]), None) or 0
+
+
+def _backward_stop(backward: Sequence[Step], k: int) -> int:
+    """One past the highest frame of camera k on the backward leg (0 when it has none)."""
+    indices = [i for step in backward for i in step.others[k - 1]]
+    return max(indices) + 1 if indices else 0

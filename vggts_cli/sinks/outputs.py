@@ -1,0 +1,61 @@
+"""Which outputs `vggts propagate` can write, their file names, and building their sinks."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+from vggts_cli.errors import UsageError
+from vggts_cli.sinks.base import Sink, SinkOptions
+from vggts_cli.sinks.matte import MatteSink
+from vggts_cli.sinks.overlay import OverlaySink
+from vggts_cli.sinks.redact import RedactSink
+from vggts_cli.sinks.rle import RleSink
+from vggts_cli.sinks.sequence import PngSequenceSink
+from vggts_cli.video.reader import VideoInfo
+
+OUTPUT_KINDS = ("rle", "overlay", "redact", "png", "matte")
+OUTPUT_NAMES = {
+    "rle": "masks.json",
+    "overlay": "overlay.mp4",
+    "redact": "redacted.mp4",
+    "png": "masks",
+    "matte": "matte.mov",
+}
+
+
+def check_outputs(kinds: Sequence[str], option: str = "--write") -> None:
+    """Raise UsageError unless `kinds` is a non-empty list of OUTPUT_KINDS."""
+    if not kinds or any(k not in OUTPUT_KINDS for k in kinds):
+        raise UsageError(f"{option} takes a comma list of {', '.join(OUTPUT_KINDS)}; got {','.join(kinds)}")
+
+
+def _build(kind: str, path: Path, info: VideoInfo, options: SinkOptions) -> Sink:
+    if kind == "rle":
+        return RleSink(path, info)
+    if kind == "png":
+        return PngSequenceSink(path, info)
+    if kind == "overlay":
+        return OverlaySink(path, info, options)
+    if kind == "redact":
+        return RedactSink(path, info, options)
+    return MatteSink(path, info)
+
+
+def build_sinks(kinds: Iterable[str], out_dir: Path, info: VideoInfo, options: SinkOptions) -> list[Sink]:
+    """One sink per requested kind (duplicates ignored), writing `out_dir / OUTPUT_NAMES[kind]`.
+
+    Raises UsageError for an unknown kind; if one sink cannot start, those already started are aborted.
+    """
+    kinds = list(dict.fromkeys(kinds))
+    check_outputs(kinds, "outputs")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    sinks: list[Sink] = []
+    try:
+        for kind in kinds:
+            sinks.append(_build(kind, out_dir / OUTPUT_NAMES[kind], info, options))
+    except BaseException:
+        for sink in sinks:
+            sink.abort()
+        raise
+    return sinks
