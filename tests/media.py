@@ -21,7 +21,7 @@ import pytest
 
 BITS = 12  # frame numbers up to 4095
 SAMPLE_RATE = 48_000
-_AUDIO_CODECS = {"aac": "aac", "opus": "libopus"}
+_AUDIO_CODECS = {"aac": "aac", "opus": "libopus", "pcm": "pcm_s16le"}
 HAVE_FFPROBE = shutil.which("ffprobe") is not None
 needs_ffprobe = pytest.mark.skipif(not HAVE_FFPROBE, reason="ffprobe (Debian ffmpeg) not installed")
 
@@ -84,9 +84,10 @@ def make_video(
 ) -> Path:
     """Encode a test video; the container comes from `path`'s suffix.
 
-    width/height: display size. audio: False, True (= "aac"), "aac" or "opus": a 440 Hz tone as long as
-    the video. rotation: clockwise degrees a player turns the stored frames (display-matrix metadata);
-    the stored frames are turned the other way so the displayed video is upright. vfr: uneven frame
+    width/height: display size. audio: False, True (= "aac"), "aac", "opus" or "pcm" (16-bit): a 440 Hz
+    tone as long as the video. rotation: clockwise degrees a player turns the stored frames
+    (display-matrix metadata); the stored frames are turned the other way so the displayed video is
+    upright. vfr: uneven frame
     durations (see `frame_times`). start: first frame's time in seconds. gop/bframes: keyframe interval
     and B-frames, so that seeks and frame reordering are exercised.
     """
@@ -102,6 +103,8 @@ def make_video(
         video = container.add_stream(codec, rate=fps, options={"crf": "12"} if codec == "libx264" else {})
         video.width, video.height = coded_w, coded_h
         video.pix_fmt = "yuv444p" if width % 2 or height % 2 else "yuv420p"
+        if codec == "mjpeg":
+            video.color_range = 2  # JPEG (full) range: the only one FFmpeg's MJPEG encoder takes
         video.time_base = video.codec_context.time_base = time_base  # the encoder's own clock too
         video.codec_context.gop_size = gop
         video.codec_context.max_b_frames = bframes
