@@ -25,7 +25,7 @@ from vggts_cli.errors import UsageError
 from vggts_cli.masks import rle
 from vggts_cli.masks.io import load_seed_mask
 from vggts_cli.sinks import OUTPUT_KINDS, OUTPUT_NAMES, build_sinks
-from vggts_cli.sinks.base import SinkOptions
+from vggts_cli.sinks.base import Sink, SinkOptions
 from vggts_cli.video.prefetch import prefetch
 from vggts_cli.video.reader import Frame, VideoInfo, VideoReader, probe
 from vggts_cli.video.sync import world_times
@@ -178,6 +178,7 @@ def run(prepared: PreparedJob, engine: Engine, progress: ProgressFn | None = Non
     tick = progress or (lambda stage, n: None)
     journal = Journal(job.out, fingerprint(prepared), resume=job.resume)
     seconds = [0.0] * len(prepared.cameras)
+    finished: list[Sink] = []  # every camera's outputs, complete under partial names
     try:
         if not journal.complete:
             _segment(prepared, engine, journal, seconds, tick)
@@ -186,8 +187,15 @@ def run(prepared: PreparedJob, engine: Engine, progress: ProgressFn | None = Non
             tick("segment", sum(c.info.num_frames for c in prepared.cameras))
         for i, cam in enumerate(prepared.cameras):
             start = time.perf_counter()
-            _render(job, cam, i, journal, tick)
+            finished += _render(job, cam, i, journal, tick)
             seconds[i] += time.perf_counter() - start
+        # Only a job that wrote everything puts anything under a final name.
+        for sink in finished:
+            sink.commit()
+    except BaseException:
+        for sink in finished:
+            sink.abort()
+        raise
     finally:
         journal.close()
     summaries = []
@@ -330,8 +338,9 @@ def _backward_stop(backward, k: int) -> int:
     return max(indices) + 1 if indices else 0
 
 
-def _render(job: PropagateJob, cam: Camera, ci: int, journal: Journal, tick: ProgressFn) -> None:
-    """Decode one camera front to back and feed every frame and its mask to the sinks."""
+def _render(job: PropagateJob, cam: Camera, ci: int, journal: Journal, tick: ProgressFn) -> list[Sink]:
+    """Decode one camera front to back and feed every frame and its mask to the sinks; returns them
+    finished but not committed (their outputs still under partial names)."""
     out_dir = job.out / cam.name
     out_dir.mkdir(parents=True, exist_ok=True)
     sinks = build_sinks(job.write, out_dir, cam.info, job.sink_options)
@@ -344,8 +353,9 @@ def _render(job: PropagateJob, cam: Camera, ci: int, journal: Journal, tick: Pro
                     sink.write(frame, mask, score)
                 tick("render", 1)
         for sink in sinks:
-            sink.close()
+            sink.finish()
     except BaseException:
         for sink in sinks:
             sink.abort()
         raise
+    return sinks

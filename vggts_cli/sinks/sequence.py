@@ -25,6 +25,9 @@ class PngSequenceSink(Sink):
         save_mask_png(self._partial / f"{frame.index:06d}.png", mask)
 
     def _finish(self) -> None:
+        pass  # every frame's PNG is already in the partial folder
+
+    def _commit(self) -> None:
         commit(self._partial, self.path)
 
     def abort(self) -> None:
