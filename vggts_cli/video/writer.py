@@ -85,6 +85,7 @@ class VideoWriter:
         self._audio: Iterator[av.Packet] = iter(())
         self._pending: av.Packet | None = None
         self._outputs: dict[int, av.AudioStream] = {}
+        self._encoded: set[int] = set()  # input audio streams re-encoded rather than copied
         self._finished = False
         try:
             # MP4/MOV place a delayed start with an edit list counted in the movie timescale (default
@@ -107,6 +108,9 @@ class VideoWriter:
             self.abort()
             what = f"{codec} video" + (" with the input's audio" if copy_audio else "")
             raise VggtsError(f"{self.path}: cannot write {what} ({ffmpeg_reason(err)})") from None
+        except BaseException:
+            self.abort()
+            raise
 
     @classmethod
     def h264(cls, path: Path, like: VideoInfo, *, copy_audio: bool = False) -> VideoWriter:
@@ -139,6 +143,7 @@ class VideoWriter:
             aac.codec_context.layout = _LAYOUTS[channels]
             aac.codec_context.bit_rate = min(96_000 * channels, 512_000)
             self._outputs[s.index] = aac
+            self._encoded.add(s.index)
             encoded.append(f"stream {s.index} ({name})")
         if encoded:
             notice(
@@ -153,15 +158,14 @@ class VideoWriter:
         assert self._source is not None
         for packet in self._source.demux(*self._source.streams.audio):
             out = self._outputs[packet.stream.index]
-            if out.codec_context.is_encoder:
+            if packet.stream.index in self._encoded:
                 for frame in packet.decode():  # the empty end-of-stream packet flushes the decoder
                     yield from out.encode(frame)
             elif packet.dts is not None:  # skips end-of-stream markers and packets the muxer cannot place
                 packet.stream = out
                 yield packet
-        for out in self._outputs.values():
-            if out.codec_context.is_encoder:
-                yield from out.encode(None)
+        for index in sorted(self._encoded):
+            yield from self._outputs[index].encode(None)
 
     def _mux_audio(self, until: float | None) -> None:
         """Mux audio packets that start before `until` seconds (all that remain when None)."""
