@@ -19,9 +19,10 @@ import av
 import numpy as np
 import pytest
 
+_LAYOUTS = {1: "mono", 2: "stereo"}
 BITS = 12  # frame numbers up to 4095
 SAMPLE_RATE = 48_000
-_AUDIO_CODECS = {"aac": "aac", "opus": "libopus"}
+_AUDIO_CODECS = {"aac": "aac", "opus": "libopus", "pcm": "pcm_s16le"}
 HAVE_FFPROBE = shutil.which("ffprobe") is not None
 needs_ffprobe = pytest.mark.skipif(not HAVE_FFPROBE, reason="ffprobe (Debian ffmpeg) not installed")
 
@@ -81,14 +82,16 @@ def make_video(
     pattern: Pattern = pattern,
     gop: int = 10,
     bframes: int = 2,
+    channels: int = 1,
 ) -> Path:
     """Encode a test video; the container comes from `path`'s suffix.
 
-    width/height: display size. audio: False, True (= "aac"), "aac" or "opus": a 440 Hz tone as long as
-    the video. rotation: clockwise degrees a player turns the stored frames (display-matrix metadata);
-    the stored frames are turned the other way so the displayed video is upright. vfr: uneven frame
-    durations (see `frame_times`). start: first frame's time in seconds. gop/bframes: keyframe interval
-    and B-frames, so that seeks and frame reordering are exercised.
+    width/height: display size. audio: False, True (= "aac"), "aac", "opus" or "pcm" (16-bit): a 440 Hz
+    tone as long as the video. rotation: clockwise degrees a player turns the stored frames
+    (display-matrix metadata); the stored frames are turned the other way so the displayed video is
+    upright. vfr: uneven frame durations (see `frame_times`). start: first frame's time in seconds.
+    gop/bframes: keyframe interval and B-frames, so that seeks and frame reordering are exercised.
+    channels: of the tone (1 mono, 2 stereo).
     """
     path = Path(path)
     fps = Fraction(fps)
@@ -102,6 +105,8 @@ def make_video(
         video = container.add_stream(codec, rate=fps, options={"crf": "12"} if codec == "libx264" else {})
         video.width, video.height = coded_w, coded_h
         video.pix_fmt = "yuv444p" if width % 2 or height % 2 else "yuv420p"
+        if codec == "mjpeg":
+            video.color_range = 2  # JPEG (full) range: the only one FFmpeg's MJPEG encoder takes
         video.time_base = video.codec_context.time_base = time_base  # the encoder's own clock too
         video.codec_context.gop_size = gop
         video.codec_context.max_b_frames = bframes
@@ -110,7 +115,7 @@ def make_video(
         sound = None
         if audio:
             sound = container.add_stream(_AUDIO_CODECS["aac" if audio is True else audio], rate=SAMPLE_RATE)
-            sound.layout = "mono"
+            sound.layout = _LAYOUTS[channels]
         for i, t in enumerate(times):
             image = np.ascontiguousarray(np.rot90(pattern(i, width, height), k=rotation // 90))
             frame = av.VideoFrame.from_ndarray(image, format="rgb24")
@@ -127,12 +132,12 @@ def make_video(
 def _add_tone(
     container: av.container.OutputContainer, stream: av.AudioStream, start: float, end: float
 ) -> None:
-    """A 440 Hz tone from `start` to `end` seconds."""
-    block = 960
+    """A 440 Hz tone from `start` to `end` seconds, the same in every channel of `stream`'s layout."""
+    block, channels = 960, stream.layout.nb_channels
     for offset in range(round(start * SAMPLE_RATE), round(end * SAMPLE_RATE), block):
         t = (offset + np.arange(block)) / SAMPLE_RATE
-        samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
-        frame = av.AudioFrame.from_ndarray(samples, format="flt", layout="mono")
+        samples = np.repeat((0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32), channels)[None]
+        frame = av.AudioFrame.from_ndarray(samples, format="flt", layout=stream.layout.name)
         frame.sample_rate, frame.pts, frame.time_base = SAMPLE_RATE, offset, Fraction(1, SAMPLE_RATE)
         for packet in stream.encode(frame):
             container.mux(packet)

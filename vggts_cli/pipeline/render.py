@@ -8,14 +8,16 @@ from vggts_cli.jobs import Camera, PropagateJob
 from vggts_cli.masks import rle
 from vggts_cli.pipeline.journal import Journal
 from vggts_cli.pipeline.walk import PREFETCH, ProgressFn
+from vggts_cli.sinks.base import Sink
 from vggts_cli.sinks.outputs import build_sinks
 from vggts_cli.video.prefetch import prefetch
 from vggts_cli.video.reader import VideoReader
 
 
-def render(job: PropagateJob, cam: Camera, index: int, journal: Journal, tick: ProgressFn) -> None:
-    """Write OUT/<camera>/ for camera number `index` from the journal's masks; on any error every sink's
-    partial output is removed."""
+def render(job: PropagateJob, cam: Camera, index: int, journal: Journal, tick: ProgressFn) -> list[Sink]:
+    """Write OUT/<camera>/ for camera number `index` from the journal's masks; returns its sinks finished
+    but not committed (the outputs still under partial names: the job commits them once every camera's are
+    finished). On any error every sink's partial output is removed."""
     out_dir = job.out / cam.name
     out_dir.mkdir(parents=True, exist_ok=True)
     sinks = build_sinks(job.write, out_dir, cam.info, job.sink_options)
@@ -28,8 +30,9 @@ def render(job: PropagateJob, cam: Camera, index: int, journal: Journal, tick: P
                     sink.write(frame, mask, score)
                 tick("render", 1)
         for sink in sinks:
-            sink.close()
+            sink.finish()
     except BaseException:
         for sink in sinks:
             sink.abort()
         raise
+    return sinks

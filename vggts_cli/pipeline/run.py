@@ -17,6 +17,7 @@ from vggts_cli.jobs import PreparedJob, fingerprint
 from vggts_cli.pipeline.journal import Journal
 from vggts_cli.pipeline.render import render
 from vggts_cli.pipeline.walk import ProgressFn, Walk
+from vggts_cli.sinks.base import Sink
 
 
 @dataclass
@@ -50,6 +51,7 @@ def run(prepared: PreparedJob, engine: Engine, progress: ProgressFn | None = Non
     tick = progress or (lambda stage, n: None)
     journal = Journal(job.out, fingerprint(prepared), resume=job.resume)
     seconds = [0.0] * len(prepared.cameras)
+    finished: list[Sink] = []  # every camera's outputs, complete under partial names
     try:
         if not journal.complete:
             walk = Walk(prepared, engine, journal, tick)
@@ -60,8 +62,15 @@ def run(prepared: PreparedJob, engine: Engine, progress: ProgressFn | None = Non
             tick("segment", sum(c.info.num_frames for c in prepared.cameras))
         for i, cam in enumerate(prepared.cameras):
             start = time.perf_counter()
-            render(job, cam, i, journal, tick)
+            finished += render(job, cam, i, journal, tick)
             seconds[i] += time.perf_counter() - start
+        # Only a job that wrote everything puts anything under a final name.
+        for sink in finished:
+            sink.commit()
+    except BaseException:
+        for sink in finished:
+            sink.abort()
+        raise
     finally:
         journal.close()
     return [

@@ -109,9 +109,10 @@ class SinkOptions:
 class Sink(ABC):
     """One output file or folder for one camera, fed every frame in index order with its mask and score.
 
-    Use as a context manager (close on success, abort on an exception) or call `close` / `abort`.
-    Subclasses write under a partial name and implement `_write`, `_finish` (complete and rename) and
-    `abort`.
+    Use as a context manager (close on success, abort on an exception) or call `close` / `abort`. A job
+    with several outputs calls `finish` on each, then `commit` on each once all are finished, so that a
+    failure leaves none of them under its final name. Subclasses write under a partial name and implement
+    `_write`, `_finish` (complete, still under the partial name), `_commit` (rename) and `abort`.
     """
 
     def __init__(self, path: Path, info: VideoInfo) -> None:
@@ -133,6 +134,11 @@ class Sink(ABC):
 
     def close(self) -> None:
         """Finish the output and move it to its final name; raise (leaving nothing) if frames are missing."""
+        self.finish()
+        self.commit()
+
+    def finish(self) -> None:
+        """Complete the output under its partial name; raise (leaving nothing) if frames are missing."""
         try:
             if self._next_index != self.info.num_frames:
                 raise VggtsError(
@@ -143,15 +149,22 @@ class Sink(ABC):
             self.abort()
             raise
 
+    def commit(self) -> None:
+        """Move the finished output to its final name."""
+        self._commit()
+
     @abstractmethod
     def abort(self) -> None:
-        """Remove the partial output; nothing appears under the final name."""
+        """Remove the partial output, finished or not; nothing appears under the final name."""
 
     @abstractmethod
     def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None: ...
 
     @abstractmethod
     def _finish(self) -> None: ...
+
+    @abstractmethod
+    def _commit(self) -> None: ...
 
     def __enter__(self) -> Sink:
         return self

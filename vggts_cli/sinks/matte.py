@@ -25,7 +25,10 @@ class MatteSink(Sink):
         self._writer.write(rgba, frame.index)
 
     def _finish(self) -> None:
-        self._writer.close()
+        self._writer.finish()
+
+    def _commit(self) -> None:
+        self._writer.commit()
 
     def abort(self) -> None:
         self._writer.abort()

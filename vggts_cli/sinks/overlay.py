@@ -56,7 +56,10 @@ class OverlaySink(Sink):
         self._writer.write(draw_overlay(frame.image, mask, score, self._options), frame.index)
 
     def _finish(self) -> None:
-        self._writer.close()
+        self._writer.finish()
+
+    def _commit(self) -> None:
+        self._writer.commit()
 
     def abort(self) -> None:
         self._writer.abort()

@@ -95,7 +95,10 @@ class RedactSink(Sink):
     def _finish(self) -> None:
         while self._pending:
             self._emit(self._pending.popleft())
-        self._writer.close()
+        self._writer.finish()
+
+    def _commit(self) -> None:
+        self._writer.commit()
 
     def abort(self) -> None:
         self._writer.abort()

@@ -45,6 +45,8 @@ class RleSink(Sink):
     def _finish(self) -> None:
         self._file.write("\n]}\n")
         self._file.close()
+
+    def _commit(self) -> None:
         self._output.commit()
 
     def abort(self) -> None:

@@ -24,6 +24,9 @@ class PngSequenceSink(Sink):
         save_mask_png(self._output.path / f"{frame.index:06d}.png", mask)
 
     def _finish(self) -> None:
+        pass  # every frame's PNG is already in the partial folder
+
+    def _commit(self) -> None:
         self._output.commit()
 
     def abort(self) -> None:

@@ -35,6 +35,11 @@ class VideoInfo:
     times: np.ndarray  # (num_frames,) float64 seconds = pts * time_base
     audio_streams: int
     codec: str
+    # AVI stores no presentation timestamps: `pts` is then its frame clock (each stored frame's place, a
+    # dropped frame leaving a gap), a decoded frame is placed by counting from the keyframe a decode
+    # started at, and FFmpeg's guessed frame pts run `pts_shift` ahead of the table.
+    counted: bool = False
+    pts_shift: int = 0
 
 
 @dataclass(frozen=True, eq=False)
@@ -86,21 +91,27 @@ def _stream_kinds(container: av.container.InputContainer) -> str:
 
 @dataclass
 class _Demuxed:
-    """What one pass over the packets finds: the video's stamps (pts, else dts) and durations in stream
-    order, the frame count the header promised less discarded frames, where the last packet of any stream
-    ends (seconds), and the first decodable frame."""
+    """What one pass over the packets finds: the video's stamps (pts, else dts; AVI: dts) and durations in
+    stream order, the frame count the header promised less discarded frames, where the last packet of any
+    stream ends (seconds), the first decodable frame, whether frames are placed by counting (AVI) and the
+    first packet's pts - dts there."""
 
     stamps: list[int | None]
     durations: list[int]
     expected: int
     end: float
     first: av.VideoFrame
+    counted: bool
+    pts_shift: int
 
 
 def _demux(path: Path, container: av.container.InputContainer, stream: av.VideoStream) -> _Demuxed:
     """Demux every packet once; fails on a corrupt, empty, undecodable or truncated stream."""
+    # AVI's packets carry only their place on the frame clock (dts); FFmpeg guesses a pts from it.
+    counted = container.format.name == "avi"
     stamps: list[int | None] = []
     durations: list[int] = []
+    pts_shift = 0
     expected = stream.frames  # sample count from the header, 0 where the container has none
     end = 0.0  # seconds: where the last packet of any stream ends
     first: av.VideoFrame | None = None
@@ -112,7 +123,7 @@ def _demux(path: Path, container: av.container.InputContainer, stream: av.VideoS
                 raise VggtsError(
                     f"{path}: truncated or corrupt (damaged packet in {packet.stream.type} stream)"
                 )
-            stamp = packet.pts if packet.pts is not None else packet.dts
+            stamp = packet.dts if counted or packet.pts is None else packet.pts
             if stamp is not None and packet.time_base is not None:
                 end = max(end, float((stamp + packet.duration) * packet.time_base))
             if packet.stream.index != stream.index:
@@ -122,6 +133,8 @@ def _demux(path: Path, container: av.container.InputContainer, stream: av.VideoS
             if packet.is_discard:  # before an edit list's start: decoded, never shown
                 expected -= 1
                 continue
+            if counted and not stamps and None not in (packet.pts, packet.dts):
+                pts_shift = packet.pts - packet.dts
             stamps.append(stamp)
             durations.append(packet.duration)
         if first is None and stamps:
@@ -132,9 +145,13 @@ def _demux(path: Path, container: av.container.InputContainer, stream: av.VideoS
         raise VggtsError(f"{path}: the video stream has no frames")
     if first is None:
         raise VggtsError(f"{path}: no frame of the {stream.codec_context.name} video stream could be decoded")
+    if counted and None not in stamps:
+        # AVI marks a dropped frame (the one before stays on screen) with an empty chunk, which the
+        # header counts and the demuxer skips: a gap in the frame clock, not a missing frame.
+        expected -= int(np.sum(np.diff(np.asarray(stamps, dtype=np.int64)) - 1))
     if 0 < len(stamps) < expected:
         raise VggtsError(f"{path}: truncated (only {len(stamps)} of {expected} frames present)")
-    return _Demuxed(stamps, durations, expected, end, first)
+    return _Demuxed(stamps, durations, expected, end, first, counted, pts_shift)
 
 
 def _scan(path: Path, container: av.container.InputContainer, stream: av.VideoStream) -> VideoInfo:
@@ -167,6 +184,8 @@ def _scan(path: Path, container: av.container.InputContainer, stream: av.VideoSt
         times=pts.astype(np.float64) * float(time_base),
         audio_streams=len(container.streams.audio),
         codec=stream.codec_context.name,
+        counted=demuxed.counted,
+        pts_shift=demuxed.pts_shift,
     )
 
 
@@ -294,17 +313,24 @@ class VideoReader:
 
     def _decode_on(self, from_start: bool) -> Iterator[tuple[int, av.VideoFrame]]:
         """Decode from the current position; an index is -1 where it cannot be known."""
-        table = self.info.pts
+        table, counted, shift = self.info.pts, self.info.counted, self.info.pts_shift
         self._at_start = False
         # From the stream's start, a frame without a known timestamp still has a known place.
         previous = -1 if from_start else None
         try:
             for packet in self._container.demux(self._stream):
                 for frame in packet.decode():
-                    index = -1 if frame.pts is None else int(np.searchsorted(table, frame.pts))
-                    if index >= len(table) or (index >= 0 and table[index] != frame.pts):
+                    if counted and previous is not None:
+                        # AVI: frames come out in display order; their guessed pts are no guide once
+                        # B-frames reorder them, so the first frame of a decode is placed and the rest count.
+                        yield previous + 1, frame
+                        previous += 1
+                        continue
+                    pts = None if frame.pts is None else frame.pts - shift
+                    index = -1 if pts is None else int(np.searchsorted(table, pts))
+                    if index >= len(table) or (index >= 0 and table[index] != pts):
                         index = -1
-                    # Timestamps that are missing or go backwards (packed B-frames in AVI): count on.
+                    # Timestamps that are missing or go backwards: count on.
                     if previous is not None and index <= previous:
                         index = previous + 1
                     previous = index if index >= 0 else previous

@@ -1,12 +1,14 @@
 """Video encoding that reproduces an input's timing: every frame carries the input frame's own timestamp.
 
 Frame count, frame rate (as a fraction), variable frame timing, start offset and size therefore match
-the input exactly; audio streams can be copied packet for packet. Output goes to a partial file that is
-renamed into place only when complete (see vggts_cli/fsutil.py).
+the input exactly; audio streams can be copied packet for packet (or re-encoded as AAC where an MP4 cannot
+hold them, e.g. the PCM of an AVI). Output goes to a partial file that is renamed into place only when
+complete (see vggts_cli/fsutil.py).
 """
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -17,6 +19,16 @@ import numpy as np
 from vggts_cli.errors import VggtsError
 from vggts_cli.fsutil import PartialOutput
 from vggts_cli.video.reader import VideoInfo, ffmpeg_reason
+
+# Audio codecs that an MP4 holds and players play there; any other (PCM, ADPCM, G.711 …) is re-encoded.
+MP4_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "opus", "flac", "alac"})
+# The layout a channel count usually means: the AAC encoder wants one named.
+_LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+
+
+def notice(line: str) -> None:
+    """One line on stderr about an output that differs from what was asked for."""
+    print(f"vggts: note: {line}", file=sys.stderr, flush=True)
 
 
 def _fit_pix_fmt(pix_fmt: str, width: int, height: int) -> str:
@@ -72,6 +84,8 @@ class VideoWriter:
         self._audio: Iterator[av.Packet] = iter(())
         self._pending: av.Packet | None = None
         self._outputs: dict[int, av.AudioStream] = {}
+        self._encoded: set[int] = set()  # input audio streams re-encoded rather than copied
+        self._finished = False
         try:
             # MP4/MOV place a delayed start with an edit list counted in the movie timescale (default
             # 1/1000 s); the input's clock keeps it exact. Other muxers ignore the option.
@@ -93,6 +107,9 @@ class VideoWriter:
             self.abort()
             what = f"{codec} video" + (" with the input's audio" if copy_audio else "")
             raise VggtsError(f"{self.path}: cannot write {what} ({ffmpeg_reason(err)})") from None
+        except BaseException:
+            self.abort()
+            raise
 
     @classmethod
     def h264(cls, path: Path, like: VideoInfo, *, copy_audio: bool = False) -> VideoWriter:
@@ -106,24 +123,56 @@ class VideoWriter:
         return cls(path, like, codec="prores_ks", pix_fmt="yuva444p10le", options={"profile": "4"})
 
     def _open_audio(self) -> None:
-        """Add a copy of every audio stream of the input; its packets are muxed as the video advances."""
+        """Add every audio stream of the input, copied, or re-encoded as AAC where the container cannot
+        hold it (with one note on stderr); its packets are muxed as the video advances."""
         self._source = av.open(str(self.like.path), metadata_errors="ignore")
-        self._outputs = {
-            s.index: self._container.add_stream_from_template(s) for s in self._source.streams.audio
-        }
-        self._audio = self._source.demux(*self._source.streams.audio)
+        copyable = MP4_AUDIO if self._container.format.name == "mp4" else None
+        encoded = []
+        for s in self._source.streams.audio:
+            name = s.codec_context.codec.canonical_name  # the format's name: mp3, not decoder mp3float
+            if copyable is None or name in copyable:
+                self._outputs[s.index] = self._container.add_stream_from_template(s)
+                continue
+            channels = s.codec_context.channels
+            if channels not in _LAYOUTS:
+                raise VggtsError(f"{self.path}: cannot re-encode the {channels}-channel {name} audio as AAC")
+            # Decoded with the layout the encoder gets, where the input names none (AVI: "2 channels").
+            s.codec_context.layout = _LAYOUTS[channels]
+            aac = self._container.add_stream("aac", rate=s.codec_context.sample_rate)
+            aac.codec_context.layout = _LAYOUTS[channels]
+            aac.codec_context.bit_rate = min(96_000 * channels, 512_000)
+            self._outputs[s.index] = aac
+            self._encoded.add(s.index)
+            encoded.append(f"stream {s.index} ({name})")
+        if encoded:
+            notice(
+                f"{self.path}: audio {', '.join(encoded)} re-encoded as AAC: "
+                f"{self._container.format.name.upper()} cannot hold it"
+            )
+        self._audio = self._audio_packets()
         self._pending = next(self._audio, None)
 
+    def _audio_packets(self) -> Iterator[av.Packet]:
+        """The output's audio packets in the input's order: copies, and AAC for streams being re-encoded."""
+        assert self._source is not None
+        for packet in self._source.demux(*self._source.streams.audio):
+            out = self._outputs[packet.stream.index]
+            if packet.stream.index in self._encoded:
+                for frame in packet.decode():  # the empty end-of-stream packet flushes the decoder
+                    yield from out.encode(frame)
+            elif packet.dts is not None:  # skips end-of-stream markers and packets the muxer cannot place
+                packet.stream = out
+                yield packet
+        for index in sorted(self._encoded):
+            yield from self._outputs[index].encode(None)
+
     def _mux_audio(self, until: float | None) -> None:
-        """Copy audio packets that start before `until` seconds (all that remain when None)."""
+        """Mux audio packets that start before `until` seconds (all that remain when None)."""
         while self._pending is not None:
             packet = self._pending
             if until is not None and packet.dts is not None and float(packet.dts * packet.time_base) > until:
                 return
             self._pending = next(self._audio, None)
-            if packet.dts is None:  # end-of-stream markers and packets the muxer cannot place
-                continue
-            packet.stream = self._outputs[packet.stream.index]
             self._container.mux(packet)
 
     def write(self, image: np.ndarray, index: int) -> None:
@@ -152,7 +201,12 @@ class VideoWriter:
         self._last_index = index
 
     def close(self) -> None:
-        """Flush the encoder, copy the remaining audio and move the finished file into place."""
+        """Finish the file and move it into place."""
+        self.finish()
+        self.commit()
+
+    def finish(self) -> None:
+        """Flush the encoder, mux the remaining audio and complete the file, still under its partial name."""
         try:
             for packet in self._stream.encode(None):
                 self._container.mux(packet)
@@ -161,13 +215,23 @@ class VideoWriter:
         except av.FFmpegError as err:
             self.abort()
             raise VggtsError(f"{self.path}: finishing the video failed ({ffmpeg_reason(err)})") from None
+        except BaseException:
+            self.abort()
+            raise
+        self._finished = True
         self._close_source()
+
+    def commit(self) -> None:
+        """Move the finished file to its final name."""
+        if not self._finished:
+            raise RuntimeError(f"{self.path}: commit before finish")
         self._output.commit()
 
     def abort(self) -> None:
-        """Stop writing and remove the partial file."""
+        """Stop writing and remove the partial file (also a finished one not yet committed)."""
         try:
-            self._container.close()
+            if not self._finished:
+                self._container.close()
         except av.FFmpegError:
             pass  # an unfinished file is removed below anyway
         self._close_source()
