@@ -8,6 +8,7 @@ Memory is bounded by one decoded frame (forward) or one chunk (backward), never 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -35,6 +36,7 @@ class VideoInfo:
     times: np.ndarray  # (num_frames,) float64 seconds = pts * time_base
     audio_streams: int
     codec: str
+    digest: str = ""  # sha256 of every packet of every stream, in file order (what `--resume` compares)
 
 
 @dataclass(frozen=True, eq=False)
@@ -95,6 +97,7 @@ class _Demuxed:
     expected: int
     end: float
     first: av.VideoFrame
+    digest: str
 
 
 def _demux(path: Path, container: av.container.InputContainer, stream: av.VideoStream) -> _Demuxed:
@@ -104,10 +107,13 @@ def _demux(path: Path, container: av.container.InputContainer, stream: av.VideoS
     expected = stream.frames  # sample count from the header, 0 where the container has none
     end = 0.0  # seconds: where the last packet of any stream ends
     first: av.VideoFrame | None = None
+    content = hashlib.sha256()  # the packets are read here anyway: hashing them costs no second read
     try:
         for packet in container.demux():
             if packet.size == 0:  # end-of-stream marker
                 continue
+            content.update(packet.stream.index.to_bytes(4, "little"))
+            content.update(packet)
             if packet.is_corrupt:
                 raise VggtsError(
                     f"{path}: truncated or corrupt (damaged packet in {packet.stream.type} stream)"
@@ -134,7 +140,7 @@ def _demux(path: Path, container: av.container.InputContainer, stream: av.VideoS
         raise VggtsError(f"{path}: no frame of the {stream.codec_context.name} video stream could be decoded")
     if 0 < len(stamps) < expected:
         raise VggtsError(f"{path}: truncated (only {len(stamps)} of {expected} frames present)")
-    return _Demuxed(stamps, durations, expected, end, first)
+    return _Demuxed(stamps, durations, expected, end, first, content.hexdigest())
 
 
 def _scan(path: Path, container: av.container.InputContainer, stream: av.VideoStream) -> VideoInfo:
@@ -167,6 +173,7 @@ def _scan(path: Path, container: av.container.InputContainer, stream: av.VideoSt
         times=pts.astype(np.float64) * float(time_base),
         audio_streams=len(container.streams.audio),
         codec=stream.codec_context.name,
+        digest=demuxed.digest,
     )
 
 
