@@ -39,19 +39,19 @@ def files(out: Path) -> set[str]:
 
 @pytest.fixture(scope="module")
 def rec(tmp_path_factory) -> Recording:
-    """12 ego and 10 exo frames, with audio."""
-    return make_recording(tmp_path_factory.mktemp("rec"), seconds=0.4, scale=0.25, audio=True)
+    """9 ego and 8 exo frames, with audio."""
+    return make_recording(tmp_path_factory.mktemp("rec"), seconds=0.3, scale=0.25, audio=True)
 
 
 @pytest.fixture(scope="module")
 def seed(rec, tmp_path_factory) -> Path:
-    return rec.seed_png(tmp_path_factory.mktemp("seed") / "m.png", 4)
+    return rec.seed_png(tmp_path_factory.mktemp("seed") / "m.png", 3)
 
 
 def job_args(rec: Recording, seed: Path, engine: str, *options: str) -> list[str]:
     extra = ("--device", "cpu") if engine == "vggts" else ()
     write = ("--write", "rle,overlay,redact")
-    return rec.propagate_args(seed, "--mask-frame", "4", *write, *extra, *options, engine=engine)
+    return rec.propagate_args(seed, "--mask-frame", "3", *write, *extra, *options, engine=engine)
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +67,7 @@ def clean(rec, seed, tmp_path_factory) -> dict[str, Path]:
 
 # Three stops: SIGINT on the forward leg's first backbone window, SIGTERM in its second, SIGKILL on the
 # backward leg; and SIGTERM while the outputs are being written.
-STOPS = [("INT", "3"), ("TERM", "11"), ("KILL", "19"), ("TERM", "render:5")]
+STOPS = [("INT", "2"), ("TERM", "8"), ("KILL", "14"), ("TERM", "render:5")]
 
 
 @pytest.mark.parametrize("engine", ["classic", "vggts"])
@@ -102,7 +102,7 @@ def test_overwrite_leaves_only_the_new_jobs_outputs(tmp_path, rec, seed):
 
 
 @pytest.mark.parametrize(
-    ("option", "value"), [("--write", "rle"), ("--redact", "fill"), ("--margin", "7"), ("--mask-frame", "5")]
+    ("option", "value"), [("--write", "rle"), ("--redact", "fill"), ("--margin", "7"), ("--mask-frame", "4")]
 )
 def test_resume_with_other_options_is_refused(tmp_path, rec, seed, option, value):
     out = tmp_path / "out"
@@ -155,7 +155,7 @@ def _flip_a_payload_byte(video: Path) -> None:
 
 
 def test_resume_refuses_an_input_swapped_for_other_content(tmp_path, rec, seed):
-    copy = make_recording(tmp_path / "rec", seconds=0.4, scale=0.25, audio=True)
+    copy = make_recording(tmp_path / "rec", seconds=0.3, scale=0.25, audio=True)
     out = tmp_path / "out"
     args = job_args(copy, seed, "classic")
     assert stopped("KILL", "5", *args, "--out", str(out)).returncode == -signal.SIGKILL

@@ -19,6 +19,7 @@ from typing import NamedTuple
 
 from vggts_cli.engines.base import FrameState
 from vggts_cli.errors import UsageError
+from vggts_cli.fsutil import write_text
 
 STATE_DIR = ".vggts"  # OUT/.vggts/ holds the journal
 
@@ -122,11 +123,7 @@ def _recorded(out: Path) -> list[str]:
 
 
 def _record(out: Path, names: list[str]) -> None:
-    path = out / STATE_DIR / OUTPUTS_RECORD
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f"{OUTPUTS_RECORD}.part")
-    partial.write_text(json.dumps(sorted(set(names))), encoding="utf-8")
-    os.replace(partial, path)
+    write_text(out / STATE_DIR / OUTPUTS_RECORD, json.dumps(sorted(set(names))))
 
 
 def replace_earlier_outputs(out: Path, outputs: list[Path]) -> None:
