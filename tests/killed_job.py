@@ -1,5 +1,10 @@
-"""`python tests/killed_job.py N ARGS...`: `vggts ARGS...`, SIGKILLed by itself the moment its journal
-holds N segmented frames — a kill at a known point of a live job, with no polling that could race it."""
+"""`python tests/killed_job.py ACTION POINT ARGS...`: `vggts ARGS...`, stopped by itself at a known point of a
+live job, with no polling that could race it.
+
+ACTION: INT, TERM or KILL (the signal it sends itself; SIGINT and SIGTERM go through the CLI's own handling),
+or PAUSE (print "paused" on stdout and wait for a line on stdin, holding the job's lock meanwhile).
+POINT: N (the moment its journal holds N segmented frames) or render:N (before the N-th frame it renders).
+"""
 
 from __future__ import annotations
 
@@ -7,20 +12,51 @@ import os
 import signal
 import sys
 
-from vggts_cli.pipeline.journal import Journal
+from vggts_cli.pipeline.journal import Entry, Journal
+from vggts_cli.sinks.base import Sink
 
-frames = int(sys.argv.pop(1))
-append = Journal.append
-
-
-def append_then_die(self: Journal, cam: int, frame: int, counts: str, score: float) -> None:
-    append(self, cam, frame, counts, score)
-    if len(self.records) >= frames:
-        self.flush()  # what a run killed right after this frame's round would have on disk
-        os.kill(os.getpid(), signal.SIGKILL)
+action = sys.argv.pop(1)
+stage, _, count = sys.argv.pop(1).rpartition(":")
+frames = int(count)
+done = False
 
 
-Journal.append = append_then_die  # type: ignore[method-assign]
+def stop() -> None:
+    """Do ACTION, once."""
+    global done
+    if done:
+        return
+    done = True
+    if action == "PAUSE":
+        print("paused", flush=True)
+        sys.stdin.readline()
+    else:
+        os.kill(os.getpid(), signal.Signals[f"SIG{action}"])
+
+
+if stage == "render":
+    write = Sink.write
+    rendered = 0
+
+    def write_then_stop(self: Sink, *args: object) -> None:
+        global rendered
+        rendered += 1
+        if rendered >= frames:
+            stop()
+        write(self, *args)  # type: ignore[arg-type]
+
+    Sink.write = write_then_stop  # type: ignore[method-assign]
+else:
+    append_round = Journal.append_round
+
+    def append_then_stop(self: Journal, entries: dict[tuple[int, int], Entry]) -> None:
+        append_round(self, entries)
+        if len(self.records) >= frames:
+            self.flush()  # what a run stopped right after this round would have on disk
+            stop()
+
+    Journal.append_round = append_then_stop  # type: ignore[method-assign]
+
 sys.argv[0] = "vggts"
 
 from vggts_cli.cli.app import main  # noqa: E402

@@ -353,7 +353,8 @@ def test_resume_skips_complete_jobs_and_reruns_the_rest(corpus, local_run, tmp_p
     summary = json.loads(proc.stdout)
     jobs = {j["id"]: j for j in summary["jobs"]}
     assert summary["counts"] == {"done": 5, "failed": 1}
-    assert jobs["mid-seed"]["status"] == "failed" and "holds a different job" in jobs["mid-seed"]["error"]
+    assert jobs["mid-seed"]["status"] == "failed"
+    assert "--mask differs from the journal" in jobs["mid-seed"]["error"]
     errors = [line for line in proc.stderr.splitlines() if line.startswith("vggts: ")]
     assert errors[0].startswith("vggts: job mid-seed (changed.csv:3) failed: ")
     assert errors[-1].startswith("vggts: error: 1 of 6 jobs failed; see ")

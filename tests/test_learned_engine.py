@@ -150,7 +150,7 @@ def test_windowed_schedule_reuses_features_and_matches_the_pair_schedule(seed_re
     windowed = LearnedEngine(model, "cpu", schedule="windowed", window=3, focus=False)
     calls = count_backbone_calls(model)
     windowed.prepare(seed_ref.view, targets)
-    assert calls == [3, 2]  # two batches of announced frames, nothing else
+    assert calls == [3, 3]  # two batches of announced frames (the last padded to the window), nothing else
     for view, b in zip(targets, expected, strict=True):
         a = windowed.segment(view, [seed_ref])
         assert (a.mask != b.mask).mean() < 1e-3
@@ -158,11 +158,28 @@ def test_windowed_schedule_reuses_features_and_matches_the_pair_schedule(seed_re
     # A temporal reference brings its own cached features: still no backbone call.
     refs = [seed_ref, Reference(targets[0], np.ones(targets[0].image.shape[:2], bool), "temporal")]
     windowed.segment(targets[1], refs)
-    assert calls == [3, 2]
+    assert calls == [3, 3]
     # A new job (another seed View) starts a fresh cache.
     other_seed = View(seed_ref.view.camera, 0, seed_ref.view.image.copy())
     windowed.segment(targets[0], [Reference(other_seed, seed_ref.mask, "seed")])
-    assert calls == [3, 2, 1]
+    assert calls == [3, 3, 3]
+
+
+def test_features_do_not_depend_on_the_frames_batched_with_them(seed_ref: Reference) -> None:
+    """What `--resume` relies on: a frame announced with others, alone, or computed on a cache miss gets the
+    same bits (every backbone batch is a full window)."""
+    model = make_tiny_model(cfg=VGGT_S_LITE)
+    targets = [View("exo", i, _frame(64, 150, seed=30 + i)[0]) for i in range(5)]
+    together = LearnedEngine(model, "cpu", schedule="windowed", window=4, focus=False)
+    together.prepare(seed_ref.view, targets)
+    alone = LearnedEngine(model, "cpu", schedule="windowed", window=4, focus=False)
+    alone.prepare(seed_ref.view, targets[2:3])
+    for engine in (together, alone):
+        assert engine._features.peek(("exo", 2, None)) is not None
+    a, b = (e._features.peek(("exo", 2, None)) for e in (together, alone))
+    assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type]
+    missed = LearnedEngine(model, "cpu", schedule="windowed", window=4, focus=False)
+    assert torch.equal(missed._cached(seed_ref.view, targets[2], None)[1], b[1])  # type: ignore[index]
 
 
 def test_an_announcement_larger_than_the_cache_is_kept_whole(seed_ref: Reference) -> None:
@@ -173,10 +190,11 @@ def test_an_announcement_larger_than_the_cache_is_kept_whole(seed_ref: Reference
     targets = [View("exo", i, image) for i in range(FEATURE_CACHE + 8)]
     calls = count_backbone_calls(model)
     engine.prepare(seed_ref.view, targets)
-    assert sum(calls) == len(targets)
+    batches = [16] * -(-len(targets) // 16)  # full windows, the last one padded
+    assert calls == batches
     for view in (targets[0], targets[-1]):
         engine.segment(view, [seed_ref])
-    assert sum(calls) == len(targets)
+    assert calls == batches
 
 
 def test_focus_follows_the_previous_mask_and_keeps_its_window(seed_ref: Reference) -> None:
@@ -198,15 +216,15 @@ def test_focus_follows_the_previous_mask_and_keeps_its_window(seed_ref: Referenc
 
     calls = count_backbone_calls(model)
     engine.prepare(seed_ref.view, frames[2:])
-    assert calls == [2]
+    assert calls == [4]  # two frames, padded to the window
     moved = np.roll(small, 3, axis=1)  # a few pixels on: still well inside the window
     engine.segment(frames[2], [seed_ref, Reference(frames[1], moved, "temporal")])
-    assert calls == [2]
+    assert calls == [4]
     # Out of the window: a new window for the target, and the reference, whose mask its own window would
     # cut, is seen whole: two new passes.
     far = np.roll(small, 120, axis=1)
     engine.segment(frames[3], [seed_ref, Reference(frames[2], far, "temporal")])
-    assert calls == [2, 1, 1]
+    assert calls == [4, 4, 4]
 
 
 def test_focus_finds_small_objects_that_the_whole_frame_misses() -> None:

@@ -49,10 +49,6 @@ class Box:
         """The long side."""
         return max(self.width, self.height)
 
-    def contains(self, other: Box) -> bool:
-        """Whether `other` lies within this box."""
-        return self.x0 <= other.x0 and self.y0 <= other.y0 and other.x1 <= self.x1 and other.y1 <= self.y1
-
     def corners(self) -> np.ndarray:
         """(4, 2) float64 corners, clockwise on screen from the top left."""
         return np.array(

@@ -5,8 +5,10 @@ one clear error, having written nothing."""
 from __future__ import annotations
 
 import hashlib
+import json
+import math
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +17,7 @@ from vggts_cli.engines.registry import default_engine
 from vggts_cli.errors import UsageError
 from vggts_cli.masks.io import load_seed_mask
 from vggts_cli.pipeline.journal import STATE_DIR
+from vggts_cli.pipeline.lock import check_unlocked
 from vggts_cli.sinks.base import SinkOptions
 from vggts_cli.sinks.outputs import OUTPUT_NAMES, check_outputs
 from vggts_cli.video.reader import VideoInfo, probe
@@ -74,11 +77,13 @@ def parse_offsets(values: Iterable[str], option: str = "--offset") -> tuple[tupl
     for value in values:
         name, sep, seconds = value.partition("=")
         try:
-            if not sep or not name:
+            if not sep or not name or not math.isfinite(float(seconds)):
                 raise ValueError
             parsed.append((name, float(seconds)))
         except ValueError:
-            raise UsageError(f"{option} takes CAMERA=SECONDS (e.g. exo=0.4), got '{value}'") from None
+            raise UsageError(
+                f"{option} takes CAMERA=SECONDS, a finite number (e.g. exo=0.4), got '{value}'"
+            ) from None
     return tuple(parsed)
 
 
@@ -125,6 +130,7 @@ def _cameras(job: PropagateJob) -> tuple[Camera, ...]:
 def _check_out(prepared: PreparedJob) -> None:
     """Without --resume or --overwrite, nothing of an earlier job may be in the way."""
     job = prepared.job
+    check_unlocked(job.out, job.out / STATE_DIR)  # a job running there is named whatever the options
     if job.resume or job.overwrite:
         return
     if (job.out / STATE_DIR).exists():
@@ -150,22 +156,38 @@ def check_job(job: PropagateJob) -> PreparedJob:
     return prepared
 
 
+# Sink options by the command-line option that sets them (others by their field name).
+_SINK_OPTION_NAMES = {"redact_mode": "--redact", "margin_px": "--margin", "pixel_block": "--pixel-size"}
+
+
+def _video_print(info: VideoInfo) -> dict:
+    return {
+        "path": str(info.path.resolve()),
+        "size": info.path.stat().st_size,
+        "frames": info.num_frames,
+        "sha256": info.digest,
+    }
+
+
 def fingerprint(prepared: PreparedJob) -> dict:
-    """What must not change between a killed run and its --resume."""
+    """What must not change between a killed run and its --resume, keyed by the option that sets it: the
+    inputs (path, size, frame count and a hash of their packets), the seed, the outputs and every option
+    that shapes them. JSON values (lists, not tuples), so that it compares equal to the journal's copy."""
     job = prepared.job
     mask_digest = hashlib.sha256(np.packbits(prepared.seed_mask).tobytes()).hexdigest()
-    return {
-        "videos": [
-            {
-                "path": str(c.info.path.resolve()),
-                "size": c.info.path.stat().st_size,
-                "frames": c.info.num_frames,
-            }
-            for c in prepared.cameras
-        ],
-        "offsets": [c.offset for c in prepared.cameras],
-        "mask_sha256": mask_digest,
-        "mask_frame": job.mask_frame,
-        "engine": job.engine,
-        "model": job.model,
+    sink = {
+        _SINK_OPTION_NAMES.get(k, "--" + k.replace("_", "-")): v for k, v in asdict(job.sink_options).items()
     }
+    printed = {
+        "--src": _video_print(prepared.cameras[0].info),
+        "--dst": [_video_print(c.info) for c in prepared.cameras[1:]],
+        "--offset": [c.offset for c in prepared.cameras],
+        "--mask": mask_digest,
+        "--mask-frame": job.mask_frame,
+        "--write": sorted(set(job.write)),
+        **sink,
+        "--engine": job.engine,
+        "--model": job.model,
+        "--device": job.device,
+    }
+    return json.loads(json.dumps(printed, default=str))

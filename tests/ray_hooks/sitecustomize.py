@@ -12,12 +12,12 @@ KILL_AFTER = 30  # frames in the journal (the old polling version waited for mor
 MARKER = "kill-one-worker"
 
 if os.environ.get("VGGTS_TEST_KILL_ONE_WORKER"):
-    from vggts_cli.pipeline.journal import Journal
+    from vggts_cli.pipeline.journal import Entry, Journal
 
-    _append = Journal.append
+    _append = Journal.append_round
 
-    def _append_then_maybe_die(self: Journal, cam: int, frame: int, counts: str, score: float) -> None:
-        _append(self, cam, frame, counts, score)
+    def _append_then_maybe_die(self: Journal, entries: dict[tuple[int, int], Entry]) -> None:
+        _append(self, entries)
         if len(self.records) < KILL_AFTER:
             return
         try:
@@ -27,4 +27,4 @@ if os.environ.get("VGGTS_TEST_KILL_ONE_WORKER"):
         self.flush()
         os.kill(os.getpid(), signal.SIGKILL)
 
-    Journal.append = _append_then_maybe_die  # type: ignore[method-assign]
+    Journal.append_round = _append_then_maybe_die  # type: ignore[method-assign]

@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import functools
 import os
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from enum import Enum
 from typing import TypeVar
@@ -41,19 +43,31 @@ class Device(str, Enum):
     cuda = "cuda"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised in the main thread: a job unwinds as after Ctrl-C (partial outputs removed)."""
+
+
+def _raise_terminated(signum: int, frame: object) -> None:
+    raise Terminated
+
+
 def one_line_errors(fn: F) -> F:
-    """Bad input gets one line on stderr and a non-zero exit code, never a traceback."""
+    """Bad input gets one line on stderr and a non-zero exit code, never a traceback; SIGTERM is handled
+    like Ctrl-C (one line, exit 143 instead of 130)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        main = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _raise_terminated) if main else None
         try:
             return fn(*args, **kwargs)
         except VggtsError as e:
             print(f"vggts: error: {e}", file=sys.stderr)
             raise typer.Exit(e.exit_code) from None
-        except KeyboardInterrupt:
-            print("vggts: interrupted; rerun with --resume to continue", file=sys.stderr)
-            raise typer.Exit(130) from None
+        except KeyboardInterrupt as e:
+            why, code = ("terminated", 143) if isinstance(e, Terminated) else ("interrupted", 130)
+            print(f"vggts: {why}; rerun with --resume to continue", file=sys.stderr)
+            raise typer.Exit(code) from None
         except typer.Exit:
             raise
         except Exception as e:  # an unexpected failure: still one line, traceback on request
@@ -61,6 +75,9 @@ def one_line_errors(fn: F) -> F:
                 raise
             print(f"vggts: error: {type(e).__name__}: {e} (set VGGTS_DEBUG=1 for details)", file=sys.stderr)
             raise typer.Exit(1) from None
+        finally:
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
 
     return wrapper  # type: ignore[return-value]
 

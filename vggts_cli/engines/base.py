@@ -9,7 +9,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 
@@ -38,12 +38,20 @@ class Reference:
     kind: ReferenceKind
 
 
+FrameState = dict[str, Any]  # JSON-able: what an engine carries from one frame to the next
+
+
 @dataclass(frozen=True)
 class Prediction:
-    """The target's mask, (H, W) bool at the target frame's size, and a presence score in [0, 1]."""
+    """The target's mask, (H, W) bool at the target frame's size, and a presence score in [0, 1].
+
+    `state`: what the engine carried forward from this frame (JSON-able, e.g. the learned engine's focus
+    crop); the journal records it and `Engine.replay` gives it back on `--resume`. None: nothing.
+    """
 
     mask: np.ndarray
     score: float
+    state: FrameState | None = None
 
 
 class Engine(ABC):
@@ -51,6 +59,11 @@ class Engine(ABC):
 
     `window`: the backbone window — how many upcoming target frames the caller should announce at a time
     with `prepare`.
+
+    `--resume` contract: an engine's masks depend only on its inputs and on the `state` of the predictions
+    it made before, never on which frames were computed together (batches of a fixed size) or on what its
+    caches happen to hold. A resumed job calls `replay` for every frame the journal holds, in walk order,
+    instead of `segment`, and so continues exactly where an uninterrupted run would be.
     """
 
     name: str
@@ -59,6 +72,10 @@ class Engine(ABC):
     def prepare(self, seed: View, targets: Sequence[View]) -> None:  # noqa: B027 (optional hook)
         """Announce the next target frames of a job whose seed frame is `seed`, in the order `segment` will
         see them, so that an engine can do their per-frame work in one batch. The default does nothing."""
+
+    def replay(self, seed: View, target: View, state: FrameState | None) -> None:  # noqa: B027 (optional)
+        """Take back the `state` a journaled prediction of `target` carried (walk order, in place of
+        `segment`) in a job whose seed frame is `seed`. The default carries nothing."""
 
     @abstractmethod
     def segment(self, target: View, refs: Sequence[Reference]) -> Prediction:

@@ -24,7 +24,7 @@ def render(job: PropagateJob, cam: Camera, index: int, journal: Journal, tick: P
     try:
         with VideoReader(cam.info) as reader, closing(prefetch(reader.frames(), depth=PREFETCH)) as frames:
             for frame in frames:
-                counts, score = journal.records[(index, frame.index)]
+                counts, score, _ = journal.records[(index, frame.index)]
                 mask = rle.decode({"size": [cam.info.height, cam.info.width], "counts": counts})
                 for sink in sinks:
                     sink.write(frame, mask, score)

@@ -14,7 +14,8 @@ import numpy as np
 
 from vggts_cli.engines.base import Engine
 from vggts_cli.jobs import PreparedJob, fingerprint
-from vggts_cli.pipeline.journal import Journal
+from vggts_cli.pipeline.journal import STATE_DIR, Journal, replace_earlier_outputs
+from vggts_cli.pipeline.lock import JobLock
 from vggts_cli.pipeline.render import render
 from vggts_cli.pipeline.walk import ProgressFn, Walk
 from vggts_cli.sinks.base import Sink
@@ -45,40 +46,51 @@ class CameraSummary:
         }
 
 
+def _segment(prepared: PreparedJob, engine: Engine, journal: Journal, tick: ProgressFn) -> list[float]:
+    """The walk, unless the journal is complete; engine seconds per camera."""
+    if journal.complete:
+        tick("segment", sum(c.info.num_frames for c in prepared.cameras))
+        return [0.0] * len(prepared.cameras)
+    walk = Walk(prepared, engine, journal, tick)
+    walk.run()
+    journal.mark_complete()
+    return walk.seconds
+
+
 def run(prepared: PreparedJob, engine: Engine, progress: ProgressFn | None = None) -> list[CameraSummary]:
-    """Segment every frame of every camera, then write the requested outputs; returns per-camera figures."""
+    """Segment every frame of every camera, then write the requested outputs; returns per-camera figures.
+
+    The output folder is locked for the job's life (a second job on it fails at once); the outputs of an
+    earlier job there that this one does not write are removed before this job's are renamed into place.
+    """
     job = prepared.job
     tick = progress or (lambda stage, n: None)
-    journal = Journal(job.out, fingerprint(prepared), resume=job.resume)
-    seconds = [0.0] * len(prepared.cameras)
-    finished: list[Sink] = []  # every camera's outputs, complete under partial names
-    try:
-        if not journal.complete:
-            walk = Walk(prepared, engine, journal, tick)
-            walk.run()
-            seconds = walk.seconds
-            journal.mark_complete()
-        else:
-            tick("segment", sum(c.info.num_frames for c in prepared.cameras))
-        for i, cam in enumerate(prepared.cameras):
-            start = time.perf_counter()
-            finished += render(job, cam, i, journal, tick)
-            seconds[i] += time.perf_counter() - start
-        # Only a job that wrote everything puts anything under a final name.
-        for sink in finished:
-            sink.commit()
-    except BaseException:
-        for sink in finished:
-            sink.abort()
-        raise
-    finally:
-        journal.close()
+    with JobLock(job.out, job.out / STATE_DIR):
+        journal = Journal(job.out, fingerprint(prepared), resume=job.resume)
+        finished: list[Sink] = []  # every camera's outputs, complete under partial names
+        try:
+            seconds = _segment(prepared, engine, journal, tick)
+            for i, cam in enumerate(prepared.cameras):
+                start = time.perf_counter()
+                finished += render(job, cam, i, journal, tick)
+                seconds[i] += time.perf_counter() - start
+            # Only a job that wrote everything puts anything under a final name, and only then do the
+            # earlier job's outputs that this one does not write go.
+            replace_earlier_outputs(job.out, prepared.outputs())
+            for sink in finished:
+                sink.commit()
+        except BaseException:
+            for sink in finished:
+                sink.abort()
+            raise
+        finally:
+            journal.close()
     return [
         CameraSummary(
             cam.name,
             str(cam.info.path),
             cam.info.num_frames,
-            float(np.mean([journal.records[(i, f)][1] for f in range(cam.info.num_frames)])),
+            float(np.mean([journal.records[(i, f)].score for f in range(cam.info.num_frames)])),
             seconds[i],
         )
         for i, cam in enumerate(prepared.cameras)

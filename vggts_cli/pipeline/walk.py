@@ -21,7 +21,7 @@ import numpy as np
 from vggts_cli.engines.base import Engine, Reference, View
 from vggts_cli.jobs import PreparedJob
 from vggts_cli.masks import rle
-from vggts_cli.pipeline.journal import Journal
+from vggts_cli.pipeline.journal import Entry, Journal
 from vggts_cli.pipeline.schedule import Step, plan_steps
 from vggts_cli.video.prefetch import prefetch
 from vggts_cli.video.reader import Frame, VideoReader
@@ -161,18 +161,22 @@ class Walk:
         return [previous] if previous else []
 
     def _segment(self, tasks: list[Task]) -> list[Reference]:
-        """Masks of independent frames: from the journal, the seed's own, or the engine, which gets all the
-        others in one call; each comes back as a temporal reference."""
+        """Masks of independent frames: from the journal (the engine replays their state), the seed's own,
+        or the engine, which gets all the others in one call; the round is journaled as one record, and each
+        mask comes back as a temporal reference."""
+        assert self.seed_ref is not None
         views = [View(self.cameras[t.camera].name, t.frame.index, t.frame.image) for t in tasks]
         masks: list[np.ndarray | None] = [None] * len(tasks)
+        fresh: dict[tuple[int, int], Entry] = {}
         asked = []
         for n, task in enumerate(tasks):
             cached = self.journal.get(task.camera, task.frame.index)
             if cached is not None:
-                masks[n] = rle.decode({"size": list(task.frame.image.shape[:2]), "counts": cached[0]})
+                masks[n] = rle.decode({"size": list(task.frame.image.shape[:2]), "counts": cached.counts})
+                self.engine.replay(self.seed_ref.view, views[n], cached.state)
             elif self._is_seed(task.camera, task.frame.index):
                 masks[n] = self.seed_mask
-                self.journal.append(task.camera, task.frame.index, rle.encode(self.seed_mask)["counts"], 1.0)
+                fresh[(task.camera, task.frame.index)] = Entry(rle.encode(self.seed_mask)["counts"], 1.0)
             else:
                 asked.append(n)
         if asked:
@@ -183,9 +187,10 @@ class Walk:
                 task = tasks[n]
                 masks[n] = pred.mask
                 self.seconds[task.camera] += share
-                self.journal.append(
-                    task.camera, task.frame.index, rle.encode(pred.mask)["counts"], float(pred.score)
-                )
+                entry = Entry(rle.encode(pred.mask)["counts"], float(pred.score), pred.state)
+                fresh[(task.camera, task.frame.index)] = entry
+        if fresh:
+            self.journal.append_round(fresh)
         self.tick("segment", len(tasks))
         return [Reference(view, mask, "temporal") for view, mask in zip(views, masks, strict=True)]
 

@@ -86,8 +86,10 @@ class SinkOptions:
             raise UsageError(f"overlay opacity {self.overlay_opacity} is not in [0, 1]")
         if self.margin_px is not None and self.margin_px < 0:
             raise UsageError(f"redaction margin {self.margin_px} px is negative")
-        if self.blur <= 0 or self.pixel_block <= 0:
-            raise UsageError("blur and pixel block sizes must be positive")
+        if not all(0 < v < math.inf for v in (self.blur, self.pixel_block)):  # nan fails too
+            raise UsageError(
+                f"blur ({self.blur}) and pixel size ({self.pixel_block}) must be positive and finite"
+            )
         if self.redact_spread < 0:
             raise UsageError(f"redaction spread {self.redact_spread} is negative")
 

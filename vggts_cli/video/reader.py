@@ -8,6 +8,7 @@ Memory is bounded by one decoded frame (forward) or one chunk (backward), never 
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -40,6 +41,7 @@ class VideoInfo:
     # started at, and FFmpeg's guessed frame pts run `pts_shift` ahead of the table.
     counted: bool = False
     pts_shift: int = 0
+    digest: str = ""  # sha256 of every packet of every stream, in file order (what `--resume` compares)
 
 
 @dataclass(frozen=True, eq=False)
@@ -94,7 +96,7 @@ class _Demuxed:
     """What one pass over the packets finds: the video's stamps (pts, else dts; AVI: dts) and durations in
     stream order, the frame count the header promised less discarded frames, where the last packet of any
     stream ends (seconds), the first decodable frame, whether frames are placed by counting (AVI) and the
-    first packet's pts - dts there."""
+    first packet's pts - dts there, and the sha256 of every packet."""
 
     stamps: list[int | None]
     durations: list[int]
@@ -103,6 +105,7 @@ class _Demuxed:
     first: av.VideoFrame
     counted: bool
     pts_shift: int
+    digest: str
 
 
 def _demux(path: Path, container: av.container.InputContainer, stream: av.VideoStream) -> _Demuxed:
@@ -115,10 +118,13 @@ def _demux(path: Path, container: av.container.InputContainer, stream: av.VideoS
     expected = stream.frames  # sample count from the header, 0 where the container has none
     end = 0.0  # seconds: where the last packet of any stream ends
     first: av.VideoFrame | None = None
+    content = hashlib.sha256()  # the packets are read here anyway: hashing them costs no second read
     try:
         for packet in container.demux():
             if packet.size == 0:  # end-of-stream marker
                 continue
+            content.update(packet.stream.index.to_bytes(4, "little"))
+            content.update(packet)
             if packet.is_corrupt:
                 raise VggtsError(
                     f"{path}: truncated or corrupt (damaged packet in {packet.stream.type} stream)"
@@ -151,7 +157,7 @@ def _demux(path: Path, container: av.container.InputContainer, stream: av.VideoS
         expected -= int(np.sum(np.diff(np.asarray(stamps, dtype=np.int64)) - 1))
     if 0 < len(stamps) < expected:
         raise VggtsError(f"{path}: truncated (only {len(stamps)} of {expected} frames present)")
-    return _Demuxed(stamps, durations, expected, end, first, counted, pts_shift)
+    return _Demuxed(stamps, durations, expected, end, first, counted, pts_shift, content.hexdigest())
 
 
 def _scan(path: Path, container: av.container.InputContainer, stream: av.VideoStream) -> VideoInfo:
@@ -186,6 +192,7 @@ def _scan(path: Path, container: av.container.InputContainer, stream: av.VideoSt
         codec=stream.codec_context.name,
         counted=demuxed.counted,
         pts_shift=demuxed.pts_shift,
+        digest=demuxed.digest,
     )
 
 

@@ -184,15 +184,6 @@ class ClassicEngine(Engine):
         return frame.regions[key]
 
     @staticmethod
-    def _searched(frame: WorkingFrame, box: Box) -> Features | None:
-        """The features of `box` taken from a search of `frame` as a target that covered it, if there was
-        one (the seed camera's frame is a target first, then the other cameras' cross reference)."""
-        for key, features in frame.regions.items():
-            if key[0] == "search" and key[1].contains(box):
-                return features.within(box)
-        return None
-
-    @staticmethod
     def _search_box(target: View, refs: Sequence[Reference]) -> Box:
         """Where to look for the object in `target`: around the camera's previous mask when a reference gives
         it (half the object's size each way, or 5 % of the frame: a frame's motion), else the whole frame."""
@@ -246,9 +237,7 @@ class ClassicEngine(Engine):
                 tries.append((name, around, float(np.clip(OBJECT_PX / box.size, 0.25, 1.0)), False))
         best = None
         for name, region, region_scale, tilts in tries:
-            found = self._searched(src, region) if name == "object" and not tilts else None
-            if found is None:
-                found = self._region(src, (name, digest), region, region_scale, tilts)
+            found = self._region(src, (name, digest), region, region_scale, tilts)
             candidate = self._by_match(src, mask, box, found, tgt, search)
             if candidate is not None and (best is None or candidate.confidence > best.confidence):
                 best = candidate

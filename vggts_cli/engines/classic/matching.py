@@ -42,12 +42,6 @@ class Features:
     def __len__(self) -> int:
         return len(self.points)
 
-    def within(self, box: Box) -> Features:
-        """The features whose points lie in `box`."""
-        x, y = self.points[:, 0], self.points[:, 1]
-        keep = (x >= box.x0 - 0.5) & (x < box.x1 - 0.5) & (y >= box.y0 - 0.5) & (y < box.y1 - 0.5)
-        return Features(self.points[keep], self.descriptors[keep])
-
 
 @dataclass(frozen=True)
 class Match:

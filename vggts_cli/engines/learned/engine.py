@@ -28,7 +28,7 @@ import torch
 
 from vggts_cli.cache import LruCache
 from vggts_cli.device import resolve_device
-from vggts_cli.engines.base import Engine, Prediction, Reference, ReferenceKind, View
+from vggts_cli.engines.base import Engine, FrameState, Prediction, Reference, ReferenceKind, View
 from vggts_cli.engines.learned.backoff import WindowBackoff, free_cuda_memory, window_from_memory
 from vggts_cli.engines.learned.focus import FOCUS_MAX, KEEP_MAX, focus_crop, search_box, still_fits
 from vggts_cli.errors import UsageError
@@ -178,15 +178,19 @@ class LearnedEngine(Engine):
         seed's per-image tokens are computed once per job and shared by every pair."""
 
         def window_features(chunk: Sequence[tuple[View, SquareCrop | None]]) -> list[torch.Tensor]:
-            frames = self._upload(np.stack([self._framing(v, c).image(v.image) for v, c in chunk]))
+            # Always a full window (the last pair repeated): a pair's features then do not depend on which
+            # pairs it was batched with (kernels pick their blocking by batch size), so a resumed job that
+            # batches other frames together gets the same bits.
+            padded = [*chunk, *[chunk[-1]] * (self.window - len(chunk))]
+            frames = self._upload(np.stack([self._framing(v, c).image(v.image) for v, c in padded]))
             with torch.inference_mode(), self._autocast():
                 if self._seed_input is None:
                     self._seed_input = self._upload(self._framing(seed, None).image(seed.image)[None])
                     self._seed_patches = self.model.embed(self._seed_input)
-                n = len(chunk)
+                n = len(padded)
                 images = torch.stack([self._seed_input.expand(n, -1, -1, -1), frames], dim=1)
                 patches = torch.stack([self._seed_patches.expand(n, -1, -1), self.model.embed(frames)], dim=1)
-                return list(self.model.features(images, patches).float())
+                return list(self.model.features(images, patches).float())[: len(chunk)]
 
         for (view, crop), fmap in zip(framed, self._backoff.run(window_features, framed), strict=True):
             self._features.put((view.camera, view.index, crop), (fmap[0], fmap[1]))
@@ -226,6 +230,21 @@ class LearnedEngine(Engine):
     def _remember(self, view: View, crop: SquareCrop | None) -> None:
         self._framed.put((view.camera, view.index), (view, crop))
         self._camera_crop[view.camera] = crop
+
+    def _state(self, crop: SquareCrop | None) -> FrameState:
+        """What a segmented frame carries forward: the crop it was seen through and the backbone window."""
+        return {"crop": None if crop is None else [crop.x1, crop.y1, crop.side], "window": self.window}
+
+    def replay(self, seed: View, target: View, state: FrameState | None) -> None:
+        """A journaled frame on `--resume`: remember the crop it was seen through, as `segment_many` did, and
+        go on with the window it had (an out-of-memory back-off stays backed off)."""
+        self._start_job(seed)
+        if state is None:
+            return
+        self._backoff.window = int(state["window"])
+        crop = state["crop"]
+        height, width = target.image.shape[:2]
+        self._remember(target, None if crop is None else SquareCrop(*map(int, crop), height, width))
 
     def _crop_seen(self, view: View) -> SquareCrop | None:
         """The crop `view` was segmented through (None: whole, or not segmented in this job)."""
@@ -268,7 +287,8 @@ class LearnedEngine(Engine):
                 continue
             self._remember(task.target, task.crop)
             logits, score = task.result
-            predictions.append(Prediction(mask=(logits > 0).cpu().numpy(), score=score))
+            mask = (logits > 0).cpu().numpy()
+            predictions.append(Prediction(mask=mask, score=score, state=self._state(task.crop)))
         return predictions
 
     def _task(self, target: View, refs: Sequence[Reference]) -> _Task:
