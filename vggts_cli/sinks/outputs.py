@@ -10,17 +10,19 @@ from vggts_cli.sinks.base import Sink, SinkOptions
 from vggts_cli.sinks.matte import MatteSink
 from vggts_cli.sinks.overlay import OverlaySink
 from vggts_cli.sinks.redact import RedactSink
+from vggts_cli.sinks.review import ReviewSink
 from vggts_cli.sinks.rle import RleSink
 from vggts_cli.sinks.sequence import PngSequenceSink
 from vggts_cli.video.reader import VideoInfo
 
-OUTPUT_KINDS = ("rle", "overlay", "redact", "png", "matte")
+OUTPUT_KINDS = ("rle", "overlay", "redact", "png", "matte", "review")
 OUTPUT_NAMES = {
     "rle": "masks.json",
     "overlay": "overlay.mp4",
     "redact": "redacted.mp4",
     "png": "masks",
     "matte": "matte.mov",
+    "review": "review.png",
 }
 
 
@@ -39,6 +41,8 @@ def _build(kind: str, path: Path, info: VideoInfo, options: SinkOptions) -> Sink
         return OverlaySink(path, info, options)
     if kind == "redact":
         return RedactSink(path, info, options)
+    if kind == "review":
+        return ReviewSink(path, info, options)
     return MatteSink(path, info)
 
 

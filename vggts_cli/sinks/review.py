@@ -1,0 +1,214 @@
+"""review.png: a contact sheet of the frames a person should check, and a plot of score and mask area.
+
+The sheet shows, per camera, up to `PICKS` frames of each kind — the lowest presence scores, the largest
+mask changes from the previous frame (1 - IoU), and the first frame of the longest runs that the redaction
+held over (sinks/cover.py: the engine was unsure there) — in frame order, each with the mask outlined
+(the held-over cover in yellow), its frame number, score and why it was picked. Below them a plot over
+the whole video: the presence score (green, 0..1), the mask area (magenta, relative to its largest), the
+held-over frames (yellow bands) and the picked frames (white ticks).
+
+Frames are chosen while they stream past (bounded heaps), so memory holds a few thumbnails, never the video.
+"""
+
+from __future__ import annotations
+
+import heapq
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from vggts_cli.fsutil import PartialOutput
+from vggts_cli.masks.ops import iou
+from vggts_cli.sinks.base import Sink, SinkOptions
+from vggts_cli.sinks.cover import HoldOver
+from vggts_cli.video.reader import Frame, VideoInfo
+
+PICKS = 4  # frames of each kind
+COLUMNS = 4
+THUMB_WIDTH = 320
+LABEL_HEIGHT = 22
+GAP = 4
+TITLE_HEIGHT = 28
+PLOT_HEIGHT = 150
+BACKGROUND = (24, 24, 24)
+SCORE_COLOR, AREA_COLOR, HELD_COLOR = (60, 220, 90), (255, 0, 170), (240, 200, 0)
+FONT = cv2.FONT_HERSHEY_SIMPLEX
+
+
+def thumb_size(info: VideoInfo) -> tuple[int, int]:
+    """(width, height) of one panel's picture: THUMB_WIDTH wide (or the video's width if smaller)."""
+    width = min(THUMB_WIDTH, info.width)
+    return width, max(1, round(width * info.height / info.width))
+
+
+def sheet_size(info: VideoInfo, panels: int) -> tuple[int, int]:
+    """(width, height) of review.png with `panels` picked frames."""
+    width, height = thumb_size(info)
+    rows = max(1, math.ceil(panels / COLUMNS))
+    sheet_width = COLUMNS * width + (COLUMNS + 1) * GAP
+    return sheet_width, TITLE_HEIGHT + rows * (height + LABEL_HEIGHT + GAP) + PLOT_HEIGHT + 2 * GAP
+
+
+class _Best:
+    """The `size` entries with the largest keys seen so far (ties: the earlier frame stays)."""
+
+    def __init__(self, size: int) -> None:
+        self._size = size
+        self._heap: list[tuple[float, int]] = []  # (key, -index): the smallest key is evicted first
+
+    def offer(self, key: float, index: int) -> tuple[bool, int | None]:
+        """(kept, evicted frame index) for frame `index` with `key`."""
+        entry = (key, -index)
+        if len(self._heap) < self._size:
+            heapq.heappush(self._heap, entry)
+            return True, None
+        if entry <= self._heap[0]:
+            return False, None
+        evicted = heapq.heapreplace(self._heap, entry)
+        return True, -evicted[1]
+
+    def indices(self) -> set[int]:
+        return {-i for _, i in self._heap}
+
+
+class ReviewSink(Sink):
+    """Writes review.png (RGB PNG, size `sheet_size(info, len(picked))`); `picked` lists (frame, reasons)."""
+
+    def __init__(self, path: Path, info: VideoInfo, options: SinkOptions) -> None:
+        super().__init__(path, info)
+        self._options = options
+        self._output = PartialOutput(path)
+        self._hold = HoldOver(options)
+        self._kinds = {"low score": _Best(PICKS), "mask change": _Best(PICKS), "held over": _Best(PICKS)}
+        self._thumbs: dict[int, np.ndarray] = {}
+        self._scores = np.zeros(info.num_frames, np.float32)
+        self._areas = np.zeros(info.num_frames, np.int64)
+        self._held = np.zeros(info.num_frames, bool)
+        self._previous: np.ndarray | None = None
+        self._run: tuple[int, np.ndarray] | None = None  # the current held-over run: first frame, its thumb
+        self.picked: list[tuple[int, list[str]]] = []
+
+    def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
+        index = frame.index
+        contribution = self._hold.contribution(index, mask, score)
+        self._scores[index], self._areas[index] = score, np.count_nonzero(mask)
+        self._held[index] = contribution.held
+        held = contribution.mask if contribution.held else None
+        thumb = None
+        change = 0.0 if self._previous is None else 1.0 - iou(mask, self._previous)
+        for kind, key in (("low score", -score), ("mask change", change)):
+            thumb = self._offer(kind, (key, index), thumb, frame, mask, held)
+        self._previous = mask
+        if contribution.held and self._run is None:
+            self._run = (index, thumb if thumb is not None else self._thumb(frame, mask, held))
+        elif not contribution.held:
+            self._end_run(index)
+
+    def _offer(
+        self,
+        kind: str,
+        entry: tuple[float, int],
+        thumb: np.ndarray | None,
+        frame: Frame,
+        mask: np.ndarray,
+        held: np.ndarray | None,
+    ) -> np.ndarray | None:
+        """Offer (key, frame index) to `kind`'s heap; returns the frame's thumbnail if one exists now."""
+        key, index = entry
+        kept, evicted = self._kinds[kind].offer(key, index)
+        if kept:
+            thumb = thumb if thumb is not None else self._thumb(frame, mask, held)
+            self._thumbs[index] = thumb
+        self._forget(evicted)
+        return thumb
+
+    def _end_run(self, index: int) -> None:
+        """A held-over run ended before frame `index`: offer its first frame, keyed by the run's length."""
+        if self._run is None:
+            return
+        first, thumb = self._run
+        self._run = None
+        kept, evicted = self._kinds["held over"].offer(index - first, first)
+        if kept:
+            self._thumbs[first] = thumb
+        self._forget(evicted)
+
+    def _forget(self, index: int | None) -> None:
+        if index is not None and not any(index in best.indices() for best in self._kinds.values()):
+            self._thumbs.pop(index, None)
+
+    def _thumb(self, frame: Frame, mask: np.ndarray, held: np.ndarray | None) -> np.ndarray:
+        """(h, w, 3) uint8 panel picture: the frame shrunk, the mask outlined (held-over cover in yellow)."""
+        size = thumb_size(self.info)
+        out = cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
+        for region, color in ((held, HELD_COLOR), (mask, self._options.overlay_color)):
+            if region is None or not region.any():
+                continue
+            small = cv2.resize(region.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) >= 64
+            contours, _ = cv2.findContours(small.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(out, contours, -1, color, 2, cv2.LINE_AA)
+        return out
+
+    def _finish(self) -> None:
+        self._end_run(self.info.num_frames)
+        reasons: dict[int, list[str]] = {}
+        for kind, best in self._kinds.items():
+            for index in best.indices():
+                reasons.setdefault(index, []).append(kind)
+        self.picked = sorted(reasons.items())
+        sheet = self._sheet()
+        if not cv2.imwrite(str(self._output.path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
+            raise OSError(f"could not write {self._output.path}")
+        self._output.commit()
+
+    def _sheet(self) -> np.ndarray:
+        """(H, W, 3) uint8 RGB contact sheet of the picked frames, titled, with the plot below."""
+        width, height = sheet_size(self.info, len(self.picked))
+        sheet = np.empty((height, width, 3), np.uint8)
+        sheet[:] = BACKGROUND
+        held = int(self._held.sum())
+        title = (
+            f"{self.info.path.name}: {self.info.num_frames} frames, mean score {self._scores.mean():.2f}, "
+            f"{held} held over, {len(self.picked)} to check"
+        )
+        _text(sheet, title, (GAP, 20), 0.55)
+        tw, th = thumb_size(self.info)
+        for n, (index, why) in enumerate(self.picked):
+            x = GAP + (n % COLUMNS) * (tw + GAP)
+            y = TITLE_HEIGHT + (n // COLUMNS) * (th + LABEL_HEIGHT + GAP)
+            sheet[y : y + th, x : x + tw] = self._thumbs[index]
+            label = f"#{index}  {self._scores[index]:.2f}  {', '.join(why)}"
+            _text(sheet, label, (x + 2, y + th + 16), 0.42)
+        plot_top = height - PLOT_HEIGHT - GAP
+        sheet[plot_top : plot_top + PLOT_HEIGHT, GAP : width - GAP] = self._plot(width - 2 * GAP)
+        return sheet
+
+    def _plot(self, width: int) -> np.ndarray:
+        """(PLOT_HEIGHT, width, 3) uint8: score and relative mask area over the frames, held bands, picks."""
+        plot = np.zeros((PLOT_HEIGHT, width, 3), np.uint8)
+        plot[:] = (40, 40, 40)
+        top, bottom = 18, PLOT_HEIGHT - 6
+        frames = self.info.num_frames
+        xs = np.round(np.linspace(0, width - 1, frames) if frames > 1 else np.zeros(1)).astype(np.int32)
+        for index in np.flatnonzero(self._held):
+            plot[top:bottom, max(0, xs[index] - 1) : xs[index] + 2] = HELD_COLOR
+        for index, _ in self.picked:
+            plot[bottom - 8 : bottom, xs[index]] = (255, 255, 255)
+        area = self._areas / max(1, int(self._areas.max()))
+        for values, color in ((area, AREA_COLOR), (self._scores, SCORE_COLOR)):
+            ys = np.round(bottom - np.clip(values, 0, 1) * (bottom - top)).astype(np.int32)
+            cv2.polylines(plot, [np.stack([xs, ys], axis=1)], False, color, 1, cv2.LINE_AA)
+        legend = f"score (green), mask area / {int(self._areas.max())} px (magenta), held over (yellow)"
+        _text(plot, f"0..{frames - 1}   {legend}", (4, 13), 0.4)
+        return plot
+
+    def abort(self) -> None:
+        self._output.discard()
+
+
+def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> None:
+    """White text with a dark outline at `origin` (baseline left), in place."""
+    cv2.putText(image, text, origin, FONT, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(image, text, origin, FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
