@@ -2,18 +2,20 @@
 
 The sheet shows, per camera, up to `PICKS` frames of each kind — the lowest presence scores, the largest
 mask changes from the previous frame (1 - IoU), and the first frame of the longest runs that the redaction
-held over (sinks/cover.py: the engine was unsure there) — in frame order, each with the mask outlined
-(the held-over cover in yellow), its frame number, score and why it was picked. Below them a plot over
-the whole video: the presence score (green, 0..1), the mask area (magenta, relative to its largest), the
-held-over frames (yellow bands) and the picked frames (white ticks).
+held over (sinks/cover.py: the engine was unsure there) — in frame order, each with the mask outlined (in
+the overlay colour) and what redaction covers (yellow), its frame number, score and why it was picked.
+Below them a plot over the whole video: the presence score (green, 0..1), the mask area (magenta, relative
+to its largest), the held-over frames (yellow bands) and the picked frames (white ticks).
 
-Frames are chosen while they stream past (bounded heaps), so memory holds a few thumbnails, never the video.
+Frames are chosen while they stream past (bounded heaps), so memory holds a few thumbnails, never the
+video.
 """
 
 from __future__ import annotations
 
 import heapq
 import math
+from collections import deque
 from pathlib import Path
 
 import cv2
@@ -22,7 +24,7 @@ import numpy as np
 from vggts_cli.fsutil import PartialOutput
 from vggts_cli.masks.ops import iou
 from vggts_cli.sinks.base import Sink, SinkOptions
-from vggts_cli.sinks.cover import HoldOver
+from vggts_cli.sinks.cover import Cover, CoverFrame
 from vggts_cli.video.reader import Frame, VideoInfo
 
 PICKS = 4  # frames of each kind
@@ -74,17 +76,23 @@ class _Best:
 
 
 class ReviewSink(Sink):
-    """Writes review.png (RGB PNG, size `sheet_size(info, len(picked))`); `picked` lists (frame, reasons)."""
+    """Writes review.png (RGB PNG, size `sheet_size(info, len(picked))`); `picked` lists (frame, reasons).
+
+    Frames are judged when their redaction cover is known (sinks/cover.py, `redact_hold + redact_spread`
+    frames late); until then a small copy of each waits in a short queue.
+    """
 
     def __init__(self, path: Path, info: VideoInfo, options: SinkOptions) -> None:
         super().__init__(path, info)
         self._options = options
         self._output = PartialOutput(path)
-        self._hold = HoldOver(options)
+        self._cover = Cover(options, info.width, info.height)
         self._kinds = {"low score": _Best(PICKS), "mask change": _Best(PICKS), "held over": _Best(PICKS)}
+        self._waiting: deque[tuple[np.ndarray, np.ndarray]] = deque()  # (small image, small mask) a frame
         self._thumbs: dict[int, np.ndarray] = {}
         self._scores = np.zeros(info.num_frames, np.float32)
         self._areas = np.zeros(info.num_frames, np.int64)
+        self._changes = np.zeros(info.num_frames, np.float32)
         self._held = np.zeros(info.num_frames, bool)
         self._previous: np.ndarray | None = None
         self._run: tuple[int, np.ndarray] | None = None  # the current held-over run: first frame, its thumb
@@ -92,37 +100,40 @@ class ReviewSink(Sink):
 
     def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
         index = frame.index
-        contribution = self._hold.contribution(index, mask, score)
         self._scores[index], self._areas[index] = score, np.count_nonzero(mask)
-        self._held[index] = contribution.held
-        held = contribution.mask if contribution.held else None
-        thumb = None
-        change = 0.0 if self._previous is None else 1.0 - iou(mask, self._previous)
-        for kind, key in (("low score", -score), ("mask change", change)):
-            thumb = self._offer(kind, (key, index), thumb, frame, mask, held)
+        self._changes[index] = 0.0 if self._previous is None else 1.0 - iou(mask, self._previous)
         self._previous = mask
-        if contribution.held and self._run is None:
-            self._run = (index, thumb if thumb is not None else self._thumb(frame, mask, held))
-        elif not contribution.held:
-            self._end_run(index)
+        size = thumb_size(self.info)
+        self._waiting.append(
+            (cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA), _shrink(mask, size))
+        )
+        for cover in self._cover.push(index, mask, score):
+            self._judge(cover)
 
-    def _offer(
-        self,
-        kind: str,
-        entry: tuple[float, int],
-        thumb: np.ndarray | None,
-        frame: Frame,
-        mask: np.ndarray,
-        held: np.ndarray | None,
-    ) -> np.ndarray | None:
-        """Offer (key, frame index) to `kind`'s heap; returns the frame's thumbnail if one exists now."""
-        key, index = entry
-        kept, evicted = self._kinds[kind].offer(key, index)
-        if kept:
-            thumb = thumb if thumb is not None else self._thumb(frame, mask, held)
-            self._thumbs[index] = thumb
-        self._forget(evicted)
-        return thumb
+    def _judge(self, cover: CoverFrame) -> None:
+        """Offer frame `cover.index` to the heaps now that its cover is known."""
+        index = cover.index
+        image, mask = self._waiting.popleft()
+        self._held[index] = cover.held
+        thumb: list[np.ndarray] = []  # made at most once, and only for a frame that is kept
+
+        def make() -> np.ndarray:
+            if not thumb:
+                thumb.append(self._thumb(image, mask, cover))
+            return thumb[0]
+
+        for kind, key in (
+            ("low score", -float(self._scores[index])),
+            ("mask change", float(self._changes[index])),
+        ):
+            kept, evicted = self._kinds[kind].offer(key, index)
+            if kept:
+                self._thumbs[index] = make()
+            self._forget(evicted)
+        if cover.held and self._run is None:
+            self._run = (index, make())
+        elif not cover.held:
+            self._end_run(index)
 
     def _end_run(self, index: int) -> None:
         """A held-over run ended before frame `index`: offer its first frame, keyed by the run's length."""
@@ -139,19 +150,22 @@ class ReviewSink(Sink):
         if index is not None and not any(index in best.indices() for best in self._kinds.values()):
             self._thumbs.pop(index, None)
 
-    def _thumb(self, frame: Frame, mask: np.ndarray, held: np.ndarray | None) -> np.ndarray:
-        """(h, w, 3) uint8 panel picture: the frame shrunk, the mask outlined (held-over cover in yellow)."""
-        size = thumb_size(self.info)
-        out = cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA)
-        for region, color in ((held, HELD_COLOR), (mask, self._options.overlay_color)):
-            if region is None or not region.any():
+    def _thumb(self, image: np.ndarray, mask: np.ndarray, cover: CoverFrame) -> np.ndarray:
+        """(h, w, 3) uint8 panel: the small frame with what redaction covers outlined in yellow and the
+        mask in the overlay colour."""
+        out = image.copy()
+        size = (out.shape[1], out.shape[0])
+        region = _shrink(cover.full(self.info.height, self.info.width), size) if cover.region else None
+        for outline, color, width in ((region, HELD_COLOR, 1), (mask, self._options.overlay_color, 2)):
+            if outline is None or not outline.any():
                 continue
-            small = cv2.resize(region.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) >= 64
-            contours, _ = cv2.findContours(small.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
-            cv2.drawContours(out, contours, -1, color, 2, cv2.LINE_AA)
+            contours, _ = cv2.findContours(outline.astype(np.uint8), cv2.RETR_LIST, cv2.CHAIN_APPROX_SIMPLE)
+            cv2.drawContours(out, contours, -1, color, width, cv2.LINE_AA)
         return out
 
     def _finish(self) -> None:
+        for cover in self._cover.flush():
+            self._judge(cover)
         self._end_run(self.info.num_frames)
         reasons: dict[int, list[str]] = {}
         for kind, best in self._kinds.items():
@@ -206,6 +220,11 @@ class ReviewSink(Sink):
 
     def abort(self) -> None:
         self._output.discard()
+
+
+def _shrink(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """(H, W) bool mask resized to `size` (width, height): set where at least a quarter was set."""
+    return cv2.resize(mask.astype(np.uint8) * 255, size, interpolation=cv2.INTER_AREA) >= 64
 
 
 def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> None:

@@ -3,9 +3,10 @@
 rig.py's tiers are single ego/exo image pairs; these are videos. Each tier varies scene.py's parameters:
 
 - easy: the bundled example's rig (a head camera that wobbles and walks, a wide fixed camera);
-- medium: the object moves twice as far, the head camera wobbles harder, the fixed camera sees it smaller;
-- hard: three times as far (fast motion), a strongly wobbling head camera that walks so that the object
-  nears its edge, a small object in a more tilted fixed camera.
+- medium: the object travels 1.6 times as far, the head camera wobbles and walks 1.5 times as much, the fixed
+  camera sees it 15 % smaller and more tilted;
+- hard: 2.2 times as far (fast motion), a head camera wobbling twice and walking 2.5 times as much (the
+  object nears its edge), the fixed camera 30 % smaller and twice as tilted.
 """
 
 from __future__ import annotations
@@ -34,8 +35,8 @@ class SceneTier:
 
 SCENE_TIERS = {
     "easy": SceneTier(travel=1.0, wobble=1.0, drift=1.0, exo_zoom=1.0, exo_tilt=1.0),
-    "medium": SceneTier(travel=2.0, wobble=1.8, drift=2.0, exo_zoom=0.7, exo_tilt=1.5),
-    "hard": SceneTier(travel=3.0, wobble=2.8, drift=4.0, exo_zoom=0.5, exo_tilt=2.0),
+    "medium": SceneTier(travel=1.6, wobble=1.5, drift=1.5, exo_zoom=0.85, exo_tilt=1.5),
+    "hard": SceneTier(travel=2.2, wobble=2.0, drift=2.5, exo_zoom=0.7, exo_tilt=2.0),
 }
 
 
