@@ -30,6 +30,7 @@ class LeakStats:
     covered_px: int = 0
     true_px: int = 0
     worst_px: int = 0  # most object pixels left uncovered in one frame
+    touched: int = 0  # frames with any object pixel uncovered
 
     @property
     def over_coverage(self) -> float:
@@ -47,6 +48,7 @@ class LeakStats:
         self.covered_px += int(np.count_nonzero(cover))
         self.true_px += true_px
         self.worst_px = max(self.worst_px, uncovered)
+        self.touched += uncovered > 0
 
 
 def covers(

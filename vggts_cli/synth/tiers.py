@@ -36,7 +36,7 @@ class SceneTier:
 SCENE_TIERS = {
     "easy": SceneTier(travel=1.0, wobble=1.0, drift=1.0, exo_zoom=1.0, exo_tilt=1.0),
     "medium": SceneTier(travel=1.6, wobble=1.5, drift=1.5, exo_zoom=0.85, exo_tilt=1.5),
-    "hard": SceneTier(travel=2.2, wobble=2.0, drift=2.5, exo_zoom=0.7, exo_tilt=2.0),
+    "hard": SceneTier(travel=2.2, wobble=2.0, drift=2.5, exo_zoom=0.85, exo_tilt=2.0),
 }
 
 
