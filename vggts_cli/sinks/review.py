@@ -1,6 +1,7 @@
 """review.png: a contact sheet of the frames a person should check, and a plot of score and mask area.
 
-The sheet shows, per camera, up to `PICKS` frames of each kind — the lowest presence scores, the largest
+The sheet shows, per camera, up to `PICKS` frames of each kind — the lowest presence scores (outside
+held-over runs), the largest
 mask changes from the previous frame (1 - IoU), and the first frame of the longest runs that the redaction
 held over (sinks/cover.py: the engine was unsure there) — in frame order, each with the mask outlined (in
 the overlay colour) and what redaction covers (yellow), its frame number, score and why it was picked.
@@ -122,10 +123,11 @@ class ReviewSink(Sink):
                 thumb.append(self._thumb(image, mask, cover))
             return thumb[0]
 
-        for kind, key in (
-            ("low score", -float(self._scores[index])),
-            ("mask change", float(self._changes[index])),
-        ):
+        # A held-over run shows its first frame; its low scores would only repeat it.
+        offers = [("mask change", float(self._changes[index]))]
+        if not cover.held:
+            offers.append(("low score", -float(self._scores[index])))
+        for kind, key in offers:
             kept, evicted = self._kinds[kind].offer(key, index)
             if kept:
                 self._thumbs[index] = make()
@@ -168,8 +170,11 @@ class ReviewSink(Sink):
             self._judge(cover)
         self._end_run(self.info.num_frames)
         reasons: dict[int, list[str]] = {}
+        typical = float(np.median(self._scores))
         for kind, best in self._kinds.items():
             for index in best.indices():
+                if kind == "low score" and self._scores[index] >= typical:
+                    continue  # no lower than most frames: nothing to check
                 reasons.setdefault(index, []).append(kind)
         self.picked = sorted(reasons.items())
         sheet = self._sheet()
@@ -228,6 +233,5 @@ def _shrink(mask: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 
 def _text(image: np.ndarray, text: str, origin: tuple[int, int], scale: float) -> None:
-    """White text with a dark outline at `origin` (baseline left), in place."""
-    cv2.putText(image, text, origin, FONT, scale, (0, 0, 0), 3, cv2.LINE_AA)
+    """White text at `origin` (baseline left) on the sheet's dark background, in place."""
     cv2.putText(image, text, origin, FONT, scale, (255, 255, 255), 1, cv2.LINE_AA)
