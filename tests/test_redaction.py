@@ -11,7 +11,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
+from recordings import make_recording
 
+from vggts_cli.batch.manifest import load_manifest
+from vggts_cli.cli.app import app
 from vggts_cli.eval.redaction import LEAK_FRACTION, LeakStats, measure
 from vggts_cli.jobs import PropagateJob, check_job
 from vggts_cli.sinks.base import SinkOptions
@@ -102,3 +105,36 @@ def test_review_sheet_on_the_example(tmp_path) -> None:
     plot = sheet[-PLOT_HEIGHT - GAP : -GAP, GAP:-GAP].reshape(-1, 3).astype(int)
     assert (np.abs(plot - (60, 220, 90)).sum(axis=1) < 60).sum() > 100  # the score line
     assert (np.abs(plot - (240, 200, 0)).sum(axis=1) < 30).sum() > 100  # the held-over band
+
+
+def test_propagate_writes_review_and_takes_the_hold_over_options(tmp_path, cli) -> None:
+    """`--write review,redact` with the hold-over options: review.png per camera; a bad value is one line
+    (exit 2); the manifest of `vggts batch` takes the same settings as columns."""
+    rec = make_recording(tmp_path / "rec", seconds=0.3, scale=0.25)
+    mask = rec.seed_png(tmp_path / "seed.png")
+    options = (
+        "--write",
+        "review,redact",
+        "--hold",
+        "5",
+        "--min-score",
+        "0.4",
+        "--spread",
+        "1",
+        "--grow",
+        "0",
+    )
+    result = cli(app, *rec.propagate_args(mask, "--out", tmp_path / "out", *options))
+    assert result.exit_code == 0, result.output
+    for camera, video in zip(("ego", "exo"), rec.videos, strict=True):
+        sheet = cv2.imread(str(tmp_path / "out" / camera / "review.png"))
+        assert sheet is not None and sheet.shape[1] == sheet_size(probe(video), 1)[0]
+    bad = cli(app, *rec.propagate_args(mask, "--out", tmp_path / "bad", "--min-score", "nan"))
+    assert bad.exit_code == 2 and len(bad.stderr.strip().splitlines()) == 1 and "--min-score" in bad.stderr
+    src, dst = rec.videos
+    manifest = tmp_path / "jobs.csv"
+    manifest.write_text(f"id,src,dst,mask,hold,min_score,spread,grow\nj1,{src},{dst},{mask},4,0.3,1,0.05\n")
+    (job,), bad_rows = load_manifest(manifest, tmp_path / "batch")
+    settings = job.job.sink_options
+    assert bad_rows == [] and (settings.redact_hold, settings.redact_min_score) == (4, 0.3)
+    assert (settings.redact_spread, settings.redact_grow) == (1, 0.05)

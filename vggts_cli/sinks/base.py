@@ -73,7 +73,7 @@ class SinkOptions:
     # redact_min_score, or area under redact_shrink of the last sure mask) within redact_hold frames of the
     # last sure mask also covers that mask; every frame covers its redact_spread neighbours' masks; the
     # margin grows by redact_grow of the object's size and redact_motion times its per-frame motion.
-    redact_hold: int = 15  # frames
+    redact_hold: int = 30  # frames (1 s at 30 fps): a camera may find the object this late
     redact_min_score: float = 0.5
     redact_shrink: float = 0.6
     redact_spread: int = 2  # frames on each side
