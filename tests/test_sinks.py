@@ -305,3 +305,21 @@ def test_abort_leaves_nothing(tmp_path, source, frames) -> None:
     for sink in sinks:
         sink.abort()
     assert not any(tmp_path.iterdir())
+
+
+def test_redaction_looking_ahead_equals_waiting(tmp_path, source, frames) -> None:
+    """Fed the masks ahead (as the render stage does from the journal), the redaction writes each frame at
+    once and the video is the same as when frames wait for their cover."""
+    masks = [np.zeros((HEIGHT, WIDTH), dtype=bool) if i in (2, 3) else object_mask(i) for i in range(FRAMES)]
+    scores = [0.9] * FRAMES
+    options = SinkOptions(redact_mode="fill", redact_hold=3)
+    run_sinks(["redact"], tmp_path / "wait", source, frames, options=options, masks=masks, scores=scores)
+    (sink,) = build_sinks(["redact"], tmp_path / "ahead", source, options, upcoming=lambda i: (masks[i], 0.9))
+    for frame in frames:
+        sink.write(frame, masks[frame.index], 0.9)
+        assert not sink._pending  # written at once
+    sink.close()
+    for waited, ahead in zip(
+        decode(tmp_path / "wait/redacted.mp4"), decode(tmp_path / "ahead/redacted.mp4"), strict=True
+    ):
+        assert np.array_equal(waited, ahead)

@@ -16,6 +16,7 @@ a video of any length needs only that many masks in memory.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -197,3 +198,34 @@ class Cover:
             self._options.redact_grow * max(box.width, box.height) + self._options.redact_motion * motion
         )
         return CoverFrame(index, dilated_union(masks, margin), held)
+
+
+Upcoming = Callable[[int], tuple[np.ndarray, float]]  # frame index -> (mask (H, W) bool, score)
+
+
+class AheadCover:
+    """A `Cover` fed from `upcoming` ahead of the frames (the render stage knows every mask from the
+    journal), so that a frame's cover is known when the frame arrives and no frame waits in memory."""
+
+    def __init__(
+        self, options: SinkOptions, width: int, height: int, frames: int, upcoming: Upcoming
+    ) -> None:
+        self._cover = Cover(options, width, height)
+        self._delay = options.redact_hold + options.redact_spread
+        self._frames = frames
+        self._upcoming = upcoming
+        self._fed = 0
+        self._ready: deque[CoverFrame] = deque()
+
+    def at(self, index: int) -> CoverFrame:
+        """The cover of frame `index`; call for 0, 1, 2, … in order."""
+        end = min(self._frames, index + self._delay + 1)
+        while self._fed < end:
+            self._ready.extend(self._cover.push(self._fed, *self._upcoming(self._fed)))
+            self._fed += 1
+            if self._fed == self._frames:
+                self._ready.extend(self._cover.flush())
+        cover = self._ready.popleft()
+        if cover.index != index:
+            raise ValueError(f"cover of frame {index} asked out of order (next is {cover.index})")
+        return cover

@@ -17,7 +17,7 @@ import numpy as np
 from vggts_cli.geometry import Box
 from vggts_cli.masks.ops import paste
 from vggts_cli.sinks.base import Sink, SinkOptions
-from vggts_cli.sinks.cover import Cover, CoverFrame
+from vggts_cli.sinks.cover import AheadCover, Cover, CoverFrame, Upcoming
 from vggts_cli.video.reader import Frame, VideoInfo
 from vggts_cli.video.writer import VideoWriter
 
@@ -58,20 +58,31 @@ def redact(image: np.ndarray, box: Box, region: np.ndarray, options: SinkOptions
 class RedactSink(Sink):
     """H.264 mp4 of the redacted frames, with the input's audio streams copied.
 
-    Frames are written `options.redact_spread` frames late: the masks of the frames after each frame must
-    be known before it can be covered.
+    A frame's cover needs the masks of up to `redact_hold + redact_spread` later frames. Given `upcoming`
+    (frame index -> (mask, score), as the render stage reads them from the journal) the sink looks ahead
+    itself and writes each frame at once; without it, frames wait in memory until their cover is known.
     """
 
-    def __init__(self, path: Path, info: VideoInfo, options: SinkOptions) -> None:
+    def __init__(
+        self, path: Path, info: VideoInfo, options: SinkOptions, upcoming: Upcoming | None = None
+    ) -> None:
         super().__init__(path, info)
         self._options = options
         self._cover = Cover(options, info.width, info.height)
+        self._ahead = (
+            None
+            if upcoming is None
+            else AheadCover(options, info.width, info.height, info.num_frames, upcoming)
+        )
         self._pending: deque[Frame] = deque()
         self._writer = VideoWriter.h264(path, info, copy_audio=True)
 
     def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
         self._pending.append(frame)
-        self._emit(self._cover.push(frame.index, mask, score))
+        if self._ahead is not None:
+            self._emit([self._ahead.at(frame.index)])
+        else:
+            self._emit(self._cover.push(frame.index, mask, score))
 
     def _emit(self, covers: list[CoverFrame]) -> None:
         """Write the pending frames whose cover is known."""
@@ -82,7 +93,8 @@ class RedactSink(Sink):
             self._writer.write(image, frame.index)
 
     def _finish(self) -> None:
-        self._emit(self._cover.flush())
+        if self._ahead is None:
+            self._emit(self._cover.flush())
         self._writer.close()
 
     def abort(self) -> None:
