@@ -220,7 +220,7 @@ class ReviewSink(Sink):
             ys = np.round(bottom - np.clip(values, 0, 1) * (bottom - top)).astype(np.int32)
             cv2.polylines(plot, [np.stack([xs, ys], axis=1)], False, color, 1, cv2.LINE_AA)
         legend = f"score (green), mask area / {int(self._areas.max())} px (magenta), held over (yellow)"
-        _text(plot, f"0..{frames - 1}   {legend}", (4, 13), 0.4)
+        _text(plot, f"frames 0-{frames - 1}: {legend}", (4, 13), 0.4)
         return plot
 
     def abort(self) -> None:
