@@ -11,8 +11,9 @@ area / true area, over the visible frames).
     python benchmarks/redaction_leaks.py --tier easy --engine classic --seconds 1 --scale 0.5
 
 The easy tier at the default size and length is the bundled example's scene and rig (examples/ego.mp4 and
-exo.mp4 are that recording, with an audio track). Settings compared: `default` (SinkOptions' defaults, what `--write redact` does) and `before` (no hold-over,
-no size or motion margin: neighbours and the frame-size margin only, the redaction before issue 14).
+exo.mp4 are that recording, with an audio track). Settings compared: `default` (SinkOptions' defaults,
+what `--write redact` does) and `before` (no hold-over, no size or motion margin: neighbours and the
+frame-size margin only, the redaction before issue 14).
 """
 
 from __future__ import annotations
