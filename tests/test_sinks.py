@@ -17,6 +17,7 @@ from vggts_cli.errors import UsageError, VggtsError
 from vggts_cli.geometry import Box
 from vggts_cli.masks.ops import dilate
 from vggts_cli.sinks.base import SinkOptions, parse_color
+from vggts_cli.sinks.cover import Cover, CoverFrame
 from vggts_cli.sinks.outputs import OUTPUT_KINDS, OUTPUT_NAMES, build_sinks
 from vggts_cli.sinks.redact import redact
 from vggts_cli.video.reader import VideoInfo, VideoReader, probe
@@ -210,26 +211,66 @@ def test_redacted_video(tmp_path, source, frames, mode) -> None:
 
 
 def test_redaction_covers_a_missed_frame(tmp_path, source, frames) -> None:
-    """Frame 4 lost its mask: neighbours cover it (window), or the held mask does (score still high)."""
-    hold = SinkOptions(redact_mode="fill", margin_px=0, redact_spread=0, redact_threshold=0.5)
+    """Frame 4 lost its mask: neighbours cover it (spread), or the hold-over does (from frames 3 and 5)."""
+    still = {"margin_px": 0, "redact_grow": 0.0, "redact_motion": 0.0, "redact_mode": "fill"}
     cases = {  # name: options, {frame with an empty mask: its score}, is frame 4 covered
-        "window": (SinkOptions(redact_mode="fill", margin_px=0, redact_spread=1), {4: 0.0}, True),
-        "held": (hold, {4: 0.6}, True),
-        "absent": (hold, {4: 0.4}, False),
-        "held after absent": (hold, {3: 0.1, 4: 0.6}, False),  # frame 3 ends the hold
+        "spread": (SinkOptions(**still, redact_spread=1, redact_hold=0), {4: 0.0}, True),
+        "held": (SinkOptions(**still, redact_spread=0, redact_hold=2), {4: 0.9}, True),
+        "held, low score": (SinkOptions(**still, redact_spread=0, redact_hold=2), {4: 0.0}, True),
+        "no hold": (SinkOptions(**still, redact_spread=0, redact_hold=0), {4: 0.9}, False),
+        "held backward": (
+            SinkOptions(**still, redact_spread=0, redact_hold=3),
+            {0: 0.0, 1: 0.0, 2: 0.0, 3: 0.0, 4: 0.0},
+            True,
+        ),
+        "beyond the hold": (
+            SinkOptions(**still, redact_spread=0, redact_hold=1),
+            {i: 0.0 for i in range(6)},
+            False,
+        ),
     }
     core = np.zeros((HEIGHT, WIDTH), dtype=bool)
-    core[44:68, 62:86] = True  # inside the boxes of frames 2, 3 and 5
+    core[44:68, 62:86] = True  # inside the boxes of frames 2 to 6
     for name, (options, lost, expected) in cases.items():
         masks = [
             np.zeros((HEIGHT, WIDTH), dtype=bool) if i in lost else object_mask(i) for i in range(FRAMES)
         ]
         scores = [lost.get(i, 0.9) for i in range(FRAMES)]
-        out_dir = tmp_path / name.replace(" ", "_")
+        out_dir = tmp_path / name.replace(" ", "_").replace(",", "")
         run_sinks(["redact"], out_dir, source, frames, options=options, masks=masks, scores=scores)
         image = decode(out_dir / "redacted.mp4")[4]
         covered = image[core].astype(int).mean() < 8  # filled black
         assert covered == expected, name
+
+
+def cover_of(masks: list[np.ndarray], scores: list[float], **options) -> list[CoverFrame]:
+    cover = Cover(SinkOptions(**options), WIDTH, HEIGHT)
+    out = [c for i, (m, s) in enumerate(zip(masks, scores, strict=True)) for c in cover.push(i, m, s)]
+    return out + cover.flush()
+
+
+def test_cover_holds_a_shrunk_or_unsure_mask_and_grows_with_motion() -> None:
+    """A mask much smaller than the last sure one, or scoring under min_score, adds the held mask; the
+    held mask grows by the object's motion (2 px a frame) times the frames since; covers come out in
+    order, one per frame."""
+    still = {"margin_px": 0, "redact_grow": 0.0, "redact_motion": 0.0, "redact_spread": 0, "redact_hold": 3}
+    masks = [object_mask(i) for i in range(FRAMES)]
+    masks[4] = np.zeros_like(masks[4])
+    masks[4][40:44, 58:62] = True  # a sliver: much smaller
+    scores = [0.9] * FRAMES
+    scores[6] = 0.2  # unsure
+    covers = cover_of(masks, scores, **still)
+    assert [c.index for c in covers] == list(range(FRAMES))
+    assert [c.held for c in covers] == [False, False, False, False, True, False, True, False]
+    full4 = covers[4].full(HEIGHT, WIDTH)
+    assert full4[object_mask(3)].all() and full4[40:72, 54:56].any()  # frame 3's mask, grown by motion
+    assert not covers[3].full(HEIGHT, WIDTH)[object_mask(3) == 0].any()  # a sure frame: its mask only
+    moving = cover_of(masks, scores, **{**still, "redact_motion": 1.0})[5].full(HEIGHT, WIDTH)
+    assert moving.sum() > object_mask(5).sum()  # the margin follows the motion
+    with pytest.raises(UsageError, match="--min-score"):
+        SinkOptions(redact_min_score=float("nan"))
+    with pytest.raises(UsageError, match="--hold"):
+        SinkOptions(redact_hold=-1)
 
 
 @needs_ffprobe
@@ -264,3 +305,21 @@ def test_abort_leaves_nothing(tmp_path, source, frames) -> None:
     for sink in sinks:
         sink.abort()
     assert not any(tmp_path.iterdir())
+
+
+def test_redaction_looking_ahead_equals_waiting(tmp_path, source, frames) -> None:
+    """Fed the masks ahead (as the render stage does from the journal), the redaction writes each frame at
+    once and the video is the same as when frames wait for their cover."""
+    masks = [np.zeros((HEIGHT, WIDTH), dtype=bool) if i in (2, 3) else object_mask(i) for i in range(FRAMES)]
+    scores = [0.9] * FRAMES
+    options = SinkOptions(redact_mode="fill", redact_hold=3)
+    run_sinks(["redact"], tmp_path / "wait", source, frames, options=options, masks=masks, scores=scores)
+    (sink,) = build_sinks(["redact"], tmp_path / "ahead", source, options, upcoming=lambda i: (masks[i], 0.9))
+    for frame in frames:
+        sink.write(frame, masks[frame.index], 0.9)
+        assert not sink._pending  # written at once
+    sink.close()
+    for waited, ahead in zip(
+        decode(tmp_path / "wait/redacted.mp4"), decode(tmp_path / "ahead/redacted.mp4"), strict=True
+    ):
+        assert np.array_equal(waited, ahead)

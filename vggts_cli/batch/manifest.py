@@ -4,8 +4,8 @@ Two formats, told apart by the file's suffix (`.csv`; `.jsonl`, `.ndjson` or `.j
 first character (`{` = JSON Lines). Columns (CSV header) or keys (JSON object) mirror the options of
 `vggts propagate`:
 
-    id, src, dst, mask, mask_frame, offsets, write, redact, margin, blur, pixel_size, fill_color,
-    overlay_color, engine, model
+    id, src, dst, mask, mask_frame, offsets, write, redact, margin, blur, pixel_size, hold, min_score,
+    spread, grow, fill_color, overlay_color, engine, model
 
 `id`, `src`, `dst` and `mask` are required; an empty CSV cell takes the option's default. A CSV cell with
 several values (`dst`, `offsets`, `write`) separates them with `;` (`write` also takes commas, as on the
@@ -40,6 +40,10 @@ COLUMNS = (
     "margin",
     "blur",
     "pixel_size",
+    "hold",
+    "min_score",
+    "spread",
+    "grow",
     "fill_color",
     "overlay_color",
     "engine",
@@ -52,6 +56,10 @@ SINK_FIELDS = {
     "margin": "margin_px",
     "blur": "blur",
     "pixel_size": "pixel_block",
+    "hold": "redact_hold",
+    "min_score": "redact_min_score",
+    "spread": "redact_spread",
+    "grow": "redact_grow",
     "fill_color": "fill_color",
     "overlay_color": "overlay_color",
 }
@@ -230,9 +238,9 @@ def _sink_options(row: dict[str, Any]) -> SinkOptions:
     for column, field in SINK_FIELDS.items():
         if row.get(column) in (None, ""):
             continue
-        if column == "margin":
+        if column in ("margin", "hold", "spread"):
             options[field] = _number(row, column, int, None)
-        elif column in ("blur", "pixel_size"):
+        elif column in ("blur", "pixel_size", "min_score", "grow"):
             options[field] = _number(row, column, float, None)
         else:
             options[field] = str(row[column]).strip()

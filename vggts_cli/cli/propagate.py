@@ -25,7 +25,11 @@ Mask = Annotated[Path, typer.Option(help="Binary PNG (0 / non-zero) of the objec
 Out = Annotated[Path, typer.Option(help="Output folder; one sub-folder per camera (the video's stem).")]
 MaskFrame = Annotated[int, typer.Option(help="Frame index of SRC that the mask belongs to.")]
 Write = Annotated[
-    str, typer.Option(help="Comma list of outputs: rle (masks.json), overlay, redact, png (masks/), matte.")
+    str,
+    typer.Option(
+        help="Comma list of outputs: rle (masks.json), overlay, redact, png (masks/), matte, "
+        "review (review.png: the frames to check)."
+    ),
 ]
 Redact = Annotated[RedactMode, typer.Option(help="How redacted.mp4 hides the object.")]
 Margin = Annotated[
@@ -34,6 +38,23 @@ Margin = Annotated[
 Blur = Annotated[float, typer.Option(help="Blur kernel: fraction of the object's size (<=1) or pixels (>1).")]
 PixelSize = Annotated[
     float, typer.Option(help="Mosaic block: fraction of the object's size (<=1) or pixels (>1).")
+]
+Hold = Annotated[
+    int,
+    typer.Option(
+        help="Redaction: frames over which the last sure mask stays covered where the new mask is missing, "
+        "much smaller or below --min-score."
+    ),
+]
+MinScore = Annotated[
+    float, typer.Option(help="Redaction: a mask scoring below this is unsure (the held mask is added).")
+]
+Spread = Annotated[
+    int, typer.Option(help="Redaction: each frame also covers this many frames' masks each side.")
+]
+Grow = Annotated[
+    float,
+    typer.Option(help="Redaction: grow the margin by this fraction of the object's size (motion adds)."),
 ]
 FillColor = Annotated[str, typer.Option(help="Colour for --redact fill: #rrggbb or r,g,b.")]
 OverlayColor = Annotated[str, typer.Option(help="Tint of the overlay video: #rrggbb or r,g,b.")]
@@ -70,6 +91,10 @@ def propagate(
     margin: Margin = _DEFAULTS.margin_px,
     blur: Blur = _DEFAULTS.blur,
     pixel_size: PixelSize = _DEFAULTS.pixel_block,
+    hold: Hold = _DEFAULTS.redact_hold,
+    min_score: MinScore = _DEFAULTS.redact_min_score,
+    spread: Spread = _DEFAULTS.redact_spread,
+    grow: Grow = _DEFAULTS.redact_grow,
     fill_color: FillColor = FILL_DEFAULT,
     overlay_color: OverlayColor = OVERLAY_DEFAULT,
     engine: Engine = None,
@@ -87,7 +112,10 @@ def propagate(
     from vggts_cli.engines.registry import default_engine
 
     colours = {"overlay_color": overlay_color, "fill_color": fill_color}
-    options = SinkOptions(redact_mode=redact, margin_px=margin, blur=blur, pixel_block=pixel_size, **colours)
+    cover = {"redact_hold": hold, "redact_min_score": min_score, "redact_spread": spread, "redact_grow": grow}
+    options = SinkOptions(
+        redact_mode=redact, margin_px=margin, blur=blur, pixel_block=pixel_size, **colours, **cover
+    )
     job = PropagateJob(
         src=src,
         dsts=tuple(dst),

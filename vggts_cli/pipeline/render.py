@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from contextlib import closing
 
+import numpy as np
+
 from vggts_cli.jobs import Camera, PropagateJob
 from vggts_cli.masks import rle
 from vggts_cli.pipeline.journal import Journal
@@ -20,12 +22,18 @@ def render(job: PropagateJob, cam: Camera, index: int, journal: Journal, tick: P
     finished). On any error every sink's partial output is removed."""
     out_dir = job.out / cam.name
     out_dir.mkdir(parents=True, exist_ok=True)
-    sinks = build_sinks(job.write, out_dir, cam.info, job.sink_options)
+    size = [cam.info.height, cam.info.width]
+
+    def recorded(frame: int) -> tuple[np.ndarray, float]:
+        """Frame `frame`'s (H, W) bool mask and score, from the journal."""
+        entry = journal.records[(index, frame)]
+        return rle.decode({"size": size, "counts": entry.counts}), entry.score
+
+    sinks = build_sinks(job.write, out_dir, cam.info, job.sink_options, upcoming=recorded)
     try:
         with VideoReader(cam.info) as reader, closing(prefetch(reader.frames(), depth=PREFETCH)) as frames:
             for frame in frames:
-                counts, score, _ = journal.records[(index, frame.index)]
-                mask = rle.decode({"size": [cam.info.height, cam.info.width], "counts": counts})
+                mask, score = recorded(frame.index)
                 for sink in sinks:
                     sink.write(frame, mask, score)
                 tick("render", 1)

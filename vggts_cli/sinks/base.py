@@ -69,10 +69,16 @@ class SinkOptions:
     blur: float = 0.5  # blur kernel size
     pixel_block: float = 0.125  # mosaic block size
     fill_color: Color | str = (0, 0, 0)
-    # Redaction over-covers rather than leaks: a frame whose mask is empty but whose presence score is at
-    # least this keeps the last non-empty mask, and every frame also covers its neighbours' masks.
-    redact_threshold: float = 0.25
-    redact_spread: int = 2  # frames on each side whose masks each frame also covers
+    # Redaction over-covers rather than leaks (sinks/cover.py): an unsure frame (empty mask, score under
+    # redact_min_score, or area under redact_shrink of the last sure mask) within redact_hold frames of the
+    # last sure mask also covers that mask; every frame covers its redact_spread neighbours' masks; the
+    # margin grows by redact_grow of the object's size and redact_motion times its per-frame motion.
+    redact_hold: int = 30  # frames (1 s at 30 fps): a camera may find the object this late
+    redact_min_score: float = 0.5
+    redact_shrink: float = 0.6
+    redact_spread: int = 2  # frames on each side
+    redact_grow: float = 0.1  # of the longer side of the covered masks' bounding box
+    redact_motion: float = 1.0  # times the largest per-frame move of a bounding-box edge
 
     def __post_init__(self) -> None:
         self.overlay_color = parse_color(self.overlay_color)
@@ -90,8 +96,22 @@ class SinkOptions:
             raise UsageError(
                 f"blur ({self.blur}) and pixel size ({self.pixel_block}) must be positive and finite"
             )
-        if self.redact_spread < 0:
-            raise UsageError(f"redaction spread {self.redact_spread} is negative")
+        self._check_cover()
+
+    def _check_cover(self) -> None:
+        """The hold-over settings: finite, and in their ranges."""
+        for name, low, high in (
+            ("redact_hold", 0, 10_000),
+            ("redact_spread", 0, 1_000),
+            ("redact_min_score", 0.0, 1.0),
+            ("redact_shrink", 0.0, 1.0),
+            ("redact_grow", 0.0, 10.0),
+            ("redact_motion", 0.0, 100.0),
+        ):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and low <= value <= high):
+                option = "--" + name.removeprefix("redact_").replace("_", "-")
+                raise UsageError(f"{option} {value} is not in [{low}, {high}]")
 
     def margin_for(self, width: int, height: int) -> int:
         """Redaction margin in pixels for a width x height frame."""

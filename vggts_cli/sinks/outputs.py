@@ -7,20 +7,23 @@ from pathlib import Path
 
 from vggts_cli.errors import UsageError
 from vggts_cli.sinks.base import Sink, SinkOptions
+from vggts_cli.sinks.cover import Upcoming
 from vggts_cli.sinks.matte import MatteSink
 from vggts_cli.sinks.overlay import OverlaySink
 from vggts_cli.sinks.redact import RedactSink
+from vggts_cli.sinks.review import ReviewSink
 from vggts_cli.sinks.rle import RleSink
 from vggts_cli.sinks.sequence import PngSequenceSink
 from vggts_cli.video.reader import VideoInfo
 
-OUTPUT_KINDS = ("rle", "overlay", "redact", "png", "matte")
+OUTPUT_KINDS = ("rle", "overlay", "redact", "png", "matte", "review")
 OUTPUT_NAMES = {
     "rle": "masks.json",
     "overlay": "overlay.mp4",
     "redact": "redacted.mp4",
     "png": "masks",
     "matte": "matte.mov",
+    "review": "review.png",
 }
 
 
@@ -30,7 +33,7 @@ def check_outputs(kinds: Sequence[str], option: str = "--write") -> None:
         raise UsageError(f"{option} takes a comma list of {', '.join(OUTPUT_KINDS)}; got {','.join(kinds)}")
 
 
-def _build(kind: str, path: Path, info: VideoInfo, options: SinkOptions) -> Sink:
+def _build(kind: str, path: Path, info: VideoInfo, options: SinkOptions, upcoming: Upcoming | None) -> Sink:
     if kind == "rle":
         return RleSink(path, info)
     if kind == "png":
@@ -38,12 +41,23 @@ def _build(kind: str, path: Path, info: VideoInfo, options: SinkOptions) -> Sink
     if kind == "overlay":
         return OverlaySink(path, info, options)
     if kind == "redact":
-        return RedactSink(path, info, options)
+        return RedactSink(path, info, options, upcoming)
+    if kind == "review":
+        return ReviewSink(path, info, options)
     return MatteSink(path, info)
 
 
-def build_sinks(kinds: Iterable[str], out_dir: Path, info: VideoInfo, options: SinkOptions) -> list[Sink]:
+def build_sinks(
+    kinds: Iterable[str],
+    out_dir: Path,
+    info: VideoInfo,
+    options: SinkOptions,
+    upcoming: Upcoming | None = None,
+) -> list[Sink]:
     """One sink per requested kind (duplicates ignored), writing `out_dir / OUTPUT_NAMES[kind]`.
+
+    `upcoming` (frame index -> (mask (H, W) bool, score)), where every mask is known before the frames are
+    decoded, lets the redaction look ahead instead of holding frames in memory.
 
     Raises UsageError for an unknown kind; if one sink cannot start, those already started are aborted.
     """
@@ -53,7 +67,7 @@ def build_sinks(kinds: Iterable[str], out_dir: Path, info: VideoInfo, options: S
     sinks: list[Sink] = []
     try:
         for kind in kinds:
-            sinks.append(_build(kind, out_dir / OUTPUT_NAMES[kind], info, options))
+            sinks.append(_build(kind, out_dir / OUTPUT_NAMES[kind], info, options, upcoming))
     except BaseException:
         for sink in sinks:
             sink.abort()

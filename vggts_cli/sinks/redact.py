@@ -1,9 +1,9 @@
 """redacted.mp4: the object blurred, pixelated or filled in every frame, with a safety margin; audio kept.
 
 Redaction errs on the side of covering too much (a privacy user would rather over-blur than leak one
-frame): each frame covers the union of its own and its neighbours' masks, so a single missed frame or a
-fast movement stays covered, and a frame whose mask came back empty while the presence score still says
-"there" (at least `redact_threshold`) keeps the last non-empty mask.
+frame): what each frame covers is decided by `Cover` (sinks/cover.py): the union of its own and its
+neighbours' masks, masks held over frames where the engine is unsure, and a margin that grows with the
+object's size and motion.
 """
 
 from __future__ import annotations
@@ -15,8 +15,9 @@ import cv2
 import numpy as np
 
 from vggts_cli.geometry import Box
-from vggts_cli.masks.ops import dilated_union, paste
+from vggts_cli.masks.ops import paste
 from vggts_cli.sinks.base import Sink, SinkOptions
+from vggts_cli.sinks.cover import AheadCover, Cover, CoverFrame, Upcoming
 from vggts_cli.video.reader import Frame, VideoInfo
 from vggts_cli.video.writer import VideoWriter
 
@@ -57,44 +58,43 @@ def redact(image: np.ndarray, box: Box, region: np.ndarray, options: SinkOptions
 class RedactSink(Sink):
     """H.264 mp4 of the redacted frames, with the input's audio streams copied.
 
-    Frames are written `options.redact_spread` frames late: the masks of the frames after each frame must
-    be known before it can be covered.
+    A frame's cover needs the masks of up to `redact_hold + redact_spread` later frames. Given `upcoming`
+    (frame index -> (mask, score), as the render stage reads them from the journal) the sink looks ahead
+    itself and writes each frame at once; without it, frames wait in memory until their cover is known.
     """
 
-    def __init__(self, path: Path, info: VideoInfo, options: SinkOptions) -> None:
+    def __init__(
+        self, path: Path, info: VideoInfo, options: SinkOptions, upcoming: Upcoming | None = None
+    ) -> None:
         super().__init__(path, info)
         self._options = options
-        self._margin = options.margin_for(info.width, info.height)
+        self._cover = Cover(options, info.width, info.height)
+        self._ahead = (
+            None
+            if upcoming is None
+            else AheadCover(options, info.width, info.height, info.num_frames, upcoming)
+        )
         self._pending: deque[Frame] = deque()
-        self._masks: deque[tuple[int, np.ndarray]] = deque()  # (frame index, covered mask), non-empty only
-        # The last non-empty mask, while the following empty masks still score as present.
-        self._held: np.ndarray | None = None
         self._writer = VideoWriter.h264(path, info, copy_audio=True)
 
     def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
-        if mask.any():
-            self._held = mask
-        elif score < self._options.redact_threshold:
-            self._held = None  # confidently absent: a later empty mask is not this object's
-        if self._held is not None:
-            self._masks.append((frame.index, self._held))
         self._pending.append(frame)
-        if len(self._pending) > self._options.redact_spread:
-            self._emit(self._pending.popleft())
+        if self._ahead is not None:
+            self._emit([self._ahead.at(frame.index)])
+        else:
+            self._emit(self._cover.push(frame.index, mask, score))
 
-    def _emit(self, frame: Frame) -> None:
-        """Write `frame` covering every mask within `redact_spread` frames of it."""
-        spread = self._options.redact_spread
-        while self._masks and self._masks[0][0] < frame.index - spread:
-            self._masks.popleft()
-        near = [mask for index, mask in self._masks if abs(index - frame.index) <= spread]
-        grown = dilated_union(near, self._margin) if near else None
-        image = frame.image if grown is None else redact(frame.image, *grown, self._options)
-        self._writer.write(image, frame.index)
+    def _emit(self, covers: list[CoverFrame]) -> None:
+        """Write the pending frames whose cover is known."""
+        for cover in covers:
+            frame = self._pending.popleft()
+            assert frame.index == cover.index
+            image = frame.image if cover.region is None else redact(frame.image, *cover.region, self._options)
+            self._writer.write(image, frame.index)
 
     def _finish(self) -> None:
-        while self._pending:
-            self._emit(self._pending.popleft())
+        if self._ahead is None:
+            self._emit(self._cover.flush())
         self._writer.finish()
 
     def _commit(self) -> None:
