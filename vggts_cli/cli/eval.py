@@ -4,9 +4,10 @@ two-view pairs), and make and score Ego-Exo4D predictions."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from enum import Enum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -22,6 +23,7 @@ ENGINE_HELP = (
     "Engine to evaluate: classic (weight-free) or vggts (--model, or the shipped model); repeat to compare "
     "[default: both, or classic alone when no model ships]."
 )
+T = TypeVar("T")
 JSON_HELP = "Also write the result as JSON to this file ('-': print it on stdout instead of the table)."
 
 
@@ -58,6 +60,13 @@ def _default_engines() -> list[str]:
     from vggts_cli.weights import shipped_model_path
 
     return ["classic", "vggts"] if shipped_model_path().is_file() else ["classic"]
+
+
+def _counted(unit: str, total: int, work: Callable[[Callable[[int], None]], T]) -> T:
+    """`work(tick)` under one progress bar of `total` `unit`s; `tick(n)` advances it by n."""
+    with progress_bar() as bar:
+        task = bar.add_task(unit, total=total)
+        return work(lambda n: bar.advance(task, n))
 
 
 def _emit(result: dict, json_out: str | None, table: Table) -> None:
@@ -126,10 +135,8 @@ def rendered(
     tier_list = parse_tiers(tiers)
     _require_photos()
     engines = _engines(engine or _default_engines(), model, device.value)
-    with progress_bar() as bar:
-        total = len(tier_list) * pairs * 2 * len(engines) * queries_per_pair(wide)
-        task = bar.add_task("pairs", total=total)
-        result = evaluate_rendered(engines, tier_list, pairs, lambda n: bar.advance(task, n), wide)
+    total = len(tier_list) * pairs * 2 * len(engines) * queries_per_pair(wide)
+    result = _counted("pairs", total, lambda tick: evaluate_rendered(engines, tier_list, pairs, tick, wide))
     _emit(result, json_out, rendered_table(result))
 
 
@@ -169,9 +176,7 @@ def vos(
     names = sequence_names(data, sequences)
     engines = _engines(engine or _default_engines(), model, device.value)
     total = engine_calls(data, names, max_frames) * len(engines)
-    with progress_bar() as bar:
-        task = bar.add_task("frames", total=total)
-        result = evaluate_vos(engines, data, names, max_frames, lambda n: bar.advance(task, n))
+    result = _counted("frames", total, lambda tick: evaluate_vos(engines, data, names, max_frames, tick))
     _emit(result, json_out, vos_table(result))
 
 
@@ -199,9 +204,8 @@ def pairs(
 
     pair_list = load_pairs(data)
     engines = _engines(engine or _default_engines(), model, device.value)
-    with progress_bar() as bar:
-        task = bar.add_task("pairs", total=len(pair_list) * len(engines))
-        result = evaluate_pairs(engines, pair_list, lambda n: bar.advance(task, n))
+    total = len(pair_list) * len(engines)
+    result = _counted("pairs", total, lambda tick: evaluate_pairs(engines, pair_list, tick))
     result = {"data": str(data), "pairs": len(pair_list), **result}
     _emit(result, json_out, pairs_table(result, f"Real two-view pairs: {data} ({len(pair_list)} pairs)"))
 
@@ -231,9 +235,8 @@ def score(
     from vggts_cli.eval.report import egoexo_table
 
     truth, preds = GroundTruth.load(gt), load_json(pred, "predictions")
-    with progress_bar() as bar:
-        task = bar.add_task("frames", total=scored_frames(truth, directions_in(preds, str(pred))))
-        scores = score_predictions(truth, preds, str(pred), lambda n: bar.advance(task, n))
+    total = scored_frames(truth, directions_in(preds, str(pred)))
+    scores = _counted("frames", total, lambda tick: score_predictions(truth, preds, str(pred), tick))
     result = {"gt": str(gt), "pred": str(pred), "scores": scores}
     _emit(result, json_out, egoexo_table(scores, f"Ego-Exo4D correspondence: {pred}"))
 
@@ -276,9 +279,7 @@ def run(
     truth = GroundTruth.load(gt)
     seg_engine = _engines([engine], model, device.value)[engine]
     predictor = EgoExoPredictor(truth, takes, seg_engine, directions, names)
-    with progress_bar() as bar:
-        task = bar.add_task("queries", total=predictor.segment_calls())
-        submission = predictor.run(lambda n: bar.advance(task, n))
+    submission = _counted("queries", predictor.segment_calls(), predictor.run)
     write_text(out, json.dumps(submission) + "\n")
     calls, where = predictor.segment_calls(), ", ".join(directions)
     stderr.print(f"{calls} queries of {len(truth.takes)} takes ({where}) -> {out}")

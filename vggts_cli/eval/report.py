@@ -86,18 +86,10 @@ def vos_table(result: dict) -> Table:
     columns = ("engine", "J&F", "J mean", "J recall", "F mean", "F recall", "objects", "frames", "s/frame")
     for column in columns:
         table.add_column(column, justify="left" if column == "engine" else "right")
+    scores = ("J&F", "J_mean", "J_recall", "F_mean", "F_recall")
     for engine, s in result["results"].items():
-        table.add_row(
-            engine,
-            _num(s["J&F"]),
-            _num(s["J_mean"]),
-            _num(s["J_recall"]),
-            _num(s["F_mean"]),
-            _num(s["F_recall"]),
-            str(s["objects"]),
-            str(s["frames"]),
-            _num(s["seconds_per_frame"]),
-        )
+        measured = [_num(s[key]) for key in scores]
+        table.add_row(engine, *measured, str(s["objects"]), str(s["frames"]), _num(s["seconds_per_frame"]))
     return table
 
 
@@ -115,14 +107,6 @@ def pairs_table(result: dict, title: str) -> Table:
         table.add_column(column, justify="left" if column in ("engine", "pairs") else "right")
     for engine, groups in result["results"].items():
         for group, s in groups.items():
-            table.add_row(
-                engine,
-                group,
-                f"{s['present']}/{s['absent']}",
-                _num(s["iou"]),
-                _num(s["iou_presence"]),
-                _num(s["boundary_f"]),
-                _num(s["balanced_accuracy"]),
-                _num(s["seconds_per_pair"]),
-            )
+            keys = ("iou", "iou_presence", "boundary_f", "balanced_accuracy", "seconds_per_pair")
+            table.add_row(engine, group, f"{s['present']}/{s['absent']}", *[_num(s[key]) for key in keys])
     return table

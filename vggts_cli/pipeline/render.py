@@ -10,7 +10,7 @@ from vggts_cli.jobs import Camera, PropagateJob
 from vggts_cli.masks import rle
 from vggts_cli.pipeline.journal import Journal
 from vggts_cli.pipeline.walk import PREFETCH, ProgressFn
-from vggts_cli.sinks.base import Sink
+from vggts_cli.sinks.base import Sink, aborted_on_error
 from vggts_cli.sinks.outputs import build_sinks
 from vggts_cli.video.prefetch import prefetch
 from vggts_cli.video.reader import VideoReader
@@ -30,7 +30,7 @@ def render(job: PropagateJob, cam: Camera, index: int, journal: Journal, tick: P
         return rle.decode({"size": size, "counts": entry.counts}), entry.score
 
     sinks = build_sinks(job.write, out_dir, cam.info, job.sink_options, upcoming=recorded)
-    try:
+    with aborted_on_error(sinks):
         with VideoReader(cam.info) as reader, closing(prefetch(reader.frames(), depth=PREFETCH)) as frames:
             for frame in frames:
                 mask, score = recorded(frame.index)
@@ -39,8 +39,4 @@ def render(job: PropagateJob, cam: Camera, index: int, journal: Journal, tick: P
                 tick("render", 1)
         for sink in sinks:
             sink.finish()
-    except BaseException:
-        for sink in sinks:
-            sink.abort()
-        raise
     return sinks

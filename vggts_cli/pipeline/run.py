@@ -18,7 +18,7 @@ from vggts_cli.pipeline.journal import STATE_DIR, Journal, replace_earlier_outpu
 from vggts_cli.pipeline.lock import JobLock
 from vggts_cli.pipeline.render import render
 from vggts_cli.pipeline.walk import ProgressFn, Walk
-from vggts_cli.sinks.base import Sink
+from vggts_cli.sinks.base import Sink, aborted_on_error
 
 
 @dataclass
@@ -69,20 +69,17 @@ def run(prepared: PreparedJob, engine: Engine, progress: ProgressFn | None = Non
         journal = Journal(job.out, fingerprint(prepared), resume=job.resume)
         finished: list[Sink] = []  # every camera's outputs, complete under partial names
         try:
-            seconds = _segment(prepared, engine, journal, tick)
-            for i, cam in enumerate(prepared.cameras):
-                start = time.perf_counter()
-                finished += render(job, cam, i, journal, tick)
-                seconds[i] += time.perf_counter() - start
-            # Only a job that wrote everything puts anything under a final name, and only then do the
-            # earlier job's outputs that this one does not write go.
-            replace_earlier_outputs(job.out, prepared.outputs())
-            for sink in finished:
-                sink.commit()
-        except BaseException:
-            for sink in finished:
-                sink.abort()
-            raise
+            with aborted_on_error(finished):
+                seconds = _segment(prepared, engine, journal, tick)
+                for i, cam in enumerate(prepared.cameras):
+                    start = time.perf_counter()
+                    finished += render(job, cam, i, journal, tick)
+                    seconds[i] += time.perf_counter() - start
+                # Only a job that wrote everything puts anything under a final name, and only then do the
+                # earlier job's outputs that this one does not write go.
+                replace_earlier_outputs(job.out, prepared.outputs())
+                for sink in finished:
+                    sink.commit()
         finally:
             journal.close()
     return [

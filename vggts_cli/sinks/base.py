@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
@@ -13,6 +15,7 @@ import numpy as np
 
 from vggts_cli.errors import UsageError, VggtsError
 from vggts_cli.video.reader import Frame, VideoInfo
+from vggts_cli.video.writer import VideoWriter
 
 
 class RedactMode(str, Enum):
@@ -196,3 +199,29 @@ class Sink(ABC):
             self.close()
         else:
             self.abort()
+
+
+class VideoSink(Sink):
+    """An output that is one encoded video: the subclass opens `self._writer` and encodes into it."""
+
+    _writer: VideoWriter
+
+    def _finish(self) -> None:
+        self._writer.finish()
+
+    def _commit(self) -> None:
+        self._writer.commit()
+
+    def abort(self) -> None:
+        self._writer.abort()
+
+
+@contextmanager
+def aborted_on_error(sinks: list[Sink]) -> Iterator[None]:
+    """On any error in the block, abort every sink of `sinks` (as it is then: it may grow inside)."""
+    try:
+        yield
+    except BaseException:
+        for sink in sinks:
+            sink.abort()
+        raise

@@ -6,12 +6,12 @@ from pathlib import Path
 
 import numpy as np
 
-from vggts_cli.sinks.base import Sink
+from vggts_cli.sinks.base import VideoSink
 from vggts_cli.video.reader import Frame, VideoInfo
 from vggts_cli.video.writer import VideoWriter
 
 
-class MatteSink(Sink):
+class MatteSink(VideoSink):
     """Each frame as RGBA: colour untouched, alpha 255 inside the mask and 0 outside."""
 
     def __init__(self, path: Path, info: VideoInfo) -> None:
@@ -23,12 +23,3 @@ class MatteSink(Sink):
         rgba[..., :3] = frame.image
         rgba[..., 3] = mask * np.uint8(255)
         self._writer.write(rgba, frame.index)
-
-    def _finish(self) -> None:
-        self._writer.finish()
-
-    def _commit(self) -> None:
-        self._writer.commit()
-
-    def abort(self) -> None:
-        self._writer.abort()

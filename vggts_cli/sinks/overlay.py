@@ -10,7 +10,7 @@ import numpy as np
 
 from vggts_cli.geometry import bbox
 from vggts_cli.masks.ops import paste
-from vggts_cli.sinks.base import Sink, SinkOptions
+from vggts_cli.sinks.base import SinkOptions, VideoSink
 from vggts_cli.video.reader import Frame, VideoInfo
 from vggts_cli.video.writer import VideoWriter
 
@@ -44,7 +44,7 @@ def draw_overlay(image: np.ndarray, mask: np.ndarray, score: float, options: Sin
     return out
 
 
-class OverlaySink(Sink):
+class OverlaySink(VideoSink):
     """H.264 mp4 preview of the tracking, for checking a result by eye (no audio)."""
 
     def __init__(self, path: Path, info: VideoInfo, options: SinkOptions) -> None:
@@ -54,12 +54,3 @@ class OverlaySink(Sink):
 
     def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
         self._writer.write(draw_overlay(frame.image, mask, score, self._options), frame.index)
-
-    def _finish(self) -> None:
-        self._writer.finish()
-
-    def _commit(self) -> None:
-        self._writer.commit()
-
-    def abort(self) -> None:
-        self._writer.abort()

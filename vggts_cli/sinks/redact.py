@@ -16,7 +16,7 @@ import numpy as np
 
 from vggts_cli.geometry import Box
 from vggts_cli.masks.ops import paste
-from vggts_cli.sinks.base import Sink, SinkOptions
+from vggts_cli.sinks.base import SinkOptions, VideoSink
 from vggts_cli.sinks.cover import AheadCover, Cover, CoverFrame, Upcoming
 from vggts_cli.video.reader import Frame, VideoInfo
 from vggts_cli.video.writer import VideoWriter
@@ -55,7 +55,7 @@ def redact(image: np.ndarray, box: Box, region: np.ndarray, options: SinkOptions
     return out
 
 
-class RedactSink(Sink):
+class RedactSink(VideoSink):
     """H.264 mp4 of the redacted frames, with the input's audio streams copied.
 
     A frame's cover needs the masks of up to `redact_hold + redact_spread` later frames. Given `upcoming`
@@ -95,10 +95,4 @@ class RedactSink(Sink):
     def _finish(self) -> None:
         if self._ahead is None:
             self._emit(self._cover.flush())
-        self._writer.finish()
-
-    def _commit(self) -> None:
-        self._writer.commit()
-
-    def abort(self) -> None:
-        self._writer.abort()
+        super()._finish()

@@ -180,6 +180,8 @@ class ReviewSink(Sink):
         sheet = self._sheet()
         if not cv2.imwrite(str(self._output.path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
             raise OSError(f"could not write {self._output.path}")
+
+    def _commit(self) -> None:
         self._output.commit()
 
     def _sheet(self) -> np.ndarray:

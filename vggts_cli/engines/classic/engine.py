@@ -307,11 +307,9 @@ class ClassicEngine(Engine):
         forward along it; the flow votes background wherever none landed (the object left, or is occluded
         there). The flow is only computed in a window around the object, large enough for a frame's motion.
         """
-        x, y, w, h = cv2.boundingRect((mask >= 0.5).astype(np.uint8))
-        margin = max(round(0.1 * self.work_size), round(0.25 * max(w, h)))
-        x0, y0 = max(0, x - margin), max(0, y - margin)
-        x1, y1 = min(mask.shape[1], x + w + margin), min(mask.shape[0], y + h + margin)
-        window = np.s_[y0:y1, x0:x1]
+        around = bbox(mask >= 0.5)
+        assert around is not None  # the caller passes a non-empty reference
+        window = around.grow(max(round(0.1 * self.work_size), round(0.25 * around.size)), *mask.shape).slices
         obj = mask[window]
         src_gray = np.ascontiguousarray(src.gray[window])
         tgt_gray = np.ascontiguousarray(tgt.gray[window])
@@ -336,13 +334,7 @@ class ClassicEngine(Engine):
             return None
         consistency = float(consistent[interior].mean())
 
-        # The object's motion: reliable interior flow averaged over boxes a quarter of the object's size
-        # (rigid enough to outvote the outline, loose enough for non-rigid motion), falling back to its mean
-        # far from any reliable pixel.
-        box = (max(w, h) // 8) * 2 + 1
-        mean = (forward * support[..., None]).sum(axis=(0, 1)) / support.sum()
-        spread = cv2.blur(forward * support[..., None], (box, box))
-        motion = (spread + 1e-3 * mean) / (cv2.blur(support, (box, box)) + 1e-3)[..., None]
+        motion = _object_motion(forward, support, around.size)
 
         ys, xs = np.nonzero(obj > 0.01)
         # Sampled over the whole window, not as one (N, 1) map: remap takes maps under 32767 rows.
@@ -401,6 +393,16 @@ class ClassicEngine(Engine):
 def _disk(radius: int) -> np.ndarray:
     """An elliptic structuring element of the given radius."""
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
+
+
+def _object_motion(flow: np.ndarray, support: np.ndarray, size: int) -> np.ndarray:
+    """The object's motion (h, w, 2) float32 from its reliable `flow` (h, w, 2) where `support` (h, w)
+    float32 is 1: averaged over boxes a quarter of the object's `size` (rigid enough to outvote the
+    outline, loose enough for non-rigid motion), falling back to its mean far from any reliable pixel."""
+    box = (size // 8) * 2 + 1
+    mean = (flow * support[..., None]).sum(axis=(0, 1)) / support.sum()
+    spread = cv2.blur(flow * support[..., None], (box, box))
+    return (spread + 1e-3 * mean) / (cv2.blur(support, (box, box)) + 1e-3)[..., None]
 
 
 def _splat(xs: np.ndarray, ys: np.ndarray, weights: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
