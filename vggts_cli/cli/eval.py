@@ -26,6 +26,12 @@ ENGINE_HELP = (
 T = TypeVar("T")
 JSON_HELP = "Also write the result as JSON to this file ('-': print it on stdout instead of the table)."
 
+# The options every scoring command takes.
+EngineNames = Annotated[list[str] | None, typer.Option(metavar="NAME", help=ENGINE_HELP)]
+ModelName = Annotated[str | None, typer.Option(metavar="NAME|FILE", help=MODEL_HELP)]
+LearnedDevice = Annotated[Device, typer.Option(help="Where learned engines run.")]
+JsonOut = Annotated[str | None, typer.Option("--json", metavar="FILE", help=JSON_HELP)]
+
 
 class Direction(str, Enum):
     both = "both"
@@ -104,9 +110,9 @@ app.add_typer(egoexo_app, name="egoexo")
 @app.command()
 @one_line_errors
 def rendered(
-    engine: Annotated[list[str] | None, typer.Option(metavar="NAME", help=ENGINE_HELP)] = None,
-    model: Annotated[str | None, typer.Option(metavar="NAME|FILE", help=MODEL_HELP)] = None,
-    device: Annotated[Device, typer.Option(help="Where learned engines run.")] = Device.auto,
+    engine: EngineNames = None,
+    model: ModelName = None,
+    device: LearnedDevice = Device.auto,
     pairs: Annotated[int, typer.Option(min=1, help="Rendered ego/exo pairs per tier.")] = 40,
     tiers: Annotated[str, typer.Option(help="Comma list of tiers: easy, medium, hard.")] = "easy,medium,hard",
     wide: Annotated[
@@ -117,7 +123,7 @@ def rendered(
             "(lens, light, noise, JPEG, object size, distance) and absent-object queries.",
         ),
     ] = False,
-    json_out: Annotated[str | None, typer.Option("--json", metavar="FILE", help=JSON_HELP)] = None,
+    json_out: JsonOut = None,
 ) -> None:
     """Score engines on rendered validation scenes, by tier and direction (ego→exo, exo→ego).
 
@@ -154,14 +160,14 @@ def vos(
             "[default: every sequence of DATA].",
         ),
     ] = None,
-    engine: Annotated[list[str] | None, typer.Option(metavar="NAME", help=ENGINE_HELP)] = None,
-    model: Annotated[str | None, typer.Option(metavar="NAME|FILE", help=MODEL_HELP)] = None,
-    device: Annotated[Device, typer.Option(help="Where learned engines run.")] = Device.auto,
+    engine: EngineNames = None,
+    model: ModelName = None,
+    device: LearnedDevice = Device.auto,
     max_frames: Annotated[
         int | None,
         typer.Option(min=3, help="Score only each sequence's first N frames (taken as the whole clip)."),
     ] = None,
-    json_out: Annotated[str | None, typer.Option("--json", metavar="FILE", help=JSON_HELP)] = None,
+    json_out: JsonOut = None,
 ) -> None:
     """Score engines on DAVIS-style video: J (region IoU), F (boundary) and J&F, as DAVIS 2017 does.
 
@@ -187,10 +193,10 @@ def pairs(
         Path,
         typer.Option(help="A pair-set folder with pairs.json (python -m vggts_cli.eval.pairs makes one)."),
     ],
-    engine: Annotated[list[str] | None, typer.Option(metavar="NAME", help=ENGINE_HELP)] = None,
-    model: Annotated[str | None, typer.Option(metavar="NAME|FILE", help=MODEL_HELP)] = None,
-    device: Annotated[Device, typer.Option(help="Where learned engines run.")] = Device.auto,
-    json_out: Annotated[str | None, typer.Option("--json", metavar="FILE", help=JSON_HELP)] = None,
+    engine: EngineNames = None,
+    model: ModelName = None,
+    device: LearnedDevice = Device.auto,
+    json_out: JsonOut = None,
 ) -> None:
     """Score engines on real two-view pairs: the mask in view A, the object (or its absence) in view B.
 
@@ -218,7 +224,7 @@ def score(
         Path,
         typer.Option(help="Predictions: an 'ego-exo' and/or 'exo-ego' block (e.g. submission.json)."),
     ],
-    json_out: Annotated[str | None, typer.Option("--json", metavar="FILE", help=JSON_HELP)] = None,
+    json_out: JsonOut = None,
 ) -> None:
     """Score a prediction file as the official Ego-Exo4D evaluator does, for each direction it holds.
 
@@ -250,7 +256,7 @@ def run(
     ],
     out: Annotated[Path, typer.Option(help="Prediction file to write (EvalAI submission format).")],
     engine: Annotated[str, typer.Option(metavar="NAME", help=ENGINE_HELP)] = "classic",
-    model: Annotated[str | None, typer.Option(metavar="NAME|FILE", help=MODEL_HELP)] = None,
+    model: ModelName = None,
     device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
     relations: Annotated[
         Path | None,

@@ -110,13 +110,19 @@ VGGT_S_1B = ModelConfig(
     head=HeadConfig(),
 )
 
+
+def _narrow_aggregator(depth: int) -> AggregatorConfig:
+    """The 64-wide, 2-head aggregator (over a 2-block DINO) of the small builds below."""
+    return AggregatorConfig(
+        embed_dim=64, depth=depth, num_heads=2, dino=DinoConfig(embed_dim=64, depth=2, num_heads=2)
+    )
+
+
 # The official backbone test-vector build (shared/testvectors/backbone_small.json).
 TESTVECTOR_BACKBONE = ModelConfig(
     name="testvector-backbone",
     img_size=140,
-    aggregator=AggregatorConfig(
-        embed_dim=64, depth=5, num_heads=2, dino=DinoConfig(embed_dim=64, depth=2, num_heads=2)
-    ),
+    aggregator=_narrow_aggregator(depth=5),
     dpt=DPTConfig(dim_in=128, features=32, out_channels=(16, 32, 64, 64), layer_idx=(0, 1, 3, 4)),
     tracker=TrackerConfig(latent_dim=32, hidden_size=32),
     head=HeadConfig(img_size=40, sa_tokens=10),
@@ -126,9 +132,7 @@ TESTVECTOR_BACKBONE = ModelConfig(
 VGGT_S_TINY = ModelConfig(
     name="vggt-s-tiny",
     img_size=224,
-    aggregator=AggregatorConfig(
-        embed_dim=64, depth=4, num_heads=2, dino=DinoConfig(embed_dim=64, depth=2, num_heads=2)
-    ),
+    aggregator=_narrow_aggregator(depth=4),
     dpt=DPTConfig(dim_in=128, features=128, out_channels=(32, 64, 128, 128), layer_idx=(0, 1, 2, 3)),
     tracker=TrackerConfig(latent_dim=128, hidden_size=64, depth=2),
     head=HeadConfig(img_size=224, sa_tokens=16, depth=1),
