@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -399,3 +400,18 @@ def test_learned_engine_end_to_end(tmp_path):
     )
     assert missing.returncode == 1 and "no such file" in missing.stderr
     assert missing.stderr.count("\n") == 1 and not (tmp_path / "o2").exists()
+
+
+def test_closed_stdout_pipe_ends_quietly():
+    """`vggts … | head`: the reader goes away before vggts writes; no traceback, no 'Exception ignored'."""
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # closed before the child writes anything
+    proc = subprocess.run(
+        [sys.executable, "-m", "vggts_cli", "weights", "list"],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    os.close(write_end)
+    assert proc.returncode == 1
+    assert proc.stderr == ""

@@ -290,12 +290,13 @@ def _audio_only(folder: Path) -> Path:
     ("make", "message"),
     [
         (lambda d: d / "missing.mp4", "no such file"),
+        (lambda d: d, "is a folder, not a file"),
         (_text_as_mp4, "not a readable media file"),
         (lambda d: _half_of(make_video(d / "v.mp4", frames=60)), "not a readable media file"),
         (lambda d: _half_of(make_video(d / "v.mkv", frames=60)), "truncated"),
         (_audio_only, "no video stream"),
     ],
-    ids=["missing", "text", "half-mp4", "half-mkv", "audio-only"],
+    ids=["missing", "folder", "text", "half-mp4", "half-mkv", "audio-only"],
 )
 def test_bad_inputs_fail_with_one_line(tmp_path: Path, make, message: str) -> None:
     path = make(tmp_path)

@@ -7,6 +7,11 @@ import shutil
 from pathlib import Path
 
 
+def not_a_file(path: Path) -> str:
+    """Why `path`, which is not a regular file, cannot be read as one: a folder, or nothing there."""
+    return "is a folder, not a file" if path.is_dir() else "no such file"
+
+
 def partial_path(final: Path) -> Path:
     """The temporary name for `final` while it is being written: `overlay.mp4` -> `overlay.part.mp4`.
 

@@ -64,6 +64,10 @@ def one_line_errors(fn: F) -> F:
         except VggtsError as e:
             print(f"vggts: error: {e}", file=sys.stderr)
             raise typer.Exit(e.exit_code) from None
+        except BrokenPipeError:
+            # The reader of our stdout went away (`vggts … --json | head`): nothing more to say to it.
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+            raise typer.Exit(1) from None
         except KeyboardInterrupt as e:
             why, code = ("terminated", 143) if isinstance(e, Terminated) else ("interrupted", 130)
             print(f"vggts: {why}; rerun with --resume to continue", file=sys.stderr)

@@ -18,6 +18,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from vggts_cli.errors import VggtsError
+from vggts_cli.fsutil import not_a_file
 
 # `facebook/VGGT-1B` `model.pt` holds the whole VGGT model, but VGGT-S only uses the aggregator and the
 # track head. The camera, depth and point heads (193 keys, 281 M values) are deliberately not built, so
@@ -38,7 +39,7 @@ def read_state_dict(path: str | PathLike[str]) -> dict[str, torch.Tensor]:
     """
     path = Path(path)
     if not path.is_file():
-        raise VggtsError(f"{path}: {'is a directory' if path.is_dir() else 'no such file'}")
+        raise VggtsError(f"{path}: {not_a_file(path)}")
     try:
         loaded = _read_safetensors(path) if path.suffix == ".safetensors" else _read_torch(path)
     except OSError as err:

@@ -25,7 +25,7 @@ from torch import nn
 
 from vggts_cli.device import resolve_device
 from vggts_cli.errors import VggtsError
-from vggts_cli.fsutil import PartialOutput
+from vggts_cli.fsutil import PartialOutput, not_a_file
 from vggts_cli.model import hub
 from vggts_cli.model.checkpoints import VGGT_SKIPPED_PREFIXES, load_into, read_state_dict
 from vggts_cli.model.configs import VGGT_S_1B, ModelConfig
@@ -194,7 +194,7 @@ def load_model(name_or_path: str | PathLike[str], device: str | torch.device = "
     path = Path(name_or_path).expanduser()
     if not path.is_file():
         raise VggtsError(
-            f"{path}: {'is a directory' if path.is_dir() else 'no such file'}; --model takes a vggts "
+            f"{path}: {not_a_file(path)}; --model takes a vggts "
             f"model file (.safetensors), {DEFAULT_MODEL!r} (shipped) or {OFFICIAL_MODEL!r}"
         )
     return load_file_model(path, device)

@@ -18,6 +18,7 @@ import av
 import numpy as np
 
 from vggts_cli.errors import VggtsError
+from vggts_cli.fsutil import not_a_file
 
 
 @dataclass(frozen=True, eq=False)
@@ -80,7 +81,7 @@ def probe(path: Path) -> VideoInfo:
     """
     path = Path(path)
     if not path.is_file():
-        raise VggtsError(f"{path}: no such file")
+        raise VggtsError(f"{path}: {not_a_file(path)}")
     with _open(path) as container:
         if not container.streams.video:
             raise VggtsError(f"{path}: no video stream (found only {_stream_kinds(container)})")
