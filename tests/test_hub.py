@@ -176,7 +176,9 @@ def test_cli_list_shows_cached_and_missing(cli, cache: Path) -> None:
     assert "vggt-1b: facebook/VGGT-1B model.pt" in out and "vggt-s-head: zbbhhh/VGGT-S main_exp.pth" in out
     assert f"downloaded: {snapshot} (" in out
     assert "not downloaded: run `vggts weights download vggt-s-head`" in out
-    assert out.count("licence:") == 2
+    # The shipped model first (issue: `weights list` did not show it), then the two downloadable files.
+    assert "vggt-s-lite: shipped inside vggts" in out and "installed: " in out
+    assert out.count("licence:") == 3
 
 
 def test_cli_path(cli, cache: Path) -> None:

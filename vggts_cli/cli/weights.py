@@ -15,6 +15,7 @@ from rich.progress import BarColumn, DownloadColumn, TaskID, TextColumn, Transfe
 from vggts_cli.cli.common import one_line_errors, progress_bar
 from vggts_cli.errors import VggtsError
 from vggts_cli.model import hub
+from vggts_cli.weights import DEFAULT_MODEL, shipped_model_path
 
 app = typer.Typer(
     help=(
@@ -78,9 +79,22 @@ def download(
 @app.command("list")
 @one_line_errors
 def list_weights() -> None:
-    """Show every known weight file: source, licence, and whether (and where) it is downloaded."""
+    """Show every known weight file: the shipped model, and each downloadable file's source, licence and
+    whether (and where) it is downloaded."""
     offline = " (offline: HF_HUB_OFFLINE is set)" if constants.HF_HUB_OFFLINE else ""
     typer.echo(f"Hugging Face cache: {hub.hf_cache_dir()}{offline}")
+    shipped = shipped_model_path()
+    typer.echo(f"\n{DEFAULT_MODEL}: shipped inside vggts ({shipped.name})")
+    typer.echo(
+        "  our small VGGT-S model, trained with `vggts train` (weights/RECIPE.md); --engine vggts uses it"
+    )
+    typer.echo(
+        "  licence: Apache-2.0, as vggts (trained here; its stem starts from ImageNet weights, Apache-2.0)"
+    )
+    if shipped.is_file():
+        typer.echo(f"  installed: {shipped} ({decimal(shipped.stat().st_size)})")
+    else:
+        typer.echo(f"  missing from this install: reinstall vggts ({shipped})")
     for entry in hub.WEIGHTS.values():
         path = hub.local_path(entry.name)
         typer.echo(f"\n{entry.name}: {entry.repo} {entry.filename}")
