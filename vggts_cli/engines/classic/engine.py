@@ -104,7 +104,6 @@ class ClassicEngine(Engine):
         self.min_inliers = min_inliers
         self.min_score = min_score
         self.anchor_weight = anchor_weight
-        self.cache_size = cache_size
         self._matcher = Matcher(max_features, min_inliers=min_inliers)
         # Variational refinement smooths the flow across the object's outline: most of the cost, no gain.
         self._flow = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
@@ -245,14 +244,14 @@ class ClassicEngine(Engine):
                 break
         return best
 
-    def _target_features(self, tgt: WorkingFrame, search: Box, object_px: int) -> Features:
-        """Features of the target within `search`, scaled so the object is seen at about `object_px`
-        when `search` comes from its previous mask, else (the whole frame) at most MAX_TARGET_PX large."""
+    def _target_features(self, tgt: WorkingFrame, search: Box) -> Features:
+        """Features of the target within `search`: the whole frame at most MAX_TARGET_PX large, or a box
+        around the previous mask (twice the object's size) scaled so the object is about OBJECT_PX."""
         height, width = tgt.full_gray.shape
-        if (search.x1 - search.x0, search.y1 - search.y0) == (width, height):
+        if (search.width, search.height) == (width, height):
             scale = min(1.0, MAX_TARGET_PX / max(width, height))
         else:
-            scale = float(np.clip(OBJECT_PX / max(object_px, 1), 0.25, 1.0))
+            scale = float(np.clip(OBJECT_PX / max(search.size // 2, 1), 0.25, 1.0))
             scale = min(scale, MAX_TARGET_PX / search.size)
         return self._region(tgt, ("search", search), search, scale, tilts=False)
 
@@ -269,8 +268,7 @@ class ClassicEngine(Engine):
         features `found` (its object in `box`) in the target's `search` box, verified by the colours it
         brings into the target."""
         height, width = tgt.full_gray.shape
-        prior = search.size // 2 if search.size < max(width, height) else box.size
-        wanted = self._target_features(tgt, search, prior)
+        wanted = self._target_features(tgt, search)
         src_xy, tgt_xy = self._matcher.correspondences(found, wanted)
         threshold = max(1.5, 0.004 * max(height, width))
         match = self._matcher.fit(src_xy, tgt_xy, box, (height, width), threshold)
