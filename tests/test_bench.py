@@ -20,8 +20,27 @@ MODEL = "vggt-s-lite"
 
 @pytest.fixture(scope="module")
 def full():
-    """Every stage, synthetic 64x48 videos of 2 frames, both end-to-end schedules."""
-    return bench(MODEL, "cpu", size=112, window=2, dtype="fp32", iters=1, frames=2, input_size=(64, 48))
+    """Every stage, synthetic 64x48 videos of 2 frames, both end-to-end schedules; the steps it announced
+    (for the progress display) under "steps"."""
+    steps: list[str] = []
+    result = bench(
+        MODEL,
+        "cpu",
+        size=112,
+        window=2,
+        dtype="fp32",
+        iters=1,
+        frames=2,
+        input_size=(64, 48),
+        on_step=steps.append,
+    )
+    return result | {"steps": steps}
+
+
+def test_each_step_is_announced_as_it_starts(full):
+    model_stages = ["backbone", "tracker", "head"]
+    e2e = ["end-to-end (windowed)", "end-to-end (pair)"]
+    assert full["steps"] == ["random model", *model_stages, "input clips", "decode", "encode", *e2e]
 
 
 def test_every_stage_reported_in_pipeline_order(full):

@@ -64,6 +64,7 @@ CPU_MAX_1B_SIZE = 224  # vggt-s-1b on the CPU: ~5 GB of RAM and minutes per fram
 DEFAULT_INPUT_SIZE = (1920, 1080)
 MIN_INPUT_SIDE = 16
 SYNTH_FPS = Fraction(30)  # both synthetic cameras: one frame of each per pair
+StepFn = Callable[[str], None]  # told each step's name as it starts: "backbone", "end-to-end (pair)", ...
 
 
 # -- model stages ------------------------------------------------------------------------------------
@@ -126,7 +127,14 @@ def _random_model(cfg: ModelConfig, device: torch.device) -> VGGTS:
 
 
 def _bench_model(
-    net: VGGTS, device: torch.device, size: int, window: int, dtype: str, iters: int, stages: Sequence[str]
+    net: VGGTS,
+    device: torch.device,
+    size: int,
+    window: int,
+    dtype: str,
+    iters: int,
+    stages: Sequence[str],
+    on_step: StepFn,
 ) -> dict[str, Any]:
     """The selected model stages: {stage: timing entries} plus the setup they ran with."""
     cfg = net.cfg
@@ -150,13 +158,16 @@ def _bench_model(
     autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=dtype == "bf16")
     with torch.inference_mode(), autocast:
         if "backbone" in stages:
+            on_step("backbone")
             seconds, flops = _measure(lambda: net.features(images), iters, device)
             result["backbone"] = _stage(seconds, flops, window, peak)
         if "tracker" in stages:
+            on_step("tracker")
             fmaps = net.features(images).float()
             seconds, flops = _measure(lambda: net.track(fmaps, queries), iters, device)
             result["tracker"] = _stage(seconds, flops, 1, peak)
         if "head" in stages:
+            on_step("head")
             seconds, flops = _measure(
                 lambda: net.head.segment(head_feats[0], head_feats[1], src_mask, tar_points), iters, device
             )
@@ -337,6 +348,7 @@ def _bench_end_to_end(
     schedules: Sequence[str],
     folder: Path,
     memory: _PeakMemory,
+    on_step: StepFn,
 ) -> dict[str, Any]:
     """A propagate job (`--write overlay`) from the first camera into the others, per schedule."""
     seed = clips[0]
@@ -345,6 +357,7 @@ def _bench_end_to_end(
     save_mask_png(mask_path, mask)
     runs: dict[str, dict[str, Any]] = {}
     for schedule in schedules:
+        on_step(f"end-to-end ({schedule})")
         engine = make_engine("vggts", str(checkpoint), str(device), schedule=schedule)
         job = PropagateJob(
             src=seed.path,
@@ -447,6 +460,7 @@ def bench(
     frames: int = 30,
     input_size: tuple[int, int] | None = None,
     schedules: Sequence[str] = SCHEDULES,
+    on_step: StepFn = lambda step: None,
 ) -> dict[str, Any]:
     """Benchmark `stages` (of STAGES) with a random model (a name of `CONFIGS` or a ModelConfig).
 
@@ -454,7 +468,7 @@ def bench(
     1920×1080), frames and schedules the video stages. Returns a JSON-ready dict: the setup, per model stage
     seconds per call, items/s, FLOPs per item, TFLOP/s and MFU; for decode and encode frames, seconds and
     frames/s; for end-to-end per schedule seconds, pairs/s and peak memory, and the windowed/pair ratio;
-    and the overall peak memory.
+    and the overall peak memory. `on_step(name)` is called as each step starts (for progress).
     """
     cfg = _config(model)
     stages = _stages(stages)
@@ -472,8 +486,12 @@ def bench(
         folder = Path(tmp)
         checkpoint = folder / "random.safetensors"
         if any(s in MODEL_STAGES or s == "end-to-end" for s in stages):
-            result.update(_bench_random_model(cfg, dev, size, window, dtype, iters, stages, checkpoint))
+            on_step("random model")
+            result.update(
+                _bench_random_model(cfg, dev, size, window, dtype, iters, stages, checkpoint, on_step)
+            )
         if any(s in VIDEO_STAGES for s in stages):
+            on_step("input clips")
             clips = _make_clips(videos, frames, input_size or DEFAULT_INPUT_SIZE, folder / "clips")
             result["input"] = {
                 "synthetic": not videos,
@@ -484,11 +502,15 @@ def bench(
                 ],
             }
             if "decode" in stages:
+                on_step("decode")
                 result["decode"] = _bench_decode(clips)
             if "encode" in stages:
+                on_step("encode")
                 result["encode"] = _bench_encode(clips)
             if "end-to-end" in stages:
-                result["end_to_end"] = _bench_end_to_end(checkpoint, clips, dev, schedules, folder, memory)
+                result["end_to_end"] = _bench_end_to_end(
+                    checkpoint, clips, dev, schedules, folder, memory, on_step
+                )
     result["peak_memory"] = memory.overall()
     return result
 
@@ -532,6 +554,7 @@ def _bench_random_model(
     iters: int,
     stages: Sequence[str],
     checkpoint: Path,
+    on_step: StepFn,
 ) -> dict[str, Any]:
     """Parameter counts and the model stages of a random `cfg`; saved to `checkpoint` for end-to-end."""
     net = _random_model(cfg, dev)
@@ -542,7 +565,7 @@ def _bench_random_model(
         }
     }
     if any(s in MODEL_STAGES for s in stages):
-        result.update(_bench_model(net, dev, size, window, dtype, iters, stages))
+        result.update(_bench_model(net, dev, size, window, dtype, iters, stages, on_step))
     if "end-to-end" in stages:
         save_model(net, checkpoint)  # the engine loads it as `propagate --model` would
     del net  # the end-to-end engines hold their own copy

@@ -17,22 +17,28 @@ from vggts_cli.batch.runner import BatchProgressFn
 from vggts_cli.cli.common import one_line_errors, progress_bar, stderr
 
 JobsOpt = Annotated[
-    Path, typer.Argument(help="Manifest: CSV or JSON Lines, one `vggts propagate` job a row.")
+    Path,
+    typer.Argument(help="Manifest: CSV or JSON Lines, one `vggts propagate` job a row."),
 ]
 WorkersOpt = Annotated[
     int | None,
     typer.Option(
-        min=1, help="Jobs at once [default: local: from cores and memory; Ray: one per GPU or CPU]."
+        min=1,
+        metavar="N",
+        help="Jobs at once [default: local: from cores and memory; Ray: one per GPU or CPU].",
     ),
 ]
 RayOpt = Annotated[
     str | None,
     typer.Option(
-        "--ray", help="Run on the Ray cluster at ADDRESS (host:port), or 'auto' for the running one."
+        "--ray",
+        metavar="ADDRESS",
+        help="Run on the Ray cluster at ADDRESS (host:port), or 'auto' for the running one "
+        "[default: a local process pool].",
     ),
 ]
 ResumeOpt = Annotated[
-    bool, typer.Option(help="Skip jobs OUT/batch.json records as complete; continue the rest.")
+    bool, typer.Option("--resume", help="Skip jobs OUT/batch.json records as complete; continue the rest.")
 ]
 JsonSummaryOpt = Annotated[bool, typer.Option("--json", help="Print the summary (batch.json) on stdout.")]
 
@@ -40,11 +46,15 @@ JsonSummaryOpt = Annotated[bool, typer.Option("--json", help="Print the summary 
 @one_line_errors
 def batch(
     jobs: JobsOpt,
-    out: Annotated[Path, typer.Option(help="Output folder: OUT/<id>/ per job, and OUT/batch.json.")],
+    out: Annotated[
+        Path, typer.Option(metavar="DIR", help="Output folder: OUT/<id>/ per job, and OUT/batch.json.")
+    ],
     workers: WorkersOpt = None,
     ray: RayOpt = None,
     resume: ResumeOpt = False,
-    skip_bad: Annotated[bool, typer.Option(help="Run the good rows even when some fail the checks.")] = False,
+    skip_bad: Annotated[
+        bool, typer.Option("--skip-bad", help="Run the good rows even when some fail the checks.")
+    ] = False,
     json_summary: JsonSummaryOpt = False,
 ) -> None:
     """Run every job of JOBS; each writes OUT/<id>/ exactly what `vggts propagate` would.

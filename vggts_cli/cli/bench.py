@@ -10,9 +10,10 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from vggts_cli.cli.common import Device, one_line_errors
+from vggts_cli.cli.common import Device, one_line_errors, progress_bar
 from vggts_cli.errors import UsageError
 
 
@@ -134,27 +135,40 @@ def bench(
     device: Annotated[Device, typer.Option(help="Where to run.")] = Device.auto,
     stages: Annotated[
         str,
-        typer.Option(help="Comma list of decode, backbone, tracker, head, encode, end-to-end."),
+        typer.Option(
+            metavar="LIST", help="Comma list of decode, backbone, tracker, head, encode, end-to-end."
+        ),
     ] = "decode,backbone,tracker,head,encode,end-to-end",
-    size: Annotated[int, typer.Option(help="Backbone input side in pixels (a multiple of 14).")] = 518,
-    window: Annotated[int, typer.Option(help="Frames per backbone window (S).")] = 8,
+    size: Annotated[
+        int, typer.Option(metavar="PX", help="Backbone input side in pixels (a multiple of 14).")
+    ] = 518,
+    window: Annotated[int, typer.Option(metavar="FRAMES", help="Frames per backbone window (S).")] = 8,
     dtype: Annotated[
         BenchDtype,
         typer.Option(help="Model stages: bf16 autocast or fp32; auto = bf16 on CUDA, fp32 on CPU."),
     ] = BenchDtype.auto,
-    iters: Annotated[int, typer.Option(help="Timed iterations per model stage (after a warm-up).")] = 3,
+    iters: Annotated[
+        int, typer.Option(metavar="N", help="Timed iterations per model stage (after a warm-up).")
+    ] = 3,
     videos: Annotated[
         str | None,
-        typer.Option(help="Comma list of videos (seed camera first, e.g. EGO,EXO); default synthetic."),
+        typer.Option(
+            metavar="LIST",
+            help="Comma list of videos (seed camera first, e.g. EGO,EXO) [default: two synthetic ones].",
+        ),
     ] = None,
     frames: Annotated[
-        int, typer.Option(help="Frames of each video for decode, encode and end-to-end (held in memory).")
+        int,
+        typer.Option(
+            metavar="N", help="Frames of each video for decode, encode and end-to-end (held in memory)."
+        ),
     ] = 30,
     input_size: Annotated[
-        str | None, typer.Option(help="Size of the synthetic videos, WIDTHxHEIGHT (default 1920x1080).")
+        str | None,
+        typer.Option(metavar="WxH", help="Size of the synthetic videos, WIDTHxHEIGHT [default: 1920x1080]."),
     ] = None,
     schedules: Annotated[
-        str, typer.Option(help="End-to-end backbone schedules, comma list of windowed, pair.")
+        str, typer.Option(metavar="LIST", help="End-to-end backbone schedules, comma list of windowed, pair.")
     ] = "windowed,pair",
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
@@ -169,19 +183,22 @@ def bench(
     precision = dtype.value
     if precision == "auto":  # what propagate itself uses on that device
         precision = "bf16" if resolve_device(device.value).type == "cuda" else "fp32"
-    result = run_bench(
-        model.value,
-        device.value,
-        size,
-        window,
-        precision,
-        iters,
-        stages=parse_list(stages),
-        videos=[Path(v) for v in parse_list(videos or "")],
-        frames=frames,
-        input_size=None if input_size is None else parse_size(input_size),
-        schedules=parse_list(schedules),
-    )
+    with progress_bar(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn()) as bar:
+        task = bar.add_task("bench", total=None)
+        result = run_bench(
+            model.value,
+            device.value,
+            size,
+            window,
+            precision,
+            iters,
+            stages=parse_list(stages),
+            videos=[Path(v) for v in parse_list(videos or "")],
+            frames=frames,
+            input_size=None if input_size is None else parse_size(input_size),
+            schedules=parse_list(schedules),
+            on_step=lambda step: bar.update(task, description=f"bench: {step}"),
+        )
     if json_output:
         print(json.dumps(result, indent=2))
     else:

@@ -26,12 +26,14 @@ from rich.progress import (
 )
 
 from vggts_cli.errors import VggtsError
+from vggts_cli.weights import DEFAULT_MODEL
 
 stderr = Console(stderr=True)
 F = TypeVar("F", bound=Callable)
 
 MODEL_HELP = (
-    "For --engine vggts: a model file, vggt-s-lite (shipped, the default) or vggt-s-1b (see `vggts weights`)."
+    "For --engine vggts: a model file, vggt-s-lite (shipped) or vggt-s-1b (see `vggts weights`) "
+    f"[default: {DEFAULT_MODEL}]."
 )
 
 

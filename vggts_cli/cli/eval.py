@@ -24,7 +24,10 @@ ENGINE_HELP = (
     "[default: both, or classic alone when no model ships]."
 )
 T = TypeVar("T")
-JSON_HELP = "Also write the result as JSON to this file ('-': print it on stdout instead of the table)."
+JSON_HELP = (
+    "Also write the result as JSON to this file ('-': print it on stdout instead of the table) "
+    "[default: none]."
+)
 
 # The options every scoring command takes.
 EngineNames = Annotated[list[str] | None, typer.Option(metavar="NAME", help=ENGINE_HELP)]
@@ -95,6 +98,7 @@ app = typer.Typer(
         "prediction file, `vggts eval egoexo score` scores it with the official conventions)."
     ),
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 egoexo_app = typer.Typer(
     help=(
@@ -103,6 +107,7 @@ egoexo_app = typer.Typer(
         "frame_aligned_videos."
     ),
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 app.add_typer(egoexo_app, name="egoexo")
 
@@ -113,8 +118,10 @@ def rendered(
     engine: EngineNames = None,
     model: ModelName = None,
     device: LearnedDevice = Device.auto,
-    pairs: Annotated[int, typer.Option(min=1, help="Rendered ego/exo pairs per tier.")] = 40,
-    tiers: Annotated[str, typer.Option(help="Comma list of tiers: easy, medium, hard.")] = "easy,medium,hard",
+    pairs: Annotated[int, typer.Option(metavar="N", min=1, help="Rendered ego/exo pairs per tier.")] = 40,
+    tiers: Annotated[
+        str, typer.Option(metavar="LIST", help="Comma list of tiers: easy, medium, hard.")
+    ] = "easy,medium,hard",
     wide: Annotated[
         bool,
         typer.Option(
@@ -150,7 +157,10 @@ def rendered(
 @one_line_errors
 def vos(
     data: Annotated[
-        Path, typer.Option(help="DAVIS-layout folder: JPEGImages/480p/<seq>/, Annotations/480p/<seq>/.")
+        Path,
+        typer.Option(
+            metavar="DIR", help="DAVIS-layout folder: JPEGImages/480p/<seq>/, Annotations/480p/<seq>/."
+        ),
     ],
     sequences: Annotated[
         Path | None,
@@ -165,7 +175,11 @@ def vos(
     device: LearnedDevice = Device.auto,
     max_frames: Annotated[
         int | None,
-        typer.Option(min=3, help="Score only each sequence's first N frames (taken as the whole clip)."),
+        typer.Option(
+            metavar="N",
+            min=3,
+            help="Score only each sequence's first N frames (taken as the whole clip) [default: all].",
+        ),
     ] = None,
     json_out: JsonOut = None,
 ) -> None:
@@ -191,7 +205,10 @@ def vos(
 def pairs(
     data: Annotated[
         Path,
-        typer.Option(help="A pair-set folder with pairs.json (python -m vggts_cli.eval.pairs makes one)."),
+        typer.Option(
+            metavar="DIR",
+            help="A pair-set folder with pairs.json (python -m vggts_cli.eval.pairs makes one).",
+        ),
     ],
     engine: EngineNames = None,
     model: ModelName = None,
@@ -219,10 +236,14 @@ def pairs(
 @egoexo_app.command()
 @one_line_errors
 def score(
-    gt: Annotated[Path, typer.Option(help="Processed ground truth (process_annotations.py's output).")],
+    gt: Annotated[
+        Path, typer.Option(metavar="FILE", help="Processed ground truth (process_annotations.py's output).")
+    ],
     pred: Annotated[
         Path,
-        typer.Option(help="Predictions: an 'ego-exo' and/or 'exo-ego' block (e.g. submission.json)."),
+        typer.Option(
+            metavar="FILE", help="Predictions: an 'ego-exo' and/or 'exo-ego' block (e.g. submission.json)."
+        ),
     ],
     json_out: JsonOut = None,
 ) -> None:
@@ -250,19 +271,28 @@ def score(
 @egoexo_app.command()
 @one_line_errors
 def run(
-    gt: Annotated[Path, typer.Option(help="Processed ground truth: supplies the query masks and frames.")],
-    takes: Annotated[
-        Path, typer.Option(help="Folder of takes: TAKES/<take_name>/frame_aligned_videos/<camera>.mp4.")
+    gt: Annotated[
+        Path,
+        typer.Option(metavar="FILE", help="Processed ground truth: supplies the query masks and frames."),
     ],
-    out: Annotated[Path, typer.Option(help="Prediction file to write (EvalAI submission format).")],
+    takes: Annotated[
+        Path,
+        typer.Option(
+            metavar="DIR", help="Folder of takes: TAKES/<take_name>/frame_aligned_videos/<camera>.mp4."
+        ),
+    ],
+    out: Annotated[
+        Path, typer.Option(metavar="FILE", help="Prediction file to write (EvalAI submission format).")
+    ],
     engine: Annotated[str, typer.Option(metavar="NAME", help=ENGINE_HELP)] = "classic",
     model: ModelName = None,
     device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
     relations: Annotated[
         Path | None,
         typer.Option(
+            metavar="FILE",
             help="The raw relations_<split>.json, to find each take's folder by its take_name "
-            "(without it: folders named by take id)."
+            "[default: none: folders named by take id].",
         ),
     ] = None,
     direction: Annotated[Direction, typer.Option(help="Which direction(s) to predict.")] = Direction.both,

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from vggts_cli.cli.common import MODEL_HELP, Device, one_line_errors, progress_bar, stderr
+from vggts_cli.engines.registry import default_engine
 from vggts_cli.jobs import DEFAULT_WRITE, PreparedJob, PropagateJob, check_job, parse_offsets, parse_write
 from vggts_cli.pipeline.run import CameraSummary
 from vggts_cli.sinks.base import RedactMode, SinkOptions, format_color
@@ -19,61 +20,93 @@ REDACT_DEFAULT = RedactMode(_DEFAULTS.redact_mode)
 FILL_DEFAULT = format_color(_DEFAULTS.fill_color)
 OVERLAY_DEFAULT = format_color(_DEFAULTS.overlay_color)
 
-Src = Annotated[Path, typer.Option(help="Video holding the seed mask's frame (e.g. the head camera).")]
-Dst = Annotated[list[Path], typer.Option(help="Another camera's video; repeat for more cameras.")]
-Mask = Annotated[Path, typer.Option(help="Binary PNG (0 / non-zero) of the object, at SRC's display size.")]
-Out = Annotated[Path, typer.Option(help="Output folder; one sub-folder per camera (the video's stem).")]
-MaskFrame = Annotated[int, typer.Option(help="Frame index of SRC that the mask belongs to.")]
+Src = Annotated[
+    Path, typer.Option(metavar="VIDEO", help="Video holding the seed mask's frame (e.g. the head camera).")
+]
+Dst = Annotated[
+    list[Path], typer.Option(metavar="VIDEO", help="Another camera's video; repeat for more cameras.")
+]
+Mask = Annotated[
+    Path, typer.Option(metavar="PNG", help="Binary PNG (0 / non-zero) of the object, at SRC's display size.")
+]
+Out = Annotated[
+    Path, typer.Option(metavar="DIR", help="Output folder; one sub-folder per camera (the video's stem).")
+]
+MaskFrame = Annotated[int, typer.Option(metavar="N", help="Frame index of SRC that the mask belongs to.")]
 Write = Annotated[
     str,
     typer.Option(
+        metavar="LIST",
         help="Comma list of outputs: rle (masks.json), overlay, redact, png (masks/), matte, "
-        "review (review.png: the frames to check)."
+        "review (review.png: the frames to check).",
     ),
 ]
 Redact = Annotated[RedactMode, typer.Option(help="How redacted.mp4 hides the object.")]
 Margin = Annotated[
-    int | None, typer.Option(help="Grow the redacted region by this many pixels [default: 2% of diagonal].")
+    int | None,
+    typer.Option(
+        metavar="PX", help="Grow the redacted region by this many pixels [default: 2% of diagonal]."
+    ),
 ]
-Blur = Annotated[float, typer.Option(help="Blur kernel: fraction of the object's size (<=1) or pixels (>1).")]
+Blur = Annotated[
+    float,
+    typer.Option(metavar="SIZE", help="Blur kernel: fraction of the object's size (<=1) or pixels (>1)."),
+]
 PixelSize = Annotated[
-    float, typer.Option(help="Mosaic block: fraction of the object's size (<=1) or pixels (>1).")
+    float,
+    typer.Option(metavar="SIZE", help="Mosaic block: fraction of the object's size (<=1) or pixels (>1)."),
 ]
 Hold = Annotated[
     int,
     typer.Option(
+        metavar="FRAMES",
         help="Redaction: frames over which the last sure mask stays covered where the new mask is missing, "
-        "much smaller or below --min-score."
+        "much smaller or below --min-score.",
     ),
 ]
 MinScore = Annotated[
-    float, typer.Option(help="Redaction: a mask scoring below this is unsure (the held mask is added).")
+    float,
+    typer.Option(
+        metavar="SCORE", help="Redaction: a mask scoring below this is unsure (the held mask is added)."
+    ),
 ]
 Spread = Annotated[
-    int, typer.Option(help="Redaction: each frame also covers this many frames' masks each side.")
+    int,
+    typer.Option(
+        metavar="FRAMES", help="Redaction: each frame also covers this many frames' masks each side."
+    ),
 ]
 Grow = Annotated[
     float,
-    typer.Option(help="Redaction: grow the margin by this fraction of the object's size (motion adds)."),
+    typer.Option(
+        metavar="FRACTION",
+        help="Redaction: grow the margin by this fraction of the object's size (motion adds).",
+    ),
 ]
-FillColor = Annotated[str, typer.Option(help="Colour for --redact fill: #rrggbb or r,g,b.")]
-OverlayColor = Annotated[str, typer.Option(help="Tint of the overlay video: #rrggbb or r,g,b.")]
+FillColor = Annotated[str, typer.Option(metavar="COLOUR", help="Colour for --redact fill: #rrggbb or r,g,b.")]
+OverlayColor = Annotated[
+    str, typer.Option(metavar="COLOUR", help="Tint of the overlay video: #rrggbb or r,g,b.")
+]
 Engine = Annotated[
     str | None,
     typer.Option(
-        help="Segmentation engine: vggts (learned) or classic (weight-free feature matching and flow) "
-        "[default: whichever scores best on our validation scenes, vggts with the shipped model].",
+        metavar="NAME",
+        help="Segmentation engine: classic (weight-free feature matching and flow) or vggts (learned) "
+        f"[default: {default_engine()}, the best on our real validation footage].",
         show_default=False,
     ),
 ]
-Model = Annotated[str | None, typer.Option(help=MODEL_HELP)]
+Model = Annotated[str | None, typer.Option(metavar="NAME|FILE", help=MODEL_HELP)]
 DeviceOpt = Annotated[Device, typer.Option(help="Where the model runs.")]
 Offset = Annotated[
     list[str] | None,
-    typer.Option(help="CAMERA=SECONDS added to that camera's timestamps (camera = file stem); repeatable."),
+    typer.Option(
+        metavar="CAMERA=SECONDS",
+        help="Seconds added to that camera's timestamps (camera = file stem); repeatable [default: none].",
+    ),
 ]
-Resume = Annotated[bool, typer.Option(help="Continue a killed job in OUT where it stopped.")]
-Overwrite = Annotated[bool, typer.Option(help="Replace an earlier job's outputs in OUT.")]
+Resume = Annotated[bool, typer.Option("--resume", help="Continue a killed job in OUT where it stopped.")]
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an earlier job's outputs in OUT.")]
 JsonSummary = Annotated[
     bool, typer.Option("--json", help="Print a JSON summary (per camera: frames, mean score, frames/s).")
 ]
@@ -109,8 +142,6 @@ def propagate(
 
     Example: vggts propagate --src ego.mp4 --dst exo.mp4 --mask ego_mask.png --out out/ --write rle,redact
     """
-    from vggts_cli.engines.registry import default_engine
-
     colours = {"overlay_color": overlay_color, "fill_color": fill_color}
     cover = {"redact_hold": hold, "redact_min_score": min_score, "redact_spread": spread, "redact_grow": grow}
     options = SinkOptions(

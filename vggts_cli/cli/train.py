@@ -37,41 +37,65 @@ def _parse_mix(text: str) -> dict[str, float]:
 MixOpt = Annotated[
     str,
     typer.Option(
+        metavar="MIX",
         help="Share of each pair kind: adaptive (mild single-image augmentation, tracked prompts), "
         "non_adaptive (strong perspective/rotation/scale, synthesised prompts), rig (rendered "
         "ego/exo pairs), scene (moving-object recordings: temporal and cross-camera pairs), focus "
-        "(rig pairs whose target is seen through a focus window, as the engine sees small objects)."
+        "(rig pairs whose target is seen through a focus window, as the engine sees small objects).",
     ),
 ]
 BalancedFocalOpt = Annotated[
     bool,
-    typer.Option(help="Weigh object and background pixels alike in the focal loss (SAM's: α = 0.25)."),
+    typer.Option(
+        "--balanced-focal",
+        help="Weigh object and background pixels alike in the focal loss (SAM's: α = 0.25).",
+    ),
 ]
 MinutesOpt = Annotated[
     float | None,
-    typer.Option(help="Stop (with a checkpoint) after this much wall time; --resume goes on."),
+    typer.Option(
+        metavar="MINUTES",
+        help="Stop (with a checkpoint) after this much wall time; --resume goes on [default: no limit].",
+    ),
 ]
 InitOpt = Annotated[
     Path | None,
-    typer.Option(help="Start from this model file (same --config) instead of fresh weights: fine-tuning."),
+    typer.Option(
+        metavar="FILE",
+        help="Start from this model file (same --config) to fine-tune it [default: fresh weights].",
+    ),
 ]
 
 
 @one_line_errors
 def train(
-    out: Annotated[Path, typer.Option(help="Run folder: checkpoint.pt, model.safetensors, train.jsonl.")],
+    out: Annotated[
+        Path, typer.Option(metavar="DIR", help="Run folder: checkpoint.pt, model.safetensors, train.jsonl.")
+    ],
     config: Annotated[
-        str, typer.Option(help="Model size to train (vggt-s-lite is the shipped one).")
+        str, typer.Option(metavar="NAME", help="Model size to train (vggt-s-lite is the shipped one).")
     ] = defaults.MODEL,
-    steps: Annotated[int, typer.Option(min=1, help="Optimiser steps in the whole run.")] = defaults.STEPS,
-    batch_size: Annotated[int, typer.Option(min=1, help="Pairs per step.")] = defaults.BATCH_SIZE,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (AdamW, warm-up then cosine).")] = defaults.LR,
+    steps: Annotated[
+        int, typer.Option(metavar="N", min=1, help="Optimiser steps in the whole run.")
+    ] = defaults.STEPS,
+    batch_size: Annotated[
+        int, typer.Option(metavar="N", min=1, help="Pairs per step.")
+    ] = defaults.BATCH_SIZE,
+    lr: Annotated[
+        float, typer.Option(metavar="LR", help="Peak learning rate (AdamW, warm-up then cosine).")
+    ] = defaults.LR,
     mix: MixOpt = MIX_DEFAULT,
-    seed: Annotated[int, typer.Option(help="Seed of the weights and of the data stream.")] = defaults.SEED,
+    seed: Annotated[
+        int, typer.Option(metavar="N", help="Seed of the weights and of the data stream.")
+    ] = defaults.SEED,
     balanced_focal: BalancedFocalOpt = False,
     minutes: MinutesOpt = None,
-    checkpoint_every: Annotated[int, typer.Option(min=1, help="Steps between checkpoints.")] = 200,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its checkpoint.")] = False,
+    checkpoint_every: Annotated[
+        int, typer.Option(metavar="N", min=1, help="Steps between checkpoints.")
+    ] = 200,
+    resume: Annotated[
+        bool, typer.Option("--resume", help="Continue the run in --out from its checkpoint.")
+    ] = False,
     init: InitOpt = None,
     device: Annotated[Device, typer.Option(help="auto = cuda when available, else cpu.")] = Device.auto,
 ) -> None:

@@ -24,6 +24,7 @@ app = typer.Typer(
         "touches the network). Start with `vggts weights list`."
     ),
     no_args_is_help=True,
+    rich_markup_mode=None,
 )
 
 _NAMES = ", ".join(hub.WEIGHTS)
