@@ -185,7 +185,12 @@ def small_job(tmp_path: Path) -> PropagateJob:
     exo = make_video(tmp_path / "exo.mp4", frames=10, width=80, height=48, audio=True)
     mask = seed_mask(tmp_path / "mask.png", 96, 64)
     return PropagateJob(
-        src=ego, dsts=(exo,), mask=mask, out=tmp_path / "out", write=tuple(WRITE.split(",")), engine="classic"
+        src=ego,
+        dsts=(exo,),
+        masks=(mask,),
+        out=tmp_path / "out",
+        write=tuple(WRITE.split(",")),
+        engine="classic",
     )
 
 

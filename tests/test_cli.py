@@ -71,7 +71,7 @@ def test_propagate_help_names_the_engine_it_defaults_to():
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["propagate", "--src", "a.mp4"], "Missing option '--dst' (see 'vggts propagate --help')"),
+        (["propagate", "--src", "a.mp4"], "Missing option '--mask' (see 'vggts propagate --help')"),
         (["propagate", "--bogus"], "No such option: --bogus"),
         (["batch", "jobs.csv", "--out", "o", "--workers", "0"], "Invalid value for '--workers'"),
         (["nosuch"], "No such command 'nosuch' (see 'vggts --help')"),

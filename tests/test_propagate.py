@@ -169,7 +169,7 @@ def test_cameras_pair_by_world_time_with_offset(tmp_path):
     job = PropagateJob(
         src=rec.videos[0],
         dsts=(rec.videos[1],),
-        mask=rec.seed_png(tmp_path / "m.png"),
+        masks=(rec.seed_png(tmp_path / "m.png"),),
         out=tmp_path / "out",
         offsets=(("exo", 0.4),),
         write=("rle",),
@@ -193,7 +193,7 @@ def test_every_frame_once_from_any_seed(tmp_path, where):
     job = PropagateJob(
         src=rec.videos[0],
         dsts=(rec.videos[1],),
-        mask=rec.seed_png(tmp_path / "m.png", seed),
+        masks=(rec.seed_png(tmp_path / "m.png", seed),),
         out=tmp_path / "out",
         mask_frame=seed,
         write=("rle",),

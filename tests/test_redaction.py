@@ -44,7 +44,7 @@ def test_no_leaks_with_the_default_settings(tmp_path, tier) -> None:
     rec = tier_videos(tmp_path / "rec", tier, seconds=1.0, scale=0.5)
     mask = rec.seed_png(tmp_path / "seed.png")
     job = PropagateJob(
-        src=rec.videos[0], dsts=rec.videos[1:], mask=mask, out=tmp_path / "out", write=("rle",)
+        src=rec.videos[0], dsts=rec.videos[1:], masks=(mask,), out=tmp_path / "out", write=("rle",)
     )
     prepared = check_job(job)
     run(prepared, make_engine(default_engine()))

@@ -362,7 +362,7 @@ def _bench_end_to_end(
         job = PropagateJob(
             src=seed.path,
             dsts=tuple(c.path for c in clips[1:]),
-            mask=mask_path,
+            masks=(mask_path,),
             out=folder / f"out-{schedule}",
             write=("overlay",),
             engine="vggts",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Sequence
 from pathlib import Path
 
 
@@ -74,3 +75,15 @@ def write_text(final: Path, text: str) -> None:
     """Write `final` (UTF-8) under its partial name and rename it when complete."""
     with PartialOutput(final) as partial:
         partial.write_text(text, encoding="utf-8")
+
+
+def unique_names(names: Sequence[str]) -> list[str]:
+    """Names made unique in order, for output folders and objects: ego, exo, exo-2, …"""
+    unique: list[str] = []
+    for name in names:
+        candidate, n = name, 1
+        while candidate in unique:
+            n += 1
+            candidate = f"{name}-{n}"
+        unique.append(candidate)
+    return unique

@@ -15,7 +15,9 @@ import numpy as np
 
 from vggts_cli.engines.registry import default_engine
 from vggts_cli.errors import UsageError
-from vggts_cli.masks.io import load_seed_mask
+from vggts_cli.fsutil import unique_names
+from vggts_cli.masks.io import load_seed_objects
+from vggts_cli.masks.objects import TrackedObject, exclusive
 from vggts_cli.pipeline.journal import STATE_DIR
 from vggts_cli.pipeline.lock import check_unlocked
 from vggts_cli.sinks.base import SinkOptions
@@ -31,9 +33,9 @@ class PropagateJob:
     """Everything `vggts propagate` was asked to do."""
 
     src: Path
-    dsts: tuple[Path, ...]
-    mask: Path
+    masks: tuple[Path, ...]  # one binary mask per object, or one label map (masks/io.py)
     out: Path
+    dsts: tuple[Path, ...] = ()  # none: one camera, tracked from the seed frame both ways
     mask_frame: int = 0
     write: tuple[str, ...] = DEFAULT_WRITE
     sink_options: SinkOptions = field(default_factory=SinkOptions)
@@ -61,11 +63,13 @@ class Camera:
 
 @dataclass(frozen=True)
 class PreparedJob:
-    """A checked job: its cameras (cameras[0] is the seed's) and the seed mask (H, W) bool."""
+    """A checked job: its cameras (cameras[0] is the seed's), its objects and their seed masks (O, H, W)
+    bool, one object per pixel."""
 
     job: PropagateJob
     cameras: tuple[Camera, ...]
-    seed_mask: np.ndarray
+    seed_masks: np.ndarray
+    objects: tuple[TrackedObject, ...]
 
     def outputs(self) -> list[Path]:
         return [self.job.out / cam.name / OUTPUT_NAMES[k] for cam in self.cameras for k in self.job.write]
@@ -87,21 +91,14 @@ def parse_offsets(values: Iterable[str], option: str = "--offset") -> tuple[tupl
     return tuple(parsed)
 
 
-def parse_write(text: str) -> tuple[str, ...]:
-    """`"rle, overlay"` -> ("rle", "overlay"); `check_job` checks the names."""
+def parse_list(text: str) -> tuple[str, ...]:
+    """A comma list: `"rle, overlay"` -> ("rle", "overlay") (`check_job` checks what the items name)."""
     return tuple(k.strip() for k in text.split(",") if k.strip())
 
 
 def camera_names(paths: Sequence[Path]) -> list[str]:
     """File stems made unique in order: ego, exo, exo-2, …"""
-    names: list[str] = []
-    for path in paths:
-        name, n = path.stem, 1
-        while name in names:
-            n += 1
-            name = f"{path.stem}-{n}"
-        names.append(name)
-    return names
+    return unique_names([path.stem for path in paths])
 
 
 def _check_paths(job: PropagateJob) -> None:
@@ -110,7 +107,7 @@ def _check_paths(job: PropagateJob) -> None:
     if len(set(resolved)) != len(resolved):
         raise UsageError("the same video is given twice")
     out = job.out.resolve()
-    for p in (*resolved, job.mask.resolve()):
+    for p in (*resolved, *(m.resolve() for m in job.masks)):
         if out == p or out in p.parents:
             raise UsageError(f"--out {job.out} holds the input {p}; choose a folder outside the inputs")
 
@@ -140,6 +137,25 @@ def _check_out(prepared: PreparedJob) -> None:
         raise UsageError(f"{existing[0]} exists; pass --overwrite to replace it or choose another --out")
 
 
+def _seed_objects(job: PropagateJob, seed: VideoInfo) -> tuple[np.ndarray, tuple[TrackedObject, ...]]:
+    """The seed frame's objects, one object per pixel (where given masks overlap, the first listed keeps
+    the pixel); each must keep some of its mask."""
+    if not job.masks:
+        raise UsageError("no --mask given: one mask per object, or one label map")
+    masks, objects = load_seed_objects(job.masks, seed.width, seed.height)
+    masks = exclusive(masks, [1.0] * len(objects))
+    for mask, obj in zip(masks, objects, strict=True):
+        if not mask.any():
+            raise UsageError(f"the mask of object '{obj.name}' lies wholly under the masks listed before it")
+    if job.sink_options.redact_objects:
+        names = {o.name for o in objects} | {str(o.id) for o in objects}
+        unknown = [n for n in job.sink_options.redact_objects if n not in names]
+        if unknown:
+            listed = ", ".join(o.name for o in objects)
+            raise UsageError(f"--redact-objects names '{unknown[0]}', but the objects are: {listed}")
+    return masks, objects
+
+
 def check_job(job: PropagateJob) -> PreparedJob:
     """Check everything before any work starts: one clear error, nothing written."""
     check_outputs(job.write, "--write")
@@ -151,7 +167,7 @@ def check_job(job: PropagateJob) -> PreparedJob:
             f"--mask-frame {job.mask_frame} is out of range: {job.src} has {seed.num_frames} frames "
             f"(0..{seed.num_frames - 1})"
         )
-    prepared = PreparedJob(job, cameras, load_seed_mask(job.mask, seed.width, seed.height))
+    prepared = PreparedJob(job, cameras, *_seed_objects(job, seed))
     _check_out(prepared)
     return prepared
 
@@ -174,7 +190,7 @@ def fingerprint(prepared: PreparedJob) -> dict:
     inputs (path, size, frame count and a hash of their packets), the seed, the outputs and every option
     that shapes them. JSON values (lists, not tuples), so that it compares equal to the journal's copy."""
     job = prepared.job
-    mask_digest = hashlib.sha256(np.packbits(prepared.seed_mask).tobytes()).hexdigest()
+    mask_digest = hashlib.sha256(np.packbits(prepared.seed_masks).tobytes()).hexdigest()
     sink = {
         _SINK_OPTION_NAMES.get(k, "--" + k.replace("_", "-")): v for k, v in asdict(job.sink_options).items()
     }
@@ -182,7 +198,7 @@ def fingerprint(prepared: PreparedJob) -> dict:
         "--src": _video_print(prepared.cameras[0].info),
         "--dst": [_video_print(c.info) for c in prepared.cameras[1:]],
         "--offset": [c.offset for c in prepared.cameras],
-        "--mask": mask_digest,
+        "--mask": {"sha256": mask_digest, "objects": [asdict(o) for o in prepared.objects]},
         "--mask-frame": job.mask_frame,
         "--write": sorted(set(job.write)),
         **sink,

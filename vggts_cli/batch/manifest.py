@@ -5,12 +5,13 @@ first character (`{` = JSON Lines). Columns (CSV header) or keys (JSON object) m
 `vggts propagate`:
 
     id, src, dst, mask, mask_frame, offsets, write, redact, margin, blur, pixel_size, hold, min_score,
-    spread, grow, fill_color, overlay_color, engine, model
+    spread, grow, redact_objects, fill_color, overlay_color, engine, model
 
-`id`, `src`, `dst` and `mask` are required; an empty CSV cell takes the option's default. A CSV cell with
-several values (`dst`, `offsets`, `write`) separates them with `;` (`write` also takes commas, as on the
-command line); in JSON they may be lists, and `offsets` an object `{"exo": 0.4}`. Relative paths are taken
-from the manifest's folder. The id names the job's output folder OUTDIR/<id>.
+`id`, `src` and `mask` are required (no `dst`: one camera); an empty CSV cell takes the option's default.
+A CSV cell with several values (`dst`, `mask`, `offsets`, `write`, `redact_objects`) separates them with
+`;` (`write` also takes commas, as on the command line); in JSON they may be lists, and `offsets` an object
+`{"exo": 0.4}`. Relative paths are taken from the manifest's folder. The id names the job's output folder
+OUTDIR/<id>.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from typing import Any
 
 from vggts_cli.engines.registry import ENGINES, check_model, default_engine
 from vggts_cli.errors import UsageError, VggtsError
-from vggts_cli.jobs import DEFAULT_WRITE, PropagateJob, check_job, fingerprint, parse_offsets, parse_write
+from vggts_cli.jobs import DEFAULT_WRITE, PropagateJob, check_job, fingerprint, parse_list, parse_offsets
 from vggts_cli.sinks.base import SinkOptions
 
 COLUMNS = (
@@ -44,12 +45,13 @@ COLUMNS = (
     "min_score",
     "spread",
     "grow",
+    "redact_objects",
     "fill_color",
     "overlay_color",
     "engine",
     "model",
 )
-REQUIRED = ("id", "src", "dst", "mask")
+REQUIRED = ("id", "src", "mask")
 # Manifest column -> SinkOptions field (the command line's option names, as in `vggts propagate`).
 SINK_FIELDS = {
     "redact": "redact_mode",
@@ -60,6 +62,7 @@ SINK_FIELDS = {
     "min_score": "redact_min_score",
     "spread": "redact_spread",
     "grow": "redact_grow",
+    "redact_objects": "redact_objects",
     "fill_color": "fill_color",
     "overlay_color": "overlay_color",
 }
@@ -177,11 +180,11 @@ def _checked(job_id: str, where: str, row: dict[str, Any], base: Path, out: Path
     engine = str(row.get("engine") or default_engine()).strip()
     job = PropagateJob(
         src=_path(row["src"], base),
-        dsts=tuple(_path(v, base) for v in _items(row["dst"])),
-        mask=_path(row["mask"], base),
+        dsts=tuple(_path(v, base) for v in _items(row.get("dst") or [])),
+        masks=tuple(_path(v, base) for v in _items(row["mask"])),
         out=out / job_id,
         mask_frame=_number(row, "mask_frame", int, 0),
-        write=parse_write(",".join(_items(row.get("write", ",".join(DEFAULT_WRITE))))),
+        write=parse_list(",".join(_items(row.get("write", ",".join(DEFAULT_WRITE))))),
         sink_options=_sink_options(row),
         engine=engine,
         model=_model(engine, row.get("model"), base),
@@ -242,6 +245,8 @@ def _sink_options(row: dict[str, Any]) -> SinkOptions:
             options[field] = _number(row, column, int, None)
         elif column in ("blur", "pixel_size", "min_score", "grow"):
             options[field] = _number(row, column, float, None)
+        elif column == "redact_objects":
+            options[field] = tuple(_items(row[column]))
         else:
             options[field] = str(row[column]).strip()
     return SinkOptions(**options)

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from vggts_cli.cli.common import Device, one_line_errors, progress_bar
 from vggts_cli.errors import UsageError
+from vggts_cli.jobs import parse_list
 
 
 class BenchModel(str, Enum):
@@ -27,11 +28,6 @@ class BenchDtype(str, Enum):
     auto = "auto"
     bf16 = "bf16"
     fp32 = "fp32"
-
-
-def parse_list(text: str) -> tuple[str, ...]:
-    """`"decode, head"` -> ("decode", "head")."""
-    return tuple(item.strip() for item in text.split(",") if item.strip())
 
 
 def parse_size(text: str, option: str = "--input-size") -> tuple[int, int]:

@@ -10,7 +10,7 @@ import typer
 
 from vggts_cli.cli.common import MODEL_HELP, Device, one_line_errors, progress_bar, stderr
 from vggts_cli.engines.registry import default_engine
-from vggts_cli.jobs import DEFAULT_WRITE, PreparedJob, PropagateJob, check_job, parse_offsets, parse_write
+from vggts_cli.jobs import DEFAULT_WRITE, PreparedJob, PropagateJob, check_job, parse_list, parse_offsets
 from vggts_cli.pipeline.run import CameraSummary
 from vggts_cli.sinks.base import RedactMode, SinkOptions, format_color
 
@@ -24,10 +24,21 @@ Src = Annotated[
     Path, typer.Option(metavar="VIDEO", help="Video holding the seed mask's frame (e.g. the head camera).")
 ]
 Dst = Annotated[
-    list[Path], typer.Option(metavar="VIDEO", help="Another camera's video; repeat for more cameras.")
+    list[Path] | None,
+    typer.Option(
+        metavar="VIDEO",
+        help="Another camera's video; repeat for more cameras [default: none: SRC alone, tracked both ways "
+        "from the mask's frame].",
+    ),
 ]
 Mask = Annotated[
-    Path, typer.Option(metavar="PNG", help="Binary PNG (0 / non-zero) of the object, at SRC's display size.")
+    list[Path],
+    typer.Option(
+        metavar="PNG",
+        help="The object on SRC's frame --mask-frame, at SRC's display size: a binary PNG (0 / non-zero); "
+        "repeat for more objects (each named by its file stem), or give one label map (0 = background, "
+        "1..N = objects, 8 or 16 bit, no pixel at 255/65535).",
+    ),
 ]
 Out = Annotated[
     Path, typer.Option(metavar="DIR", help="Output folder; one sub-folder per camera (the video's stem).")
@@ -105,6 +116,13 @@ Offset = Annotated[
         help="Seconds added to that camera's timestamps (camera = file stem); repeatable [default: none].",
     ),
 ]
+RedactObjects = Annotated[
+    str | None,
+    typer.Option(
+        metavar="LIST",
+        help="Redaction: comma list of the objects to hide (names or ids) [default: every object].",
+    ),
+]
 Resume = Annotated[bool, typer.Option("--resume", help="Continue a killed job in OUT where it stopped.")]
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="Replace an earlier job's outputs in OUT.")]
 JsonSummary = Annotated[
@@ -115,9 +133,9 @@ JsonSummary = Annotated[
 @one_line_errors
 def propagate(
     src: Src,
-    dst: Dst,
     mask: Mask,
     out: Out,
+    dst: Dst = None,
     mask_frame: MaskFrame = 0,
     write: Write = WRITE_DEFAULT,
     redact: Redact = REDACT_DEFAULT,
@@ -128,6 +146,7 @@ def propagate(
     min_score: MinScore = _DEFAULTS.redact_min_score,
     spread: Spread = _DEFAULTS.redact_spread,
     grow: Grow = _DEFAULTS.redact_grow,
+    redact_objects: RedactObjects = None,
     fill_color: FillColor = FILL_DEFAULT,
     overlay_color: OverlayColor = OVERLAY_DEFAULT,
     engine: Engine = None,
@@ -138,22 +157,24 @@ def propagate(
     overwrite: Overwrite = False,
     json_summary: JsonSummary = False,
 ) -> None:
-    """Segment the object of MASK in every frame of SRC and of every DST camera, and write the outputs.
+    """Segment the objects of MASK in every frame of SRC and of every DST camera, and write the outputs.
 
-    Example: vggts propagate --src ego.mp4 --dst exo.mp4 --mask ego_mask.png --out out/ --write rle,redact
+    Example: vggts propagate --src ego.mp4 --dst exo.mp4 --mask face.png --mask badge.png --out out/
+    --write rle,redact
     """
     colours = {"overlay_color": overlay_color, "fill_color": fill_color}
     cover = {"redact_hold": hold, "redact_min_score": min_score, "redact_spread": spread, "redact_grow": grow}
+    cover["redact_objects"] = parse_list(redact_objects or "")
     options = SinkOptions(
         redact_mode=redact, margin_px=margin, blur=blur, pixel_block=pixel_size, **colours, **cover
     )
     job = PropagateJob(
         src=src,
-        dsts=tuple(dst),
-        mask=mask,
+        dsts=tuple(dst or ()),
+        masks=tuple(mask),
         out=out,
         mask_frame=mask_frame,
-        write=parse_write(write),
+        write=parse_list(write),
         sink_options=options,
         engine=engine or default_engine(),
         model=model,

@@ -60,6 +60,9 @@ class Engine(ABC):
     `window`: the backbone window — how many upcoming target frames the caller should announce at a time
     with `prepare`.
 
+    A job with several objects asks `for_objects` for one engine per object and gives each the references
+    of its object; all of them see the same `prepare` announcements.
+
     `--resume` contract: an engine's masks depend only on its inputs and on the `state` of the predictions
     it made before, never on which frames were computed together (batches of a fixed size) or on what its
     caches happen to hold. A resumed job calls `replay` for every frame the journal holds, in walk order,
@@ -68,6 +71,12 @@ class Engine(ABC):
 
     name: str
     window: int = 1
+
+    def for_objects(self, count: int) -> list[Engine]:
+        """Engines for the `count` objects of one job, this one first: each carries its own object's state
+        from frame to frame, and they share the per-frame work (which does not depend on the mask). The
+        default, for engines that carry nothing per object: this engine for every object."""
+        return [self] * count
 
     def prepare(self, seed: View, targets: Sequence[View]) -> None:  # noqa: B027 (optional hook)
         """Announce the next target frames of a job whose seed frame is `seed`, in the order `segment` will

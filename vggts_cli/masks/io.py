@@ -1,23 +1,20 @@
-"""Reading the user's seed mask and writing masks as single-channel PNGs."""
+"""Reading the user's seed masks (one object or several) and writing masks as single-channel PNGs."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from vggts_cli.errors import VggtsError
+from vggts_cli.fsutil import unique_names
+from vggts_cli.masks.objects import TrackedObject
 
 
-def load_seed_mask(path: Path, width: int, height: int) -> np.ndarray:
-    """Read a seed mask for a `width` x `height` frame -> (height, width) bool.
-
-    Any image OpenCV decodes is accepted: 8 or 16 bits, gray, RGB or RGBA. A pixel is object where any
-    colour channel is non-zero, except fully transparent pixels, which are never object (so an RGBA
-    cut-out or matte reads as its alpha). Raises VggtsError with one line for a missing or undecodable
-    file, a size that differs from the frame, or an empty mask.
-    """
+def _read_image(path: Path, width: int, height: int) -> np.ndarray:
+    """The mask file's pixels as decoded (any depth and channel count), checked against the frame size."""
     path = Path(path)
     if not path.is_file():
         raise VggtsError(f"seed mask {path} does not exist or is not a file")
@@ -31,6 +28,11 @@ def load_seed_mask(path: Path, width: int, height: int) -> np.ndarray:
         rotated = (mask_w, mask_h) == (height, width)
         hint = " (it looks rotated: masks must be in display orientation)" if rotated else ""
         raise VggtsError(f"seed mask {path} is {mask_w}x{mask_h} but the frame is {width}x{height}{hint}")
+    return image
+
+
+def _binary(path: Path, image: np.ndarray) -> np.ndarray:
+    """Object where any colour channel is non-zero, except fully transparent pixels."""
     if image.ndim == 2:
         mask = image != 0
     else:
@@ -42,10 +44,57 @@ def load_seed_mask(path: Path, width: int, height: int) -> np.ndarray:
     return mask
 
 
+def load_seed_mask(path: Path, width: int, height: int) -> np.ndarray:
+    """Read a seed mask for a `width` x `height` frame -> (height, width) bool.
+
+    Any image OpenCV decodes is accepted: 8 or 16 bits, gray, RGB or RGBA. A pixel is object where any
+    colour channel is non-zero, except fully transparent pixels, which are never object (so an RGBA
+    cut-out or matte reads as its alpha). Raises VggtsError with one line for a missing or undecodable
+    file, a size that differs from the frame, or an empty mask.
+    """
+    return _binary(path, _read_image(path, width, height))
+
+
+def is_label_map(image: np.ndarray) -> bool:
+    """A single-channel image whose non-zero pixels hold several values, none of them the format's white
+    (255 or 65535): white marks a binary mask, whose anti-aliased edges hold other values too."""
+    if image.ndim != 2:
+        return False
+    values = np.unique(image[image != 0])
+    return len(values) > 1 and values[-1] != np.iinfo(image.dtype).max
+
+
+def load_seed_objects(
+    paths: Sequence[Path], width: int, height: int
+) -> tuple[np.ndarray, tuple[TrackedObject, ...]]:
+    """The objects of the seed frame -> ((O, height, width) bool masks, their ids and names).
+
+    Several files: one binary mask each (as `load_seed_mask` reads them), ids 1..O, named by file stem.
+    One file: a label map (`is_label_map`: 0 = background, each id one object, named object-<id>), or a
+    binary mask of one object.
+    """
+    if len(paths) == 1:
+        image = _read_image(paths[0], width, height)
+        if is_label_map(image):
+            ids = [int(v) for v in np.unique(image[image != 0])]
+            masks = np.stack([image == i for i in ids])
+            return masks, tuple(TrackedObject(i, f"object-{i}") for i in ids)
+        return _binary(paths[0], image)[None], (TrackedObject(1, Path(paths[0]).stem),)
+    masks = np.stack([load_seed_mask(p, width, height) for p in paths])
+    return masks, tuple(
+        TrackedObject(n, name) for n, name in enumerate(unique_names([Path(p).stem for p in paths]), start=1)
+    )
+
+
 def save_mask_png(path: Path, mask: np.ndarray) -> None:
     """Write an (H, W) bool mask as a single-channel 8-bit PNG: 255 inside, 0 outside."""
-    # Compression level 1: binary masks still shrink ~50x and encoding stays cheap on long videos.
-    ok, data = cv2.imencode(".png", mask.astype(np.uint8) * 255, [cv2.IMWRITE_PNG_COMPRESSION, 1])
+    save_label_png(path, mask.astype(np.uint8) * 255)
+
+
+def save_label_png(path: Path, labels: np.ndarray) -> None:
+    """Write an (H, W) uint8 or uint16 single-channel image as a PNG of that depth."""
+    # Compression level 1: masks still shrink ~50x and encoding stays cheap on long videos.
+    ok, data = cv2.imencode(".png", labels, [cv2.IMWRITE_PNG_COMPRESSION, 1])
     if not ok:
         raise VggtsError(f"could not encode mask PNG {path}")
     Path(path).write_bytes(data.tobytes())

@@ -2,8 +2,9 @@
 
 Layout: OUTDIR/.vggts/journal.jsonl. The first line is a header with the job's fingerprint (inputs, seed,
 offsets, options, engine, model); then one line per round of the walk,
-`{"round": [{"cam": c, "frame": i, "score": s, "counts": rle, "state": engine state}, ...]}`, so that a
-round is on disk whole or not at all (its frames were computed together). A line cut short by a kill is
+`{"round": [{"cam": c, "frame": i, "objects": [{"counts": rle, "score": s, "state": engine state}, ...]},
+...]}` (one entry per object, in the job's object order), so that a round is on disk whole or not at all
+(its frames were computed together). A line cut short by a kill is
 ignored. The walk is deterministic and the engine's carried state is the masks and the per-frame `state`
 written here (`Engine.replay`), so replaying the journal and continuing gives the same masks as an
 uninterrupted run.
@@ -41,7 +42,8 @@ def _difference(out: Path, header: object, fingerprint: dict) -> str:
 
 
 class Entry(NamedTuple):
-    """One segmented frame: its mask as COCO RLE counts, its presence score, the engine's state after it."""
+    """One object in one segmented frame: its mask as COCO RLE counts, its presence score, the state of its
+    engine after it."""
 
     counts: str
     score: float
@@ -49,12 +51,12 @@ class Entry(NamedTuple):
 
 
 class Journal:
-    """Append-only record of per-frame results, keyed by (camera index, frame index)."""
+    """Append-only record of per-frame results, keyed by (camera index, frame index): one Entry per object."""
 
     def __init__(self, out_dir: Path, fingerprint: dict, resume: bool) -> None:
         self.path = out_dir / STATE_DIR / "journal.jsonl"
         self.done_path = out_dir / STATE_DIR / "complete"
-        self.records: dict[tuple[int, int], Entry] = {}
+        self.records: dict[tuple[int, int], tuple[Entry, ...]] = {}
         if resume and self.path.exists():
             self._load(fingerprint)
             self._file = self.path.open("a", encoding="utf-8")
@@ -77,7 +79,9 @@ class Journal:
         for line in lines[1:]:
             try:
                 entries = {
-                    (r["cam"], r["frame"]): Entry(r["counts"], r["score"], r["state"])
+                    (r["cam"], r["frame"]): tuple(
+                        Entry(e["counts"], e["score"], e["state"]) for e in r["objects"]
+                    )
                     for r in json.loads(line)["round"]
                 }
             except (json.JSONDecodeError, KeyError, TypeError):
@@ -91,13 +95,16 @@ class Journal:
     def complete(self) -> bool:
         return self.done_path.exists()
 
-    def get(self, cam: int, frame: int) -> Entry | None:
+    def get(self, cam: int, frame: int) -> tuple[Entry, ...] | None:
         return self.records.get((cam, frame))
 
-    def append_round(self, entries: dict[tuple[int, int], Entry]) -> None:
+    def append_round(self, entries: dict[tuple[int, int], tuple[Entry, ...]]) -> None:
         """Record the frames of one round, keyed by (camera, frame), as one line."""
         self.records.update(entries)
-        line = [{"cam": c, "frame": f, **e._asdict()} for (c, f), e in entries.items()]
+        line = [
+            {"cam": c, "frame": f, "objects": [e._asdict() for e in objects]}
+            for (c, f), objects in entries.items()
+        ]
         self._file.write(json.dumps({"round": line}) + "\n")
 
     def flush(self) -> None:

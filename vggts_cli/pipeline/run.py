@@ -23,7 +23,8 @@ from vggts_cli.sinks.base import Sink, aborted_on_error
 
 @dataclass
 class CameraSummary:
-    """Per camera: frames, mean presence score and the seconds spent on it (segmenting and rendering)."""
+    """Per camera: frames, mean presence score (over frames and objects) and the seconds spent on it
+    (segmenting and rendering)."""
 
     name: str
     video: str
@@ -73,7 +74,7 @@ def run(prepared: PreparedJob, engine: Engine, progress: ProgressFn | None = Non
                 seconds = _segment(prepared, engine, journal, tick)
                 for i, cam in enumerate(prepared.cameras):
                     start = time.perf_counter()
-                    finished += render(job, cam, i, journal, tick)
+                    finished += render(job, prepared.objects, cam, i, journal, tick)
                     seconds[i] += time.perf_counter() - start
                 # Only a job that wrote everything puts anything under a final name, and only then do the
                 # earlier job's outputs that this one does not write go.
@@ -87,7 +88,7 @@ def run(prepared: PreparedJob, engine: Engine, progress: ProgressFn | None = Non
             cam.name,
             str(cam.info.path),
             cam.info.num_frames,
-            float(np.mean([journal.records[(i, f)].score for f in range(cam.info.num_frames)])),
+            float(np.mean([[e.score for e in journal.records[(i, f)]] for f in range(cam.info.num_frames)])),
             seconds[i],
         )
         for i, cam in enumerate(prepared.cameras)

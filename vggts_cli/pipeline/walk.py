@@ -6,6 +6,11 @@ reads its frames `engine.window` seed-camera steps at a time and announces them 
 camera's next frame together with the other cameras' frames of the step before, whose cross reference (the
 seed camera's frame of their step) is known by then. At most one frame of a camera goes into a round, so a
 frame's temporal reference is its camera's frame of the round before.
+
+Every object of the job goes through the same walk: each frame is read and announced once, and each object
+asks its own engine (`Engine.for_objects`: own carried state, shared per-frame work) with its own
+references. The masks of a frame are then made exclusive (one object per pixel) before they are recorded
+and become references.
 """
 
 from __future__ import annotations
@@ -18,9 +23,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vggts_cli.engines.base import Engine, Reference, View
+from vggts_cli.engines.base import Engine, Reference, ReferenceKind, View
 from vggts_cli.jobs import PreparedJob
 from vggts_cli.masks import rle
+from vggts_cli.masks.objects import exclusive
 from vggts_cli.pipeline.journal import Entry, Journal
 from vggts_cli.pipeline.schedule import Step, plan_steps
 from vggts_cli.video.prefetch import prefetch
@@ -31,35 +37,40 @@ ProgressFn = Callable[[str, int], None]
 PREFETCH = 8  # frames decoded ahead per camera, on a background thread
 
 
+Refs = list[Reference]  # one reference per object, in the job's object order
+
+
 @dataclass(frozen=True)
 class Task:
-    """One frame to segment in a round: its camera's index, the decoded frame, and its references."""
+    """One frame to segment in a round: its camera's index, the decoded frame, and per object its
+    references (`refs[o]`)."""
 
     camera: int
     frame: Frame
-    refs: list[Reference]
+    refs: list[list[Reference]]
 
 
 class Walk:
     """Segments every frame of a prepared job into its journal; `seconds` is engine time per camera.
 
-    State, per camera c: `temporal[c]`, the reference of c's latest frame on the current leg; `leg_start[c]`,
-    c's first frame on the forward leg, where c's backward leg starts from; `ready[c]`, frames of c read and
-    waiting for the round after their cross reference's (with that cross reference).
+    State, per camera c (each a reference per object): `temporal[c]`, c's latest frame on the current leg;
+    `leg_start[c]`, c's first frame on the forward leg, where c's backward leg starts from; `ready[c]`,
+    frames of c read and waiting for the round after their cross references' (with those references).
     """
 
     def __init__(self, prepared: PreparedJob, engine: Engine, journal: Journal, tick: ProgressFn) -> None:
         self.cameras = prepared.cameras
-        self.seed_mask = prepared.seed_mask
+        self.seed_masks = prepared.seed_masks
         self.seed_index = prepared.job.mask_frame
-        self.engine = engine
+        self.engines = engine.for_objects(len(prepared.objects))
         self.journal = journal
         self.tick = tick
         self.seconds = [0.0] * len(self.cameras)
-        self.temporal: list[Reference | None] = [None] * len(self.cameras)
-        self.leg_start: list[Reference | None] = [None] * len(self.cameras)
-        self.ready: list[deque[tuple[Frame, Reference]]] = [deque() for _ in self.cameras]
-        self.seed_ref: Reference | None = None
+        self.temporal: list[Refs | None] = [None] * len(self.cameras)
+        self.leg_start: list[Refs | None] = [None] * len(self.cameras)
+        self.ready: list[deque[tuple[Frame, Refs]]] = [deque() for _ in self.cameras]
+        self.seed_refs: Refs = []
+        self.seed_view: View | None = None
 
     def run(self) -> None:
         """Both legs: forward from the seed frame to the end, then backward from it to the start."""
@@ -70,16 +81,14 @@ class Walk:
         with ExitStack() as stack:
             readers = [stack.enter_context(VideoReader(c.info)) for c in cams]
             seed_frame = next(readers[0].frames(s, s + 1))
-            self.seed_ref = Reference(View(cams[0].name, s, seed_frame.image), self.seed_mask, "seed")
+            self.seed_view = View(cams[0].name, s, seed_frame.image)
+            self.seed_refs = [Reference(self.seed_view, m, "seed") for m in self.seed_masks]
             others = range(1, len(cams))
             self._leg(
                 forward, [readers[0].frames(s)] + [readers[k].frames(_first(forward, k)) for k in others]
             )
             if backward:
-                self.temporal = [
-                    Reference(self.seed_ref.view, self.seed_mask, "temporal"),
-                    *self.leg_start[1:],
-                ]
+                self.temporal = [_as(self.seed_refs, "temporal"), *self.leg_start[1:]]
                 stops = [_backward_stop(backward, k) for k in others]
                 self._leg(
                     backward,
@@ -92,7 +101,7 @@ class Walk:
         engine; each leg's threads end before the next leg reads the same files."""
         with ExitStack() as threads:
             frames = [threads.enter_context(closing(prefetch(src, depth=PREFETCH))) for src in sources]
-            window = max(1, self.engine.window)
+            window = max(1, self.engines[0].window)
             for start in range(0, len(steps), window):
                 batch = self._read(steps[start : start + window], frames[0], frames[1:])
                 self._announce(batch)
@@ -100,7 +109,7 @@ class Walk:
                     self._round(lead)
                     latest = self.temporal[0]
                     assert latest is not None
-                    cross = Reference(latest.view, latest.mask, "cross")
+                    cross = _as(latest, "cross")
                     for k, frame in others:
                         self.ready[k].append((frame, cross))
                     while any(len(queue) > 1 for queue in self.ready):  # a camera faster than the seed's
@@ -127,8 +136,8 @@ class Walk:
         return batch
 
     def _announce(self, batch: list[tuple[Frame, list[tuple[int, Frame]]]]) -> None:
-        """Tell the engine which frames it will be asked for (those the journal does not hold yet)."""
-        assert self.seed_ref is not None
+        """Tell the engines which frames they will be asked for (those the journal does not hold yet)."""
+        assert self.seed_view is not None
         pending = [
             View(self.cameras[c].name, f.index, f.image)
             for lead, others in batch
@@ -136,63 +145,90 @@ class Walk:
             if self.journal.get(c, f.index) is None and not self._is_seed(c, f.index)
         ]
         if pending:
-            self.engine.prepare(self.seed_ref.view, pending)
+            for engine in _distinct(self.engines):
+                engine.prepare(self.seed_view, pending)
 
     def _is_seed(self, camera: int, index: int) -> bool:
         return camera == 0 and index == self.seed_index
 
     def _round(self, lead: Frame | None) -> None:
         """Segment the seed camera's `lead` (if any) and the next ready frame of every other camera."""
-        assert self.seed_ref is not None
         tasks = []
         if lead is not None:
-            tasks.append(Task(0, lead, [self.seed_ref, *self._temporal(0)]))
+            tasks.append(Task(0, lead, self._refs(0)))
         for k in range(1, len(self.cameras)):
             if self.ready[k]:
                 frame, cross = self.ready[k].popleft()
-                tasks.append(Task(k, frame, [cross, self.seed_ref, *self._temporal(k)]))
+                tasks.append(Task(k, frame, self._refs(k, cross)))
         for task, result in zip(tasks, self._segment(tasks), strict=True):
             self.temporal[task.camera] = result
             if task.camera > 0 and self.leg_start[task.camera] is None:
                 self.leg_start[task.camera] = result
 
-    def _temporal(self, camera: int) -> list[Reference]:
+    def _refs(self, camera: int, cross: Refs | None = None) -> list[list[Reference]]:
+        """Per object: the cross reference (other cameras), the seed, the camera's previous frame."""
         previous = self.temporal[camera]
-        return [previous] if previous else []
+        return [
+            [*([cross[o]] if cross else []), seed, *([previous[o]] if previous else [])]
+            for o, seed in enumerate(self.seed_refs)
+        ]
 
-    def _segment(self, tasks: list[Task]) -> list[Reference]:
-        """Masks of independent frames: from the journal (the engine replays their state), the seed's own,
-        or the engine, which gets all the others in one call; the round is journaled as one record, and each
-        mask comes back as a temporal reference."""
-        assert self.seed_ref is not None
+    def _segment(self, tasks: list[Task]) -> list[Refs]:
+        """Masks of independent frames: from the journal (the engines replay their state), the seed's own,
+        or the engines, each of which gets all the others in one call; the round is journaled as one
+        record, and each frame's masks come back as temporal references."""
+        assert self.seed_view is not None
         views = [View(self.cameras[t.camera].name, t.frame.index, t.frame.image) for t in tasks]
         masks: list[np.ndarray | None] = [None] * len(tasks)
-        fresh: dict[tuple[int, int], Entry] = {}
+        fresh: dict[tuple[int, int], tuple[Entry, ...]] = {}
         asked = []
         for n, task in enumerate(tasks):
             cached = self.journal.get(task.camera, task.frame.index)
             if cached is not None:
-                masks[n] = rle.decode({"size": list(task.frame.image.shape[:2]), "counts": cached.counts})
-                self.engine.replay(self.seed_ref.view, views[n], cached.state)
+                size = list(task.frame.image.shape[:2])
+                masks[n] = np.stack([rle.decode({"size": size, "counts": e.counts}) for e in cached])
+                for engine, entry in zip(self.engines, cached, strict=True):
+                    engine.replay(self.seed_view, views[n], entry.state)
             elif self._is_seed(task.camera, task.frame.index):
-                masks[n] = self.seed_mask
-                fresh[(task.camera, task.frame.index)] = Entry(rle.encode(self.seed_mask)["counts"], 1.0)
+                masks[n] = self.seed_masks
+                fresh[(task.camera, task.frame.index)] = tuple(
+                    Entry(rle.encode(m)["counts"], 1.0) for m in self.seed_masks
+                )
             else:
                 asked.append(n)
         if asked:
             start = time.perf_counter()
-            predictions = self.engine.segment_many([(views[n], tasks[n].refs) for n in asked])
+            per_object = [
+                engine.segment_many([(views[n], tasks[n].refs[o]) for n in asked])
+                for o, engine in enumerate(self.engines)
+            ]
             share = (time.perf_counter() - start) / len(asked)
-            for n, pred in zip(asked, predictions, strict=True):
+            for n, predictions in zip(asked, zip(*per_object, strict=True), strict=True):
                 task = tasks[n]
-                masks[n] = pred.mask
+                scores = [float(p.score) for p in predictions]
+                masks[n] = exclusive(np.stack([p.mask for p in predictions]), scores)
                 self.seconds[task.camera] += share
-                entry = Entry(rle.encode(pred.mask)["counts"], float(pred.score), pred.state)
-                fresh[(task.camera, task.frame.index)] = entry
+                fresh[(task.camera, task.frame.index)] = tuple(
+                    Entry(rle.encode(m)["counts"], score, p.state)
+                    for m, score, p in zip(masks[n], scores, predictions, strict=True)
+                )
         if fresh:
             self.journal.append_round(fresh)
         self.tick("segment", len(tasks))
-        return [Reference(view, mask, "temporal") for view, mask in zip(views, masks, strict=True)]
+        return [
+            [Reference(view, mask, "temporal") for mask in frame_masks]
+            for view, frame_masks in zip(views, masks, strict=True)
+        ]
+
+
+def _as(refs: Refs, kind: ReferenceKind) -> Refs:
+    """The same frames and masks as references of another kind."""
+    return [Reference(r.view, r.mask, kind) for r in refs]
+
+
+def _distinct(engines: Sequence[Engine]) -> list[Engine]:
+    """Each engine once (objects of an engine that carries nothing per object share it)."""
+    return list({id(e): e for e in engines}.values())
 
 
 def _first(steps: Sequence[Step], k: int) -> int:

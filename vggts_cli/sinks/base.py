@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from enum import Enum
@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vggts_cli.errors import UsageError, VggtsError
+from vggts_cli.masks.objects import ONE_OBJECT, TrackedObject
 from vggts_cli.video.reader import Frame, VideoInfo
 from vggts_cli.video.writer import VideoWriter
 
@@ -82,6 +83,7 @@ class SinkOptions:
     redact_spread: int = 2  # frames on each side
     redact_grow: float = 0.1  # of the longer side of the covered masks' bounding box
     redact_motion: float = 1.0  # times the largest per-frame move of a bounding-box edge
+    redact_objects: tuple[str, ...] = ()  # the objects redacted (names or ids); empty: every object
 
     def __post_init__(self) -> None:
         self.overlay_color = parse_color(self.overlay_color)
@@ -132,7 +134,8 @@ class SinkOptions:
 
 
 class Sink(ABC):
-    """One output file or folder for one camera, fed every frame in index order with its mask and score.
+    """One output file or folder for one camera, fed every frame in index order with its objects' masks
+    and scores (`objects`: the job's objects, in the order of the masks).
 
     Use as a context manager (close on success, abort on an exception) or call `close` / `abort`. A job
     with several outputs calls `finish` on each, then `commit` on each once all are finished, so that a
@@ -140,21 +143,32 @@ class Sink(ABC):
     `_write`, `_finish` (complete, still under the partial name), `_commit` (rename) and `abort`.
     """
 
-    def __init__(self, path: Path, info: VideoInfo) -> None:
+    def __init__(self, path: Path, info: VideoInfo, objects: Sequence[TrackedObject] = ONE_OBJECT) -> None:
         self.path = path
         self.info = info
+        self.objects = tuple(objects)
         self._next_index = 0
 
-    def write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
-        """Add frame `frame.index` (must be the next one); mask: (H, W) bool at the video's display size."""
+    def write(self, frame: Frame, masks: np.ndarray, scores: Sequence[float] | float) -> None:
+        """Add frame `frame.index` (must be the next one): masks (O, H, W) bool at the video's display size,
+        one per object and not overlapping, and their scores; a one-object job may pass (H, W) and a float.
+        """
         if frame.index != self._next_index:
             raise VggtsError(f"{self.path}: expected frame {self._next_index}, got frame {frame.index}")
-        if mask.shape != (self.info.height, self.info.width):
+        masks = np.asarray(masks).astype(bool, copy=False)
+        masks = masks[None] if masks.ndim == 2 else masks
+        scores = tuple(float(s) for s in np.atleast_1d(scores))
+        if masks.shape[1:] != (self.info.height, self.info.width):
             raise VggtsError(
-                f"{self.path}: mask of frame {frame.index} is {mask.shape[1]}x{mask.shape[0]}, "
+                f"{self.path}: mask of frame {frame.index} is {masks.shape[2]}x{masks.shape[1]}, "
                 f"the video is {self.info.width}x{self.info.height}"
             )
-        self._write(frame, mask.astype(bool, copy=False), float(score))
+        if not len(masks) == len(scores) == len(self.objects):
+            raise VggtsError(
+                f"{self.path}: frame {frame.index} has {len(masks)} masks and {len(scores)} scores "
+                f"for {len(self.objects)} objects"
+            )
+        self._write(frame, masks, scores)
         self._next_index += 1
 
     def close(self) -> None:
@@ -183,7 +197,7 @@ class Sink(ABC):
         """Remove the partial output, finished or not; nothing appears under the final name."""
 
     @abstractmethod
-    def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None: ...
+    def _write(self, frame: Frame, masks: np.ndarray, scores: tuple[float, ...]) -> None: ...
 
     @abstractmethod
     def _finish(self) -> None: ...

@@ -10,13 +10,14 @@ margin that follows the frame size, the object's size (`redact_grow` of its long
 (the largest per-frame move of a bounding-box edge in that window).
 
 `Cover` is streaming: frames go in with `push` and come out `redact_hold + redact_spread` frames later, so
-a video of any length needs only that many masks in memory.
+a video of any length needs only that many masks in memory. `Covers` does the same for several objects at
+once (each object held over on its own; a frame covers the union).
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
 import numpy as np
@@ -200,17 +201,60 @@ class Cover:
         return CoverFrame(index, dilated_union(masks, margin), held)
 
 
-Upcoming = Callable[[int], tuple[np.ndarray, float]]  # frame index -> (mask (H, W) bool, score)
+class Covers:
+    """`Cover` of each of several objects of one camera (`objects`: their indices in the masks pushed);
+    a frame's cover is the union of theirs. Every object's cover of a frame is known at the same time."""
+
+    def __init__(self, options: SinkOptions, width: int, height: int, objects: Sequence[int]) -> None:
+        self._objects = tuple(objects)
+        self._covers = [Cover(options, width, height) for _ in self._objects]
+
+    def push(self, index: int, masks: np.ndarray, scores: Sequence[float]) -> list[CoverFrame]:
+        """Add frame `index` ((O, H, W) bool masks, their scores); the frames whose cover is now known."""
+        masks = masks[None] if masks.ndim == 2 else masks  # one object: (H, W) and a float will do
+        scores = np.atleast_1d(scores)
+        ready = [c.push(index, masks[o], scores[o]) for c, o in zip(self._covers, self._objects, strict=True)]
+        return [union_cover(frame) for frame in zip(*ready, strict=True)]
+
+    def flush(self) -> list[CoverFrame]:
+        """The covers of the frames still waiting (the video has ended)."""
+        return [union_cover(frame) for frame in zip(*(c.flush() for c in self._covers), strict=True)]
+
+
+def union_cover(covers: Sequence[CoverFrame]) -> CoverFrame:
+    """Several objects' covers of one frame as one: the union of their regions, held where any is."""
+    first = covers[0]
+    held = any(c.held for c in covers)
+    regions = [c.region for c in covers if c.region is not None]
+    if len(covers) == 1 or not regions:
+        return CoverFrame(first.index, regions[0] if regions else None, held)
+    box = regions[0][0]
+    for other, _ in regions[1:]:
+        box = box.union(other)
+    crop = np.zeros((box.height, box.width), dtype=bool)
+    for part, region in regions:
+        crop[part.y0 - box.y0 : part.y1 - box.y0, part.x0 - box.x0 : part.x1 - box.x0] |= region
+    return CoverFrame(first.index, (box, crop), held)
+
+
+# frame index -> (masks (O, H, W) bool, their scores)
+Upcoming = Callable[[int], tuple[np.ndarray, Sequence[float]]]
 
 
 class AheadCover:
-    """A `Cover` fed from `upcoming` ahead of the frames (the render stage knows every mask from the
-    journal), so that a frame's cover is known when the frame arrives and no frame waits in memory."""
+    """`Covers` of `objects` fed from `upcoming` ahead of the frames (the render stage knows every mask from
+    the journal), so that a frame's cover is known when the frame arrives and no frame waits in memory."""
 
     def __init__(
-        self, options: SinkOptions, width: int, height: int, frames: int, upcoming: Upcoming
+        self,
+        options: SinkOptions,
+        width: int,
+        height: int,
+        frames: int,
+        upcoming: Upcoming,
+        objects: Sequence[int] = (0,),
     ) -> None:
-        self._cover = Cover(options, width, height)
+        self._cover = Covers(options, width, height, objects)
         self._delay = options.redact_hold + options.redact_spread
         self._frames = frames
         self._upcoming = upcoming

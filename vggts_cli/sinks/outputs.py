@@ -6,6 +6,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 from vggts_cli.errors import UsageError
+from vggts_cli.masks.objects import ONE_OBJECT, TrackedObject
 from vggts_cli.sinks.base import Sink, SinkOptions
 from vggts_cli.sinks.cover import Upcoming
 from vggts_cli.sinks.matte import MatteSink
@@ -33,18 +34,25 @@ def check_outputs(kinds: Sequence[str], option: str = "--write") -> None:
         raise UsageError(f"{option} takes a comma list of {', '.join(OUTPUT_KINDS)}; got {','.join(kinds)}")
 
 
-def _build(kind: str, path: Path, info: VideoInfo, options: SinkOptions, upcoming: Upcoming | None) -> Sink:
+def _build(
+    kind: str,
+    path: Path,
+    info: VideoInfo,
+    options: SinkOptions,
+    objects: Sequence[TrackedObject],
+    upcoming: Upcoming | None,
+) -> Sink:
     if kind == "rle":
-        return RleSink(path, info)
+        return RleSink(path, info, objects)
     if kind == "png":
-        return PngSequenceSink(path, info)
+        return PngSequenceSink(path, info, objects)
     if kind == "overlay":
-        return OverlaySink(path, info, options)
+        return OverlaySink(path, info, options, objects)
     if kind == "redact":
-        return RedactSink(path, info, options, upcoming)
+        return RedactSink(path, info, options, upcoming, objects)
     if kind == "review":
-        return ReviewSink(path, info, options)
-    return MatteSink(path, info)
+        return ReviewSink(path, info, options, objects)
+    return MatteSink(path, info, objects)
 
 
 def build_sinks(
@@ -52,11 +60,13 @@ def build_sinks(
     out_dir: Path,
     info: VideoInfo,
     options: SinkOptions,
+    objects: Sequence[TrackedObject] = ONE_OBJECT,
     upcoming: Upcoming | None = None,
 ) -> list[Sink]:
     """One sink per requested kind (duplicates ignored), writing `out_dir / OUTPUT_NAMES[kind]`.
 
-    `upcoming` (frame index -> (mask (H, W) bool, score)), where every mask is known before the frames are
+    `objects`: the job's objects, in the order of the masks each frame brings. `upcoming` (frame index ->
+    (masks (O, H, W) bool, scores)), where every mask is known before the frames are
     decoded, lets the redaction look ahead instead of holding frames in memory.
 
     Raises UsageError for an unknown kind; if one sink cannot start, those already started are aborted.
@@ -67,7 +77,7 @@ def build_sinks(
     sinks: list[Sink] = []
     try:
         for kind in kinds:
-            sinks.append(_build(kind, out_dir / OUTPUT_NAMES[kind], info, options, upcoming))
+            sinks.append(_build(kind, out_dir / OUTPUT_NAMES[kind], info, options, objects, upcoming))
     except BaseException:
         for sink in sinks:
             sink.abort()

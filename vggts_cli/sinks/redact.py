@@ -9,15 +9,17 @@ object's size and motion.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from vggts_cli.geometry import Box
+from vggts_cli.masks.objects import ONE_OBJECT, TrackedObject
 from vggts_cli.masks.ops import paste
 from vggts_cli.sinks.base import SinkOptions, VideoSink
-from vggts_cli.sinks.cover import AheadCover, Cover, CoverFrame, Upcoming
+from vggts_cli.sinks.cover import AheadCover, CoverFrame, Covers, Upcoming
 from vggts_cli.video.reader import Frame, VideoInfo
 from vggts_cli.video.writer import VideoWriter
 
@@ -55,8 +57,17 @@ def redact(image: np.ndarray, box: Box, region: np.ndarray, options: SinkOptions
     return out
 
 
+def redacted_objects(objects: Sequence[TrackedObject], options: SinkOptions) -> list[int]:
+    """Indices of the objects redaction covers: those `redact_objects` names (by name or id), else all."""
+    if not options.redact_objects:
+        return list(range(len(objects)))
+    names = set(options.redact_objects)
+    return [n for n, o in enumerate(objects) if o.name in names or str(o.id) in names]
+
+
 class RedactSink(VideoSink):
-    """H.264 mp4 of the redacted frames, with the input's audio streams copied.
+    """H.264 mp4 of the redacted frames (the objects of `redacted_objects`), with the input's audio streams
+    copied.
 
     A frame's cover needs the masks of up to `redact_hold + redact_spread` later frames. Given `upcoming`
     (frame index -> (mask, score), as the render stage reads them from the journal) the sink looks ahead
@@ -64,25 +75,31 @@ class RedactSink(VideoSink):
     """
 
     def __init__(
-        self, path: Path, info: VideoInfo, options: SinkOptions, upcoming: Upcoming | None = None
+        self,
+        path: Path,
+        info: VideoInfo,
+        options: SinkOptions,
+        upcoming: Upcoming | None = None,
+        objects: Sequence[TrackedObject] = ONE_OBJECT,
     ) -> None:
-        super().__init__(path, info)
+        super().__init__(path, info, objects)
         self._options = options
-        self._cover = Cover(options, info.width, info.height)
+        chosen = redacted_objects(self.objects, options)
+        self._cover = Covers(options, info.width, info.height, chosen)
         self._ahead = (
             None
             if upcoming is None
-            else AheadCover(options, info.width, info.height, info.num_frames, upcoming)
+            else AheadCover(options, info.width, info.height, info.num_frames, upcoming, chosen)
         )
         self._pending: deque[Frame] = deque()
         self._writer = VideoWriter.h264(path, info, copy_audio=True)
 
-    def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
+    def _write(self, frame: Frame, masks: np.ndarray, scores: tuple[float, ...]) -> None:
         self._pending.append(frame)
         if self._ahead is not None:
             self._emit([self._ahead.at(frame.index)])
         else:
-            self._emit(self._cover.push(frame.index, mask, score))
+            self._emit(self._cover.push(frame.index, masks, scores))
 
     def _emit(self, covers: list[CoverFrame]) -> None:
         """Write the pending frames whose cover is known."""

@@ -17,15 +17,17 @@ from __future__ import annotations
 import heapq
 import math
 from collections import deque
+from collections.abc import Sequence
 from pathlib import Path
 
 import cv2
 import numpy as np
 
 from vggts_cli.fsutil import PartialOutput
+from vggts_cli.masks.objects import ONE_OBJECT, TrackedObject, union
 from vggts_cli.masks.ops import iou
 from vggts_cli.sinks.base import Sink, SinkOptions
-from vggts_cli.sinks.cover import Cover, CoverFrame
+from vggts_cli.sinks.cover import CoverFrame, Covers
 from vggts_cli.video.reader import Frame, VideoInfo
 
 PICKS = 4  # frames of each kind
@@ -83,11 +85,13 @@ class ReviewSink(Sink):
     frames late); until then a small copy of each waits in a short queue.
     """
 
-    def __init__(self, path: Path, info: VideoInfo, options: SinkOptions) -> None:
-        super().__init__(path, info)
+    def __init__(
+        self, path: Path, info: VideoInfo, options: SinkOptions, objects: Sequence[TrackedObject] = ONE_OBJECT
+    ) -> None:
+        super().__init__(path, info, objects)
         self._options = options
         self._output = PartialOutput(path)
-        self._cover = Cover(options, info.width, info.height)
+        self._cover = Covers(options, info.width, info.height, range(len(self.objects)))
         self._kinds = {"low score": _Best(PICKS), "mask change": _Best(PICKS), "held over": _Best(PICKS)}
         self._waiting: deque[tuple[np.ndarray, np.ndarray]] = deque()  # (small image, small mask) a frame
         self._thumbs: dict[int, np.ndarray] = {}
@@ -99,8 +103,9 @@ class ReviewSink(Sink):
         self._run: tuple[int, np.ndarray] | None = None  # the current held-over run: first frame, its thumb
         self.picked: list[tuple[int, list[str]]] = []
 
-    def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
-        index = frame.index
+    def _write(self, frame: Frame, masks: np.ndarray, scores: tuple[float, ...]) -> None:
+        # Several objects: judged together (every object's pixels, the least sure object's score).
+        index, mask, score = frame.index, union(masks), min(scores)
         self._scores[index], self._areas[index] = score, np.count_nonzero(mask)
         self._changes[index] = 0.0 if self._previous is None else 1.0 - iou(mask, self._previous)
         self._previous = mask
@@ -108,7 +113,7 @@ class ReviewSink(Sink):
         self._waiting.append(
             (cv2.resize(frame.image, size, interpolation=cv2.INTER_AREA), _shrink(mask, size))
         )
-        for cover in self._cover.push(index, mask, score):
+        for cover in self._cover.push(index, masks, scores):
             self._judge(cover)
 
     def _judge(self, cover: CoverFrame) -> None:

@@ -1,13 +1,16 @@
-"""masks/000000.png ...: one single-channel 0/255 PNG per frame, named by source frame index (0-based)."""
+"""masks/000000.png ...: one single-channel PNG per frame, named by source frame index (0-based): 0/255
+for a one-object job, else a label map holding each object's id (8-bit, or 16-bit for ids over 255)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 
 from vggts_cli.fsutil import PartialOutput
-from vggts_cli.masks.io import save_mask_png
+from vggts_cli.masks.io import save_label_png, save_mask_png
+from vggts_cli.masks.objects import ONE_OBJECT, TrackedObject, label_map
 from vggts_cli.sinks.base import Sink
 from vggts_cli.video.reader import Frame, VideoInfo
 
@@ -15,13 +18,17 @@ from vggts_cli.video.reader import Frame, VideoInfo
 class PngSequenceSink(Sink):
     """Fills a partial folder (`masks.part`) and renames it to `path` when every frame is in."""
 
-    def __init__(self, path: Path, info: VideoInfo) -> None:
-        super().__init__(path, info)
+    def __init__(self, path: Path, info: VideoInfo, objects: Sequence[TrackedObject] = ONE_OBJECT) -> None:
+        super().__init__(path, info, objects)
         self._output = PartialOutput(path, fresh=True)  # a left-over partial folder: start clean
         self._output.path.mkdir()
 
-    def _write(self, frame: Frame, mask: np.ndarray, score: float) -> None:
-        save_mask_png(self._output.path / f"{frame.index:06d}.png", mask)
+    def _write(self, frame: Frame, masks: np.ndarray, scores: tuple[float, ...]) -> None:
+        path = self._output.path / f"{frame.index:06d}.png"
+        if len(self.objects) == 1:
+            save_mask_png(path, masks[0])
+        else:
+            save_label_png(path, label_map(masks, self.objects))
 
     def _finish(self) -> None:
         pass  # every frame's PNG is already in the partial folder

@@ -19,8 +19,9 @@ Two schedules for the backbone (the expensive, mask-free part):
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import numpy as np
@@ -80,6 +81,26 @@ FRAMINGS_KEPT = 16  # segmented frames whose crop is remembered (references are 
 Key = tuple[str, int, SquareCrop | None]  # (camera, frame index, focus crop) of a cached pass
 
 
+@dataclass
+class _JobFeatures:
+    """What every object of one job shares: the seed View it started with; (camera, index, crop) ->
+    (seed features, frame features), each (C, h, w), from the frame's [seed, framed frame] backbone pass;
+    the seed's model input (1, 3, S, S) and per-image tokens (1, P, C); how many objects share it."""
+
+    seed: View | None = None
+    features: LruCache[Key, tuple[torch.Tensor, torch.Tensor]] = field(
+        default_factory=lambda: LruCache(FEATURE_CACHE)
+    )
+    seed_input: torch.Tensor | None = None
+    seed_patches: torch.Tensor | None = None
+    objects: int = 1
+
+    def start(self, seed: View | None) -> None:
+        self.seed = seed
+        self.features.clear()
+        self.seed_input = self.seed_patches = None
+
+
 class LearnedEngine(Engine):
     """VGGT-Segmentor: bf16 autocast on CUDA, fp32 on the CPU; deterministic on the CPU.
 
@@ -107,19 +128,29 @@ class LearnedEngine(Engine):
         # Pairs per backbone batch: given, else as many as free GPU memory holds (CPU: a few); an
         # out-of-memory halves it for the rest of the engine's life and retries the same frames.
         self._backoff = WindowBackoff(window or self._window_for_device())
-        # Per job (keyed by the seed View object): (camera, index, crop) -> (seed features, frame
-        # features), each (C, h, w), from the frame's [seed, framed frame] backbone pass; K-Means points of
-        # reference masks; the crop each segmented View was seen through (the View kept to recognise it
-        # when it comes back as a reference); each camera's latest crop, which frames announced to
-        # `prepare` are framed by.
+        # Per job, shared by the engines of all its objects (for_objects): the backbone features.
+        self._job = _JobFeatures()
+        # Per job and object (keyed by the seed View object): K-Means points of reference masks; the crop
+        # each segmented View was seen through (the View kept to recognise it when it comes back as a
+        # reference); each camera's latest crop, which frames announced to `prepare` are framed by.
         self._seed: View | None = None
-        self._features: LruCache[Key, tuple[torch.Tensor, torch.Tensor]] = LruCache(FEATURE_CACHE)
         self._points: LruCache[Key, torch.Tensor] = LruCache(FEATURE_CACHE)
         self._framed: LruCache[tuple[str, int], tuple[View, SquareCrop | None]] = LruCache(FRAMINGS_KEPT)
         self._camera_crop: dict[str, SquareCrop | None] = {}
-        # The seed's model input (1, 3, S, S) and its per-image tokens (1, P, C).
-        self._seed_input: torch.Tensor | None = None
-        self._seed_patches: torch.Tensor | None = None
+
+    def for_objects(self, count: int) -> list[LearnedEngine]:
+        """This engine and count - 1 twins: each follows its own object (own points, crops), all share the
+        model and the backbone features of frames seen through the same crop."""
+        twins = [self]
+        for _ in range(count - 1):
+            twin = copy.copy(self)  # model, backoff and the job's features shared
+            twin._seed = None
+            twin._points = LruCache(FEATURE_CACHE)
+            twin._framed = LruCache(FRAMINGS_KEPT)
+            twin._camera_crop = {}
+            twins.append(twin)
+        self._job.objects = count
+        return twins
 
     @classmethod
     def load(
@@ -153,11 +184,11 @@ class LearnedEngine(Engine):
     def _start_job(self, seed: View | None) -> None:
         if seed is None or self._seed is not seed:
             self._seed = seed
-            self._features.clear()
             self._points.clear()
             self._framed.clear()
             self._camera_crop.clear()
-            self._seed_input = self._seed_patches = None
+            if seed is None or self._job.seed is not seed:  # the first of the job's objects to start
+                self._job.start(seed)
 
     def _framing(self, view: View, crop: SquareCrop | None) -> Framing:
         return Framing(view.image.shape[:2], crop, self.size)
@@ -184,16 +215,17 @@ class LearnedEngine(Engine):
             padded = [*chunk, *[chunk[-1]] * (self.window - len(chunk))]
             frames = self._upload(np.stack([self._framing(v, c).image(v.image) for v, c in padded]))
             with torch.inference_mode(), self._autocast():
-                if self._seed_input is None:
-                    self._seed_input = self._upload(self._framing(seed, None).image(seed.image)[None])
-                    self._seed_patches = self.model.embed(self._seed_input)
+                job = self._job
+                if job.seed_input is None:
+                    job.seed_input = self._upload(self._framing(seed, None).image(seed.image)[None])
+                    job.seed_patches = self.model.embed(job.seed_input)
                 n = len(padded)
-                images = torch.stack([self._seed_input.expand(n, -1, -1, -1), frames], dim=1)
-                patches = torch.stack([self._seed_patches.expand(n, -1, -1), self.model.embed(frames)], dim=1)
+                images = torch.stack([job.seed_input.expand(n, -1, -1, -1), frames], dim=1)
+                patches = torch.stack([job.seed_patches.expand(n, -1, -1), self.model.embed(frames)], dim=1)
                 return list(self.model.features(images, patches).float())[: len(chunk)]
 
         for (view, crop), fmap in zip(framed, self._backoff.run(window_features, framed), strict=True):
-            self._features.put((view.camera, view.index, crop), (fmap[0], fmap[1]))
+            self._job.features.put((view.camera, view.index, crop), (fmap[0], fmap[1]))
 
     def prepare(self, seed: View, targets: Sequence[View]) -> None:
         """Compute the backbone features of the announced targets in batches (windowed schedule only), each
@@ -201,19 +233,19 @@ class LearnedEngine(Engine):
         if self.schedule != "windowed":
             return
         self._start_job(seed)
-        # Room for two announcements: the frames of the one before may still be waiting (segmented a round
-        # late, or references).
-        self._features.resize(max(FEATURE_CACHE, 2 * len(targets)))
+        # Room for two announcements of every object: the frames of the one before may still be waiting
+        # (segmented a round late, or references), and each object may see them through its own crop.
+        self._job.features.resize(max(FEATURE_CACHE, 2 * len(targets)) * self._job.objects)
         framed = [(v, self._camera_crop.get(v.camera)) for v in targets]
         self._compute_features(
-            seed, [(v, c) for v, c in framed if (v.camera, v.index, c) not in self._features]
+            seed, [(v, c) for v, c in framed if (v.camera, v.index, c) not in self._job.features]
         )
 
     def _cached(self, seed: View, view: View, crop: SquareCrop | None) -> tuple[torch.Tensor, torch.Tensor]:
         key = (view.camera, view.index, crop)
-        if key not in self._features:
+        if key not in self._job.features:
             self._compute_features(seed, [(view, crop)])
-        features = self._features.get(key)
+        features = self._job.features.get(key)
         assert features is not None  # just computed, and the most recent entry
         return features
 
