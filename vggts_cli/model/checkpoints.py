@@ -69,7 +69,7 @@ def _read_safetensors(path: Path) -> dict[str, torch.Tensor]:
     except OSError:
         raise
     except Exception as err:  # safetensors raises its own SafetensorError with a one-line message
-        raise VggtsError(f"{path}: not a valid safetensors file ({_first_line(err)})") from None
+        raise VggtsError(f"{path}: not a valid safetensors file ({first_line(err)})") from None
 
 
 def _read_torch(path: Path) -> object:
@@ -101,11 +101,12 @@ def _torch_load_reason(err: Exception) -> str | None:
     if "WeightsUnpickler error" in text:
         return "contains pickled data other than tensors; refusing to load it (only tensors are read)"
     if "PytorchStreamReader" in text or "unexpected EOF" in text:
-        return f"truncated or corrupt file ({_first_line(err).split('. ')[0]})"
+        return f"truncated or corrupt file ({first_line(err).split('. ')[0]})"
     return None
 
 
-def _first_line(err: Exception) -> str:
+def first_line(err: Exception) -> str:
+    """The first line of an exception's text (its type name when it has none)."""
     lines = str(err).strip().splitlines()
     return lines[0] if lines else type(err).__name__
 
@@ -130,21 +131,33 @@ def load_into(
         if key.startswith(prefix) and not key.startswith(skip)
     }
     expected = module.state_dict(keep_vars=True)
-    missing = [key for key in expected if key not in wanted]
-    if missing:
-        raise VggtsError(f"{_MISMATCH}: missing key {prefix + missing[0]!r}{_more(missing)}")
-    unexpected = [key for key in wanted if key not in expected]
-    if unexpected:
-        raise VggtsError(f"{_MISMATCH}: unexpected key {prefix + unexpected[0]!r}{_more(unexpected)}")
-    for key, target in expected.items():
-        if wanted[key].shape != target.shape:
-            raise VggtsError(
-                f"{_MISMATCH}: {prefix + key!r} has shape {list(wanted[key].shape)} in the file, "
-                f"the model needs {list(target.shape)}"
-            )
+    mismatch = state_mismatch(
+        {key: value.shape for key, value in expected.items()},
+        {key: value.shape for key, value in wanted.items()},
+        prefix,
+    )
+    if mismatch:
+        raise VggtsError(f"{_MISMATCH}: {mismatch}")
     # Keys, shapes and completeness are checked, so this cannot fail; it copies into the existing
     # tensors (casting dtype) and honours any module-specific load hooks.
     module.load_state_dict(wanted, strict=True)
+
+
+def state_mismatch(
+    expected: Mapping[str, Sequence[int]], found: Mapping[str, Sequence[int]], prefix: str = ""
+) -> str | None:
+    """How the tensor shapes `found` in a file differ from those a model `expected` (key -> shape): the
+    first missing, unexpected or mis-shaped key (named with `prefix`), or None when they match."""
+    missing = [key for key in expected if key not in found]
+    if missing:
+        return f"missing key {prefix + missing[0]!r}{_more(missing)}"
+    unexpected = [key for key in found if key not in expected]
+    if unexpected:
+        return f"unexpected key {prefix + unexpected[0]!r}{_more(unexpected)}"
+    for key, shape in expected.items():
+        if tuple(found[key]) != tuple(shape):
+            return f"{prefix + key!r} has shape {list(found[key])} in the file, the model needs {list(shape)}"
+    return None
 
 
 def _more(keys: list[str]) -> str:
