@@ -303,7 +303,8 @@ def load_model(name_or_path: str | PathLike[str], device: str | torch.device = "
     device = resolve_device(device) if isinstance(device, str) else device
     name = str(name_or_path)
     if name == OFFICIAL_MODEL and not Path(name).is_file():
-        return load_official(hub.resolve(OFFICIAL_BACKBONE), hub.resolve(OFFICIAL_HEAD), device=device)
+        backbone, head = hub.resolve([OFFICIAL_BACKBONE, OFFICIAL_HEAD], needed_by=OFFICIAL_MODEL)
+        return load_official(backbone, head, device=device)
     if name == DEFAULT_MODEL and not Path(name).is_file():
         shipped = shipped_model_path()
         if not shipped.is_file():
