@@ -5,7 +5,8 @@ Checkpoints come in two forms:
   depth and point heads, which VGGT-S does not use and we skip by name) and VGGT-S's `main_exp.pth`
   (a training checkpoint whose `'model'` entry is the head, keys without prefix);
 - our own single `.safetensors` file: every key of `VGGTS` (`aggregator.*`, `track_head.*`, `head.*`)
-  plus the `ModelConfig` as JSON in the file's metadata, so a file says which model it holds.
+  plus the `ModelConfig` as JSON in the file's metadata, so a file says which model it holds. Its header
+  is checked against the file's size and its config before the model is built (`load_file_model`).
 Every key is matched strictly; any failure is a one-line `VggtsError`.
 """
 
@@ -199,7 +200,10 @@ def _read_header(path: Path) -> _Header:
             length = int.from_bytes(f.read(8), "little")
             if length > size - 8:
                 raise VggtsError(
-                    _not_ours(path, f"its header length ({decimal(length)}) does not fit in the file")
+                    _not_ours(
+                        path,
+                        f"its header length ({decimal(length)}) does not fit in the file ({decimal(size)})",
+                    )
                 )
             if length > _HEADER_LIMIT:
                 raise VggtsError(
