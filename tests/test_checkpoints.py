@@ -7,6 +7,7 @@ built from them exercise the loader without the real model.
 from __future__ import annotations
 
 import math
+import pickle
 from pathlib import Path
 
 import pytest
@@ -267,11 +268,48 @@ class Payload:
         return (_record_unpickling, ())
 
 
+class Point:
+    """A plain class of the user's; unpickling an instance would call `__setstate__`."""
+
+    def __init__(self, x: float) -> None:
+        self.x = x
+
+    def __setstate__(self, state: dict) -> None:
+        _unpickled.append("Point")
+        self.__dict__.update(state)
+
+
 def test_pickled_object_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "evil.pt"
     torch.save({"model": {"a": torch.zeros(2)}, "extra": Payload()}, path)
-    message = _one_line_error("refusing to load", read_state_dict, path)
-    assert str(path) in message and "_record_unpickling" in message
+    message = _one_line_error("refused: it holds pickled Python objects", read_state_dict, path)
+    assert message.startswith(f"{path}: ") and f"(here `{__name__}._record_unpickling`)" in message
+    assert _unpickled == []
+
+
+def _pickle_dump(path: Path, value: object, protocol: int = pickle.DEFAULT_PROTOCOL) -> None:
+    with path.open("wb") as f:
+        pickle.dump(value, f, protocol=protocol)
+
+
+@pytest.mark.parametrize(
+    "write",
+    [
+        torch.save,  # torch's zip format: torch names the class it refuses
+        lambda value, path: torch.save(value, path, _use_new_zipfile_serialization=False),
+        lambda value, path: _pickle_dump(path, value),  # Python's own pickle, not a torch file
+        lambda value, path: _pickle_dump(path, value, protocol=2),
+    ],
+    ids=["torch.save", "torch.save-legacy", "pickle", "pickle-protocol-2"],
+)
+def test_a_pickled_object_is_named_in_the_refusal(tmp_path: Path, write) -> None:
+    path = tmp_path / "ckpt.pt"
+    write({"model": {"a": torch.zeros(2)}, "centre": Point(1.5)}, path)
+    message = _one_line_error("refused", read_state_dict, path)
+    assert message == (
+        f"{path}: refused: it holds pickled Python objects (here `{__name__}.Point`), which vggts never "
+        "unpickles; save a plain state_dict with torch.save or use safetensors"
+    )
     assert _unpickled == []
 
 
@@ -297,6 +335,16 @@ def _write_truncated_safetensors(path: Path) -> None:
         ("missing.pt", lambda p: None, "no such file"),
         ("numbers.pt", lambda p: torch.save({"a": torch.zeros(1), "step": 3}, p), "'step' holds a int"),
         ("list.pt", lambda p: torch.save([torch.zeros(1)], p), "holds a list"),
+        (
+            "plain.pkl",
+            lambda p: _pickle_dump(p, {"a": [1, 2]}, protocol=2),
+            "a Python pickle but not a torch.save checkpoint; save a plain state_dict with torch.save",
+        ),
+        (
+            "plain4.pkl",
+            lambda p: _pickle_dump(p, {"a": [1, 2]}, protocol=4),
+            r"refused: torch.load\(weights_only=True\) cannot read its pickle \(Unsupported operand \d+\)",
+        ),
     ],
 )
 def test_bad_files_give_one_line(tmp_path: Path, name: str, write, match: str) -> None:

@@ -7,11 +7,16 @@ symlink to blobs/<sha256>) and runs with HF_HUB_OFFLINE=1, so the real huggingfa
 from __future__ import annotations
 
 import hashlib
+import http.server
 import importlib
 import io
 import json
 import os
-from collections.abc import Iterator
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -24,6 +29,8 @@ from vggts_cli.model import hub
 from vggts_cli.model.checkpoints import read_state_dict
 
 COMMIT = "0123456789abcdef0123456789abcdef01234567"
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLES = REPO / "examples"
 
 
 @pytest.fixture
@@ -94,17 +101,14 @@ def test_download_offline_serves_the_cache_and_records_it(cache: Path, tmp_path:
         "size": len(content),
         "sha256": hashlib.sha256(content).hexdigest(),
     }
-    assert hub.resolve("vggt-s-head") == snapshot
-    assert list(read_state_dict(hub.resolve("vggt-s-head"))) == ["mask_decoder.mask_tokens.weight"]
+    assert hub.resolve(["vggt-s-head"], "a test") == [snapshot]
+    assert list(read_state_dict(snapshot)) == ["mask_decoder.mask_tokens.weight"]
 
 
-def test_resolve_accepts_a_local_file_and_rejects_unknown_names(cache: Path, tmp_path: Path) -> None:
-    local = tmp_path / "my-head.pth"
-    local.write_bytes(_checkpoint_bytes())
-    assert hub.resolve(str(local)) == local
-    with pytest.raises(VggtsError, match="not a known weights name") as err:
-        hub.resolve(str(tmp_path / "nope.pth"))
-    assert "vggt-1b" in _one_line(err)
+def test_resolve_rejects_unknown_names(cache: Path) -> None:
+    with pytest.raises(VggtsError, match="unknown weights 'nope.pth'") as err:
+        hub.resolve(["vggt-1b", "nope.pth"], "a test")
+    assert "vggt-1b, vggt-s-head" in _one_line(err)
 
 
 def test_offline_and_missing_says_how_to_get_it(cache: Path) -> None:
@@ -114,7 +118,104 @@ def test_offline_and_missing_says_how_to_get_it(cache: Path) -> None:
     message = _one_line(err)
     assert "vggts weights download vggt-1b" in message and "local copy of model.pt" in message
     with pytest.raises(VggtsError, match="HF_HUB_OFFLINE"):
-        hub.resolve("vggt-1b")
+        hub.resolve(["vggt-1b"], "a test")
+
+
+def test_resolve_names_every_missing_file_at_once(cache: Path) -> None:
+    with pytest.raises(VggtsError) as err:
+        hub.resolve(["vggt-1b", "vggt-s-head"], "vggt-s-1b")
+    assert _one_line(err) == (
+        f"model.pt of facebook/VGGT-1B (5 GB) and main_exp.pth of zbbhhh/VGGT-S are not in the Hugging Face "
+        f"cache {cache} and HF_HUB_OFFLINE is set, so 'vggt-s-1b' cannot be loaded: run `vggts weights "
+        "download vggt-1b` and `vggts weights download vggt-s-head` where the Hub can be reached and point "
+        "HF_HUB_CACHE at that cache, or pass --model a vggts model file"
+    )
+    snapshot = _put(cache, "vggt-s-head", _checkpoint_bytes())
+    with pytest.raises(VggtsError, match=r"^model\.pt of facebook/VGGT-1B \(5 GB\) is not in ") as err:
+        hub.resolve(["vggt-1b", "vggt-s-head"], "vggt-s-1b")  # the cached head is not asked for
+    assert "main_exp.pth" not in _one_line(err)
+    _put(cache, "vggt-1b", _checkpoint_bytes())
+    assert hub.resolve(["vggt-1b", "vggt-s-head"], "vggt-s-1b")[1] == snapshot
+
+
+def _free_port() -> int:
+    """A local TCP port that nothing listens on (just released by the OS)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture
+def online(cache: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """The empty cache without HF_HUB_OFFLINE; yields `endpoint(url)`, which points the Hub at `url`."""
+    with monkeypatch.context() as env:
+
+        def endpoint(url: str) -> None:
+            env.setenv("HF_ENDPOINT", url)
+            importlib.reload(constants)
+
+        env.delenv("HF_HUB_OFFLINE")
+        yield endpoint
+    importlib.reload(constants)
+
+
+def test_hub_reachable_is_any_http_answer(online) -> None:
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        online(f"http://127.0.0.1:{server.server_port}")
+        assert hub.hub_reachable()  # the server answers HEAD with 501: it is there
+    finally:
+        server.shutdown()
+        server.server_close()
+    online(f"http://127.0.0.1:{_free_port()}")
+    assert not hub.hub_reachable()
+
+
+def test_an_unreachable_hub_fails_before_any_download(online, cache: Path) -> None:
+    url = f"http://127.0.0.1:{_free_port()}"
+    online(url)
+    with pytest.raises(VggtsError) as err:
+        hub.resolve(["vggt-1b", "vggt-s-head"], "vggt-s-1b")
+    message = _one_line(err)
+    assert f"are not in the Hugging Face cache {cache} and the Hub ({url}) cannot be reached, so" in message
+    assert not list(cache.glob("models--*"))  # no download was started
+
+
+def test_cli_model_1b_without_network_fails_at_once_in_one_line(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "VGGTS_"))}
+    env |= {
+        "HF_HOME": str(tmp_path / "hf"),  # an empty cache
+        "VGGTS_HOME": str(tmp_path / "vggts"),
+        "HF_ENDPOINT": f"http://127.0.0.1:{_free_port()}",  # nothing there: the Hub is out of reach
+    }
+    out = tmp_path / "out"
+    examples = (
+        "--src",
+        EXAMPLES / "ego.mp4",
+        "--dst",
+        EXAMPLES / "exo.mp4",
+        "--mask",
+        EXAMPLES / "ego_mask.png",
+    )
+    proc = subprocess.run(
+        [sys.executable, "-m", "vggts_cli", "propagate", *map(str, examples), "--out", str(out)]
+        + ["--engine", "vggts", "--model", "vggt-s-1b"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+    )
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1 and "Traceback" not in proc.stderr
+    assert proc.stderr.startswith(
+        "vggts: error: model.pt of facebook/VGGT-1B (5 GB) and main_exp.pth of zbbhhh/VGGT-S are not in the "
+        f"Hugging Face cache {tmp_path / 'hf' / 'hub'} and the Hub ("
+    )
+    assert "`vggts weights download vggt-1b` and `vggts weights download vggt-s-head`" in proc.stderr
+    assert "point HF_HUB_CACHE at that cache" in proc.stderr
+    assert not out.exists()
 
 
 def test_force_download_needs_the_network(cache: Path) -> None:
@@ -173,7 +274,10 @@ def test_cli_list_shows_cached_and_missing(cli, cache: Path) -> None:
     assert result.exit_code == 0, result.output
     out = result.stdout
     assert f"Hugging Face cache: {cache} (offline" in out
-    assert "vggt-1b: facebook/VGGT-1B model.pt" in out and "vggt-s-head: zbbhhh/VGGT-S main_exp.pth" in out
+    assert (
+        "vggt-1b: facebook/VGGT-1B model.pt (5 GB)" in out
+        and "vggt-s-head: zbbhhh/VGGT-S main_exp.pth" in out
+    )
     assert f"downloaded: {snapshot} (" in out
     assert "not downloaded: run `vggts weights download vggt-s-head`" in out
     # The shipped model first (issue: `weights list` did not show it), then the two downloadable files.

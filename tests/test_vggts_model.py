@@ -2,25 +2,41 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import re
+import subprocess
+import sys
 from collections import Counter
 from pathlib import Path
 
 import pytest
 import torch
 from models import make_tiny_model
+from rich.filesize import decimal
 from safetensors.torch import load_file, save_file
 from vectors import vector_path
 
 from vggts_cli.errors import VggtsError
-from vggts_cli.model.configs import CONFIGS, TESTVECTOR_BACKBONE, VGGT_S_TINY
+from vggts_cli.model.configs import (
+    CONFIGS,
+    TESTVECTOR_BACKBONE,
+    VGGT_S_1B,
+    VGGT_S_LITE,
+    VGGT_S_TINY,
+    ModelConfig,
+)
 from vggts_cli.model.io import (
+    DEFAULT_MODEL,
+    FORMAT,
+    FORMAT_VERSION,
     config_from_json,
     config_to_json,
     load_backbone,
     load_model,
     load_official,
     save_model,
+    shipped_model_path,
 )
 from vggts_cli.model.vggts import VGGTS
 
@@ -206,6 +222,129 @@ def test_our_format_rejects_other_files(tmp_path: Path) -> None:
         load_model(pt)
     with pytest.raises(VggtsError, match="no such file"):
         load_model(tmp_path / "absent.safetensors")
+
+
+# -- model files are checked against their header before anything is built --------------------------
+
+
+def _vggts_metadata(cfg: ModelConfig) -> dict[str, str]:
+    """The safetensors metadata of a vggts model file of `cfg`."""
+    return {"format": FORMAT, "version": FORMAT_VERSION, "config": config_to_json(cfg)}
+
+
+# Loads each file named on its command line, prints each one's error, then its own peak RSS in KiB: VmHWM,
+# as getrusage's ru_maxrss would include the forking test process's own.
+_LOAD_AND_MEASURE = """
+import re, sys
+from pathlib import Path
+from vggts_cli.errors import VggtsError
+from vggts_cli.model.io import load_model
+for path in sys.argv[1:]:
+    try:
+        load_model(path)
+    except VggtsError as err:
+        print(err)
+print(re.search(r"VmHWM:\\s+(\\d+) kB", Path("/proc/self/status").read_text()).group(1))
+"""
+
+
+def test_small_files_claiming_the_1b_model_fail_without_building_it(tmp_path: Path) -> None:
+    one = tmp_path / "one.safetensors"  # ~1 KB: one tensor under a 4 GB model's config
+    save_file({"a.b": torch.zeros(4)}, one, metadata=_vggts_metadata(VGGT_S_1B))
+    with torch.device("meta"):
+        names = list(VGGTS(VGGT_S_1B).state_dict())
+    every = tmp_path / "every.safetensors"  # every tensor name of that model, each one value
+    save_file({name: torch.zeros(1) for name in names}, every, metadata=_vggts_metadata(VGGT_S_1B))
+    assert one.stat().st_size < 2_000 and every.stat().st_size < 300_000
+
+    # A child process, so that its peak memory is this load's alone.
+    proc = subprocess.run(
+        [sys.executable, "-c", _LOAD_AND_MEASURE, one, every], capture_output=True, text=True, check=True
+    )
+    first, second, peak_kib = proc.stdout.splitlines()  # one line each
+    assert first == (
+        f"{one}: its model config 'vggt-s-1b' has 98 blocks, more than the file's tensor count (1): "
+        "not a vggts model of that config"
+    )
+    assert second.startswith(
+        f"{every}: its tensors are not those of its config 'vggt-s-1b', 1757 tensors of 4.1 GB"
+    )
+    assert second.endswith(
+        "'aggregator.camera_token' has shape [1] in the file, the model needs [1, 2, 1, 1024]"
+    )
+    assert int(peak_kib) < 2**20  # under 1 GiB: torch itself, not the 4.1 GB the config asks for
+
+
+def test_a_truncated_model_file_names_what_is_missing(tmp_path: Path) -> None:
+    whole = shipped_model_path().read_bytes()
+    path = tmp_path / "half.safetensors"
+    path.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(VggtsError) as err:
+        load_model(path)
+    assert re.fullmatch(
+        rf"{re.escape(str(path))}: tensor '[\w.]+' needs {decimal(len(whole))} but the file holds "
+        rf"{decimal(len(whole) // 2)} \(truncated, or not a vggts model\)",
+        str(err.value),
+    )
+
+
+def _write_safetensors(path: Path, header: dict, data: bytes) -> None:
+    """A safetensors file of `header` (JSON, written as given) and `data`, valid or not."""
+    text = json.dumps({"__metadata__": _vggts_metadata(VGGT_S_TINY), **header}).encode()
+    path.write_bytes(len(text).to_bytes(8, "little") + text + data)
+
+
+@pytest.mark.parametrize(
+    ("header", "data", "message"),
+    [
+        (  # a 2 kB file whose one tensor would take 4 GB
+            {"a.b": {"dtype": "F32", "shape": [10**9], "data_offsets": [0, 4 * 10**9]}},
+            bytes(1000),
+            r"tensor 'a.b' needs 4.0 GB but the file holds \d\.\d kB \(truncated, or not a vggts model\)",
+        ),
+        (
+            {"a.b": {"dtype": "F32", "shape": [4], "data_offsets": [0, 8]}},
+            bytes(8),
+            r"not a valid safetensors file: tensor 'a.b' \(F32 \[4\]\) takes 16 bytes, its offsets give it 8",
+        ),
+        (
+            {"a.b": {"dtype": "F32", "shape": [-4], "data_offsets": [0, 16]}},
+            bytes(16),
+            r"not a valid safetensors file: bad header entry for tensor 'a.b'",
+        ),
+    ],
+)
+def test_bad_headers_give_one_line(tmp_path: Path, header: dict, data: bytes, message: str) -> None:
+    path = tmp_path / "bad.safetensors"
+    _write_safetensors(path, header, data)
+    with pytest.raises(VggtsError) as err:
+        load_model(path)
+    assert re.fullmatch(f"{re.escape(str(path))}: {message}", str(err.value))
+
+
+def test_a_header_longer_than_the_file_is_not_a_model_file(tmp_path: Path) -> None:
+    path = tmp_path / "cut.safetensors"
+    path.write_bytes(shipped_model_path().read_bytes()[:100])
+    with pytest.raises(
+        VggtsError, match=r"its header length \(.+\) does not fit in the file \(100 bytes\); "
+    ) as err:
+        load_model(path)
+    assert str(err.value).startswith(f"{path}: not a vggts model file")
+
+
+def test_a_config_that_cannot_be_built_is_one_line(tmp_path: Path) -> None:
+    cfg = dataclasses.replace(VGGT_S_TINY, head=dataclasses.replace(VGGT_S_TINY.head, embed_dim=-32))
+    path = tmp_path / "negative.safetensors"
+    save_file({f"t{i}": torch.zeros(1) for i in range(30)}, path, metadata=_vggts_metadata(cfg))
+    with pytest.raises(VggtsError, match=r"its model config cannot be built \(.+\)$") as err:
+        load_model(path)
+    assert "\n" not in str(err.value)
+
+
+def test_the_shipped_model_loads() -> None:
+    model = load_model(DEFAULT_MODEL)
+    assert model.cfg == VGGT_S_LITE
+    assert sum(p.numel() for p in model.parameters()) > 10**6
 
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))

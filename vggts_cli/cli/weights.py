@@ -98,7 +98,8 @@ def list_weights() -> None:
         typer.echo(f"  missing from this install: reinstall vggts ({shipped})")
     for entry in hub.WEIGHTS.values():
         path = hub.local_path(entry.name)
-        typer.echo(f"\n{entry.name}: {entry.repo} {entry.filename}")
+        size = f" ({entry.size})" if entry.size else ""
+        typer.echo(f"\n{entry.name}: {entry.repo} {entry.filename}{size}")
         typer.echo(f"  {entry.description}")
         typer.echo(f"  licence: {entry.licence}")
         if path is None:

@@ -12,12 +12,12 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from os import PathLike
 from pathlib import Path, PurePosixPath
 
-from huggingface_hub import constants, hf_hub_download, try_to_load_from_cache
+from huggingface_hub import constants, get_session, hf_hub_download, try_to_load_from_cache
 from huggingface_hub.utils import (
     EntryNotFoundError,
     GatedRepoError,
@@ -43,6 +43,7 @@ class WeightFile:
     filename: str
     description: str
     licence: str
+    size: str | None = None  # about how much there is to download, where known
 
 
 WEIGHTS: dict[str, WeightFile] = {
@@ -52,12 +53,13 @@ WEIGHTS: dict[str, WeightFile] = {
             name="vggt-1b",
             repo="facebook/VGGT-1B",
             filename="model.pt",
-            description="VGGT-1B backbone (5 GB); vggts uses its aggregator and track head",
+            description="VGGT-1B backbone; vggts uses its aggregator and track head",
             licence=(
                 "Meta's own VGGT licence, not Apache-2.0: read the model card at "
                 "https://huggingface.co/facebook/VGGT-1B (a separate commercial-use checkpoint is "
                 "facebook/VGGT-1B-Commercial)"
             ),
+            size="5 GB",
         ),
         WeightFile(
             name="vggt-s-head",
@@ -73,6 +75,7 @@ WEIGHTS: dict[str, WeightFile] = {
 }
 
 _CHUNK = 8 << 20  # bytes hashed per read
+_PROBE_TIMEOUT = 3.0  # seconds the Hub gets to answer before its files count as out of reach
 _SHA256_BLOB = re.compile(r"[0-9a-f]{64}")  # HF cache: an LFS blob is named by its sha256
 
 
@@ -151,15 +154,33 @@ def download(name: str, progress: HashProgressFn | None = None, force: bool = Fa
     return path
 
 
-def resolve(name_or_path: str | PathLike[str]) -> Path:
-    """A local weight file: an existing file path as is, else a known name, downloaded when not cached."""
-    path = Path(name_or_path).expanduser()
-    if path.is_file():
-        return path
-    name = str(name_or_path)
-    if name not in WEIGHTS:
-        raise VggtsError(f"{name}: no such file, and not a known weights name ({', '.join(WEIGHTS)})")
-    return local_path(name) or download(name)
+def resolve(names: Sequence[str], needed_by: str) -> list[Path]:
+    """The local copies of the known weight files `names`, which `needed_by` (e.g. 'vggt-s-1b') needs: the
+    cached ones as they are, the others downloaded.
+
+    When some are not cached and HF_HUB_OFFLINE is set or the Hub does not answer a quick probe, one line
+    names every missing file at once, instead of huggingface_hub retrying each download for most of a minute.
+    """
+    entries = [weight_file(name) for name in names]
+    cached = [local_path(entry.name) for entry in entries]
+    missing = [entry for entry, path in zip(entries, cached, strict=True) if path is None]
+    if missing and (constants.HF_HUB_OFFLINE or not hub_reachable()):
+        commands = " and ".join(f"`vggts weights download {entry.name}`" for entry in missing)
+        raise VggtsError(
+            f"{_why_missing(missing)}, so {needed_by!r} cannot be loaded: run {commands} where the Hub "
+            "can be reached and point HF_HUB_CACHE at that cache, or pass --model a vggts model file"
+        )
+    return [path or download(entry.name) for entry, path in zip(entries, cached, strict=True)]
+
+
+def hub_reachable(timeout: float = _PROBE_TIMEOUT) -> bool:
+    """Whether the Hub endpoint (HF_ENDPOINT) answers one HTTP request, through huggingface_hub's own
+    session (so its proxy settings apply), within `timeout` seconds. Any answer counts, even an error."""
+    try:
+        get_session().head(constants.ENDPOINT, timeout=timeout)
+    except Exception:  # requests' and httpx's errors share no base class but Exception
+        return False
+    return True
 
 
 def verify(path: str | PathLike[str], progress: HashProgressFn | None = None) -> Verification:
@@ -198,11 +219,28 @@ def verify(path: str | PathLike[str], progress: HashProgressFn | None = None) ->
 
 
 def _not_available(entry: WeightFile) -> str:
-    where = f"{entry.filename} of {entry.repo} is not in the Hugging Face cache {hf_cache_dir()}"
-    fix = f"or pass the path of a local copy of {entry.filename} instead of {entry.name!r}"
-    if constants.HF_HUB_OFFLINE:
-        return f"{where} and HF_HUB_OFFLINE is set: run `vggts weights download {entry.name}` online, {fix}"
-    return f"{where} and the Hub cannot be reached: check the connection (or HF_ENDPOINT), {fix}"
+    """One line for `download`: `entry` is not cached and cannot be downloaded now."""
+    fix = (
+        f"run `vggts weights download {entry.name}` online"
+        if constants.HF_HUB_OFFLINE
+        else "check the connection (or HF_ENDPOINT)"
+    )
+    return (
+        f"{_why_missing([entry])}: {fix}, or pass the path of a local copy of {entry.filename} instead of "
+        f"{entry.name!r}"
+    )
+
+
+def _why_missing(entries: Sequence[WeightFile]) -> str:
+    """Which weight files are not in the cache, and why they cannot be downloaded now."""
+    files = " and ".join(f"{e.filename} of {e.repo}" + (f" ({e.size})" if e.size else "") for e in entries)
+    verb = "are" if len(entries) > 1 else "is"
+    why = (
+        "HF_HUB_OFFLINE is set"
+        if constants.HF_HUB_OFFLINE
+        else f"the Hub ({constants.ENDPOINT}) cannot be reached"
+    )
+    return f"{files} {verb} not in the Hugging Face cache {hf_cache_dir()} and {why}"
 
 
 def _sha256(path: Path, progress: HashProgressFn | None) -> str:
