@@ -16,7 +16,7 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vggts_cli.errors import VggtsError
+from vggts_cli.errors import VggtsError, printable
 from vggts_cli.fsutil import PartialOutput
 from vggts_cli.video.reader import VideoInfo, ffmpeg_reason
 
@@ -28,7 +28,7 @@ _LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1", 7: "
 
 def notice(line: str) -> None:
     """One line on stderr about an output that differs from what was asked for."""
-    print(f"vggts: note: {line}", file=sys.stderr, flush=True)
+    print(f"vggts: note: {printable(line)}", file=sys.stderr, flush=True)
 
 
 def _fit_pix_fmt(pix_fmt: str, width: int, height: int) -> str:
