@@ -232,13 +232,6 @@ def test_middle_seed_classic_quality(tmp_path):
 # --------------------------------------------------------------------------- bad input
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory) -> tuple[Path, Path, Path]:
-    folder = tmp_path_factory.mktemp("small")
-    rec = make_recording(folder / "rec", seconds=0.5, scale=0.25)
-    return rec.videos[0], rec.videos[1], rec.seed_png(folder / "mask.png")
-
-
 def bad_inputs(tmp: Path, ego: Path, exo: Path, mask: Path, out: Path) -> dict[str, tuple[list[str], int]]:
     """Case name: (propagate's arguments, expected exit code)."""
     text = tmp / "notes.mp4"

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vggts_cli.errors import UsageError, VggtsError
+from vggts_cli.fsutil import naming
 from vggts_cli.video.reader import Frame, VideoInfo
 from vggts_cli.video.writer import VideoWriter
 
@@ -154,7 +155,8 @@ class Sink(ABC):
                 f"{self.path}: mask of frame {frame.index} is {mask.shape[1]}x{mask.shape[0]}, "
                 f"the video is {self.info.width}x{self.info.height}"
             )
-        self._write(frame, mask.astype(bool, copy=False), float(score))
+        with naming(self.path):
+            self._write(frame, mask.astype(bool, copy=False), float(score))
         self._next_index += 1
 
     def close(self) -> None:
@@ -169,7 +171,8 @@ class Sink(ABC):
                 raise VggtsError(
                     f"{self.path}: got {self._next_index} of {self.info.num_frames} frames; nothing written"
                 )
-            self._finish()
+            with naming(self.path):
+                self._finish()
         except BaseException:
             self.abort()
             raise

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -50,5 +51,6 @@ class RleSink(Sink):
         self._output.commit()
 
     def abort(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):  # a full disk refuses the buffered tail: the file goes anyway
+            self._file.close()
         self._output.discard()
