@@ -304,6 +304,23 @@ def test_bad_input_one_line_no_outputs(tmp_path, small, case):
     assert not any(p.name in {"masks.json", "overlay.mp4"} for p in ego.parent.rglob("*"))
 
 
+@pytest.mark.parametrize("engine", ["classic", "vggts"])
+def test_a_seed_mask_of_the_whole_frame_is_refused(tmp_path, small, engine):
+    # Seeded with the whole frame, the learned engine finds some small other thing from the next frame on;
+    # so a mask must leave some background, as it must mark some object: refused before any work.
+    ego, exo, mask = small
+    full = tmp_path / "full.png"
+    cv2.imwrite(str(full), np.full(cv2.imread(str(mask)).shape[:2], 255, np.uint8))
+    out = tmp_path / "out"
+    args = ["--src", str(ego), "--dst", str(exo), "--mask", str(full), "--engine", engine, "--out", str(out)]
+    proc = vggts("propagate", *args, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"vggts: error: seed mask {full} covers the whole frame: it must leave some background (zero pixels)"
+    ]
+    assert not out.exists()
+
+
 def test_refuses_to_overwrite_an_earlier_job(tmp_path, small):
     ego, exo, mask = small
     out = tmp_path / "out"
