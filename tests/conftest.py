@@ -1,12 +1,15 @@
-"""Fixtures shared by the test modules: the official test vectors' inputs/outputs and an in-process CLI."""
+"""Fixtures shared by the test modules: the official test vectors' inputs/outputs, an in-process CLI and
+the smallest recording."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 import torch
 from click.testing import Result
+from recordings import make_recording
 from typer import Typer
 from typer.testing import CliRunner
 from vectors import load_vectors
@@ -30,3 +33,12 @@ def run_app(app: Typer, *args: object) -> Result:
 def cli() -> CliFn:
     """`cli(app, *args)`: `run_app` as a fixture."""
     return run_app
+
+
+@pytest.fixture(scope="session")
+def small(tmp_path_factory) -> tuple[Path, Path, Path]:
+    """The smallest recording, ego (15 frames) and exo (12) at a quarter of the example's size, and the
+    seed mask of ego's frame 0."""
+    folder = tmp_path_factory.mktemp("small")
+    rec = make_recording(folder / "rec", seconds=0.5, scale=0.25)
+    return rec.videos[0], rec.videos[1], rec.seed_png(folder / "mask.png")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from vggts_cli.cache import LruCache
-from vggts_cli.fsutil import PartialOutput, partial_path, write_text
+from vggts_cli.fsutil import PartialOutput, final_path, partial_path, write_text
 
 
 def test_partial_output_renames_when_the_block_ends(tmp_path) -> None:
@@ -15,6 +15,14 @@ def test_partial_output_renames_when_the_block_ends(tmp_path) -> None:
         partial.write_text("done")
         assert not final.exists()
     assert final.read_text() == "done" and not partial.exists()
+
+
+@pytest.mark.parametrize("name", ["overlay.mp4", "masks", "take.01.json", "journal.jsonl"])
+def test_final_path_undoes_partial_path(tmp_path, name) -> None:
+    # An error about a partial file is reported under the name the user will look for.
+    final = tmp_path / "ego" / name
+    assert final_path(partial_path(final)) == final
+    assert final_path(final) == final  # a path that is no partial one stays as it is
 
 
 def test_partial_output_removes_the_partial_file_on_error(tmp_path) -> None:

@@ -153,6 +153,9 @@ def test_seed_mask_errors(tmp_path) -> None:
     empty = tmp_path / "empty.png"
     save_mask_png(empty, np.zeros((48, 64), dtype=bool))
     assert "empty" in _one_line_error(empty, 64, 48)
+    full = tmp_path / "full.png"
+    save_mask_png(full, np.ones((48, 64), dtype=bool))
+    assert "covers the whole frame" in _one_line_error(full, 64, 48)
 
     text = tmp_path / "notes.png"
     text.write_text("this is not an image\n")

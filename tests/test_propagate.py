@@ -232,13 +232,6 @@ def test_middle_seed_classic_quality(tmp_path):
 # --------------------------------------------------------------------------- bad input
 
 
-@pytest.fixture(scope="module")
-def small(tmp_path_factory) -> tuple[Path, Path, Path]:
-    folder = tmp_path_factory.mktemp("small")
-    rec = make_recording(folder / "rec", seconds=0.5, scale=0.25)
-    return rec.videos[0], rec.videos[1], rec.seed_png(folder / "mask.png")
-
-
 def bad_inputs(tmp: Path, ego: Path, exo: Path, mask: Path, out: Path) -> dict[str, tuple[list[str], int]]:
     """Case name: (propagate's arguments, expected exit code)."""
     text = tmp / "notes.mp4"
@@ -309,6 +302,23 @@ def test_bad_input_one_line_no_outputs(tmp_path, small, case):
     assert "Traceback" not in proc.stderr
     assert not out.exists()
     assert not any(p.name in {"masks.json", "overlay.mp4"} for p in ego.parent.rglob("*"))
+
+
+@pytest.mark.parametrize("engine", ["classic", "vggts"])
+def test_a_seed_mask_of_the_whole_frame_is_refused(tmp_path, small, engine):
+    # Seeded with the whole frame, the learned engine finds some small other thing from the next frame on;
+    # so a mask must leave some background, as it must mark some object: refused before any work.
+    ego, exo, mask = small
+    full = tmp_path / "full.png"
+    cv2.imwrite(str(full), np.full(cv2.imread(str(mask)).shape[:2], 255, np.uint8))
+    out = tmp_path / "out"
+    args = ["--src", str(ego), "--dst", str(exo), "--mask", str(full), "--engine", engine, "--out", str(out)]
+    proc = vggts("propagate", *args, check=False)
+    assert proc.returncode == 1
+    assert proc.stderr.splitlines() == [
+        f"vggts: error: seed mask {full} covers the whole frame: it must leave some background (zero pixels)"
+    ]
+    assert not out.exists()
 
 
 def test_refuses_to_overwrite_an_earlier_job(tmp_path, small):

@@ -15,7 +15,7 @@ import numpy as np
 
 from vggts_cli.engines.registry import default_engine
 from vggts_cli.errors import UsageError
-from vggts_cli.fsutil import unique_names
+from vggts_cli.fsutil import check_folder, unique_names
 from vggts_cli.masks.io import load_seed_objects
 from vggts_cli.masks.objects import TrackedObject, exclusive
 from vggts_cli.pipeline.journal import STATE_DIR
@@ -125,8 +125,10 @@ def _cameras(job: PropagateJob) -> tuple[Camera, ...]:
 
 
 def _check_out(prepared: PreparedJob) -> None:
-    """Without --resume or --overwrite, nothing of an earlier job may be in the way."""
+    """--out is (or can be made) a folder, and without --resume or --overwrite nothing of an earlier job is
+    in the way."""
     job = prepared.job
+    check_folder(job.out)
     check_unlocked(job.out, job.out / STATE_DIR)  # a job running there is named whatever the options
     if job.resume or job.overwrite:
         return

@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Protocol
 from vggts_cli.engines.base import Engine
 from vggts_cli.engines.registry import make_engine
 from vggts_cli.errors import UsageError, VggtsError
-from vggts_cli.fsutil import write_text
+from vggts_cli.fsutil import check_folder, write_text, writing_under
 from vggts_cli.jobs import PropagateJob, check_job
 from vggts_cli.pipeline.run import run
 
@@ -170,8 +170,12 @@ class BatchRecord:
         }
 
     def write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        write_text(self.path, json.dumps(self.summary(), indent=2) + "\n")
+        """Rewrite batch.json; a disk that refuses it stops the batch with one line."""
+        with writing_under(
+            self.path.parent, "finished jobs keep their outputs (make room, then rerun with --resume)"
+        ):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            write_text(self.path, json.dumps(self.summary(), indent=2) + "\n")
 
 
 def _entry(job: BatchJob, status: str, **values) -> dict:
@@ -201,7 +205,8 @@ def _complete(job: BatchJob, recorded: dict | None) -> bool:
 
 
 def check_out(out: Path, resume: bool) -> None:
-    """Refuse to mix a new batch into an earlier one's folder."""
+    """Refuse an `out` that cannot be a folder, and to mix a new batch into an earlier one's folder."""
+    check_folder(out)
     if not resume and (out / BATCH_FILE).exists():
         raise UsageError(
             f"{out} holds an earlier batch; pass --resume to continue it or choose another --out"

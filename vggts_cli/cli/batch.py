@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ import typer
 from rich.progress import BarColumn, TextColumn, TimeElapsedColumn
 
 from vggts_cli.batch.runner import BatchProgressFn
-from vggts_cli.cli.common import one_line_errors, progress_bar, stderr
+from vggts_cli.cli.common import one_line_errors, progress_bar, report, say
 
 JobsOpt = Annotated[
     Path,
@@ -75,7 +74,7 @@ def batch(
     check_out(out, resume)
     good, bad = load_manifest(jobs, out, resume)
     for row in bad:
-        print(f"vggts: {'skipping' if skip_bad else 'error:'} {row}", file=sys.stderr)
+        say(f"{'skipping' if skip_bad else 'error:'} {row}")
     if bad and not skip_bad:
         raise UsageError(
             f"{len(bad)} of {len(good) + len(bad)} jobs failed the checks; nothing ran "
@@ -85,12 +84,12 @@ def batch(
         summary = run_batch(good, bad, out, jobs, backend, resume, on_progress)
     failed = [j for j in summary["jobs"] if j["status"] == "failed"]
     for j in failed:
-        print(f"vggts: job {j['id']} ({j['where']}) failed: {j['error']}", file=sys.stderr)
+        say(f"job {j['id']} ({j['where']}) failed: {j['error']}")
     if json_summary:
         print(json.dumps(summary, indent=2))
     else:
         counts = ", ".join(f"{n} {status}" for status, n in summary["counts"].items())
-        stderr.print(
+        report(
             f"{counts}; {summary['frames']} frames in {summary['seconds']:.1f} s "
             f"({summary['jobs_per_hour']:.0f} jobs/h) -> {out / 'batch.json'}"
         )

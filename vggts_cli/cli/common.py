@@ -25,7 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from vggts_cli.errors import VggtsError
+from vggts_cli.errors import VggtsError, printable
 from vggts_cli.weights import DEFAULT_MODEL
 
 stderr = Console(stderr=True)
@@ -53,6 +53,17 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated
 
 
+def say(text: str) -> None:
+    """`vggts: <text>` on stderr, made printable (messages quote file names and manifest cells)."""
+    print(f"vggts: {printable(text)}", file=sys.stderr)
+
+
+def report(text: str) -> None:
+    """A result line on the stderr console (rich colours its numbers), taken literally: made printable and
+    never read as rich markup, so that a camera or folder named `[red]x` prints as such."""
+    stderr.print(printable(text), markup=False)
+
+
 def one_line_errors(fn: F) -> F:
     """Bad input gets one line on stderr and a non-zero exit code, never a traceback; SIGTERM is handled
     like Ctrl-C (one line, exit 143 instead of 130)."""
@@ -64,7 +75,7 @@ def one_line_errors(fn: F) -> F:
         try:
             return fn(*args, **kwargs)
         except VggtsError as e:
-            print(f"vggts: error: {e}", file=sys.stderr)
+            say(f"error: {e}")
             raise typer.Exit(e.exit_code) from None
         except BrokenPipeError:
             # The reader of our stdout went away (`vggts … --json | head`): nothing more to say to it.
@@ -72,14 +83,14 @@ def one_line_errors(fn: F) -> F:
             raise typer.Exit(1) from None
         except KeyboardInterrupt as e:
             why, code = ("terminated", 143) if isinstance(e, Terminated) else ("interrupted", 130)
-            print(f"vggts: {why}; rerun with --resume to continue", file=sys.stderr)
+            say(f"{why}; rerun with --resume to continue")
             raise typer.Exit(code) from None
         except typer.Exit:
             raise
         except Exception as e:  # an unexpected failure: still one line, traceback on request
             if os.environ.get("VGGTS_DEBUG"):
                 raise
-            print(f"vggts: error: {type(e).__name__}: {e} (set VGGTS_DEBUG=1 for details)", file=sys.stderr)
+            say(f"error: {type(e).__name__}: {e} (set VGGTS_DEBUG=1 for details)")
             raise typer.Exit(1) from None
         finally:
             if previous is not None:

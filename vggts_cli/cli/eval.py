@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from vggts_cli.cli.common import MODEL_HELP, Device, one_line_errors, progress_bar, stderr
+from vggts_cli.cli.common import MODEL_HELP, Device, one_line_errors, progress_bar, report
 from vggts_cli.fsutil import write_text
 
 if TYPE_CHECKING:
@@ -318,4 +318,4 @@ def run(
     submission = _counted("queries", predictor.segment_calls(), predictor.run)
     write_text(out, json.dumps(submission) + "\n")
     calls, where = predictor.segment_calls(), ", ".join(directions)
-    stderr.print(f"{calls} queries of {len(truth.takes)} takes ({where}) -> {out}")
+    report(f"{calls} queries of {len(truth.takes)} takes ({where}) -> {out}")

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vggts_cli.cli.common import MODEL_HELP, Device, one_line_errors, progress_bar, stderr
+from vggts_cli.cli.common import MODEL_HELP, Device, one_line_errors, progress_bar, report
 from vggts_cli.engines.registry import default_engine
 from vggts_cli.jobs import DEFAULT_WRITE, PreparedJob, PropagateJob, check_job, parse_list, parse_offsets
 from vggts_cli.pipeline.run import CameraSummary
@@ -207,7 +207,7 @@ def _report(out: Path, summaries: list[CameraSummary], json_summary: bool) -> No
         print(json.dumps({"out": str(out), "cameras": [s.as_dict() for s in summaries]}, indent=2))
         return
     for s in summaries:
-        stderr.print(
+        report(
             f"{s.name}: {s.frames} frames, mean score {s.mean_score:.2f}, {s.fps:.1f} frames/s "
             f"-> {out / s.name}"
         )

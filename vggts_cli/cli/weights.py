@@ -13,7 +13,7 @@ from rich.filesize import decimal
 from rich.progress import BarColumn, DownloadColumn, TaskID, TextColumn, TransferSpeedColumn
 
 from vggts_cli.cli.common import one_line_errors, progress_bar
-from vggts_cli.errors import VggtsError
+from vggts_cli.errors import VggtsError, printable
 from vggts_cli.model import hub
 from vggts_cli.weights import DEFAULT_MODEL, shipped_model_path
 
@@ -33,13 +33,14 @@ _NAMES = ", ".join(hub.WEIGHTS)
 @contextmanager
 def _hash_bar() -> Iterator[hub.HashProgressFn]:
     """A transient stderr bar for hashing a weight file, as the callback `hub` reports through."""
-    columns = (TextColumn("sha256 {task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn())
+    name_column = TextColumn("sha256 {task.description}", markup=False)  # a file's name, taken literally
+    columns = (name_column, BarColumn(), DownloadColumn(), TransferSpeedColumn())
     with progress_bar(*columns) as bar:
         tasks: dict[str, TaskID] = {}
 
         def advance(name: str, n: int, size: int) -> None:
             if name not in tasks:
-                tasks[name] = bar.add_task(name, total=size)
+                tasks[name] = bar.add_task(printable(name), total=size)
             bar.advance(tasks[name], n)
 
         yield advance
@@ -128,7 +129,7 @@ def verify(
         local = _require_local(target)
     with _hash_bar() as progress:
         result = hub.verify(local, progress)
-    typer.echo(result.path)
+    typer.echo(printable(str(result.path)))
     typer.echo(f"  size:   {result.size:,} bytes")
     typer.echo(f"  sha256: {result.sha256}")
     if result.checked_against:

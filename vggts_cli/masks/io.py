@@ -41,6 +41,10 @@ def _binary(path: Path, image: np.ndarray) -> np.ndarray:
             mask &= image[..., 3] != 0
     if not mask.any():
         raise VggtsError(f"seed mask {path} is empty: no non-zero pixel marks the object")
+    if mask.all():
+        raise VggtsError(
+            f"seed mask {path} covers the whole frame: it must leave some background (zero pixels)"
+        )
     return mask
 
 
@@ -50,7 +54,8 @@ def load_seed_mask(path: Path, width: int, height: int) -> np.ndarray:
     Any image OpenCV decodes is accepted: 8 or 16 bits, gray, RGB or RGBA. A pixel is object where any
     colour channel is non-zero, except fully transparent pixels, which are never object (so an RGBA
     cut-out or matte reads as its alpha). Raises VggtsError with one line for a missing or undecodable
-    file, a size that differs from the frame, or an empty mask.
+    file, a size that differs from the frame, or a mask with no object or no background: the engines need
+    both (the learned one, seeded with the whole frame, finds some other object in the next frames).
     """
     return _binary(path, _read_image(path, width, height))
 
@@ -76,6 +81,10 @@ def load_seed_objects(
     if len(paths) == 1:
         image = _read_image(paths[0], width, height)
         if is_label_map(image):
+            if image.all():
+                raise VggtsError(
+                    f"seed mask {paths[0]} labels every pixel: it must leave some background (0)"
+                )
             ids = [int(v) for v in np.unique(image[image != 0])]
             masks = np.stack([image == i for i in ids])
             return masks, tuple(TrackedObject(i, f"object-{i}") for i in ids)

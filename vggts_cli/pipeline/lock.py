@@ -69,10 +69,14 @@ class JobLock:
         except BlockingIOError:
             os.close(fd)
             raise _locked(self.out, self.path) from None
-        started = time.strftime("%Y-%m-%d %H:%M:%S %z")
-        os.ftruncate(fd, 0)
-        os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}\n".encode())
         self._fd = fd
+        started = time.strftime("%Y-%m-%d %H:%M:%S %z")
+        try:
+            os.ftruncate(fd, 0)
+            os.write(fd, f"pid {os.getpid()} on {socket.gethostname()}, started {started}\n".encode())
+        except BaseException:
+            self.release()  # a full disk: no lock held by a job that never started
+            raise
 
     def release(self) -> None:
         """Drop the lock (the holder line stays; an unlocked file means no job is running)."""

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from vggts_cli.engines.base import Engine
+from vggts_cli.fsutil import writing_under
 from vggts_cli.jobs import PreparedJob, fingerprint
 from vggts_cli.pipeline.journal import STATE_DIR, Journal, replace_earlier_outputs
 from vggts_cli.pipeline.lock import JobLock
@@ -63,10 +64,13 @@ def run(prepared: PreparedJob, engine: Engine, progress: ProgressFn | None = Non
 
     The output folder is locked for the job's life (a second job on it fails at once); the outputs of an
     earlier job there that this one does not write are removed before this job's are renamed into place.
+    Any failure leaves no output of this job; a disk that refuses a write (full, read-only) is one
+    VggtsError line, and the journal it leaves lets --resume continue.
     """
     job = prepared.job
     tick = progress or (lambda stage, n: None)
-    with JobLock(job.out, job.out / STATE_DIR):
+    kept = "no output was kept (make room, then rerun with --resume)"
+    with writing_under(job.out, kept), JobLock(job.out, job.out / STATE_DIR):
         journal = Journal(job.out, fingerprint(prepared), resume=job.resume)
         finished: list[Sink] = []  # every camera's outputs, complete under partial names
         try:

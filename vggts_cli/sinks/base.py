@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vggts_cli.errors import UsageError, VggtsError
+from vggts_cli.fsutil import naming
 from vggts_cli.masks.objects import ONE_OBJECT, TrackedObject
 from vggts_cli.video.reader import Frame, VideoInfo
 from vggts_cli.video.writer import VideoWriter
@@ -168,7 +169,8 @@ class Sink(ABC):
                 f"{self.path}: frame {frame.index} has {len(masks)} masks and {len(scores)} scores "
                 f"for {len(self.objects)} objects"
             )
-        self._write(frame, masks, scores)
+        with naming(self.path):
+            self._write(frame, masks, scores)
         self._next_index += 1
 
     def close(self) -> None:
@@ -183,7 +185,8 @@ class Sink(ABC):
                 raise VggtsError(
                     f"{self.path}: got {self._next_index} of {self.info.num_frames} frames; nothing written"
                 )
-            self._finish()
+            with naming(self.path):
+                self._finish()
         except BaseException:
             self.abort()
             raise

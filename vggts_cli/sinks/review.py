@@ -23,6 +23,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vggts_cli.errors import VggtsError
 from vggts_cli.fsutil import PartialOutput
 from vggts_cli.masks.objects import ONE_OBJECT, TrackedObject, union
 from vggts_cli.masks.ops import iou
@@ -183,8 +184,10 @@ class ReviewSink(Sink):
                 reasons.setdefault(index, []).append(kind)
         self.picked = sorted(reasons.items())
         sheet = self._sheet()
-        if not cv2.imwrite(str(self._output.path), cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR)):
-            raise OSError(f"could not write {self._output.path}")
+        ok, data = cv2.imencode(".png", cv2.cvtColor(sheet, cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise VggtsError(f"could not encode {self.path}")
+        self._output.path.write_bytes(data.tobytes())  # not imwrite: a refused write raises with its errno
 
     def _commit(self) -> None:
         self._output.commit()

@@ -3,6 +3,7 @@ videos."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -58,5 +59,6 @@ class RleSink(Sink):
         self._output.commit()
 
     def abort(self) -> None:
-        self._file.close()
+        with contextlib.suppress(OSError):  # a full disk refuses the buffered tail: the file goes anyway
+            self._file.close()
         self._output.discard()

@@ -16,8 +16,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vggts_cli.errors import VggtsError
-from vggts_cli.fsutil import PartialOutput
+from vggts_cli.errors import VggtsError, printable
+from vggts_cli.fsutil import PartialOutput, disk_refused
 from vggts_cli.video.reader import VideoInfo, ffmpeg_reason
 
 # Audio codecs that an MP4 holds and players play there; any other (PCM, ADPCM, G.711 …) is re-encoded.
@@ -28,7 +28,13 @@ _LAYOUTS = {1: "mono", 2: "stereo", 3: "3.0", 4: "4.0", 5: "5.0", 6: "5.1", 7: "
 
 def notice(line: str) -> None:
     """One line on stderr about an output that differs from what was asked for."""
-    print(f"vggts: note: {line}", file=sys.stderr, flush=True)
+    print(f"vggts: note: {printable(line)}", file=sys.stderr, flush=True)
+
+
+def _failure(path: Path, what: str, err: Exception) -> Exception:
+    """What to raise for FFmpeg's `err`: a write the disk refused (full, read-only) as it is, for the job to
+    report (fsutil.writing_under); anything else as one line naming the file and what failed."""
+    return err if disk_refused(err) else VggtsError(f"{path}: {what} ({ffmpeg_reason(err)})")
 
 
 def _fit_pix_fmt(pix_fmt: str, width: int, height: int) -> str:
@@ -92,7 +98,7 @@ class VideoWriter:
             timescale = {"movie_timescale": str(Fraction(like.time_base).denominator)}
             self._container = av.open(str(self._output.path), "w", container_options=timescale)
         except (av.FFmpegError, ValueError) as err:
-            raise VggtsError(f"{self.path}: cannot create this kind of file ({ffmpeg_reason(err)})") from None
+            raise _failure(self.path, "cannot create this kind of file", err) from None
         try:
             stream = self._container.add_stream(codec, rate=like.fps, options=_quiet(codec, options or {}))
             stream.width, stream.height = like.width, like.height
@@ -106,7 +112,7 @@ class VideoWriter:
         except (av.FFmpegError, ValueError) as err:
             self.abort()
             what = f"{codec} video" + (" with the input's audio" if copy_audio else "")
-            raise VggtsError(f"{self.path}: cannot write {what} ({ffmpeg_reason(err)})") from None
+            raise _failure(self.path, f"cannot write {what}", err) from None
         except BaseException:
             self.abort()
             raise
@@ -197,7 +203,7 @@ class VideoWriter:
                 self._container.mux(packet)
             self._mux_audio(float(self.like.times[index]))
         except av.FFmpegError as err:
-            raise VggtsError(f"{self.path}: encoding frame {index} failed ({ffmpeg_reason(err)})") from None
+            raise _failure(self.path, f"encoding frame {index} failed", err) from None
         self._last_index = index
 
     def close(self) -> None:
@@ -214,7 +220,7 @@ class VideoWriter:
             self._container.close()
         except av.FFmpegError as err:
             self.abort()
-            raise VggtsError(f"{self.path}: finishing the video failed ({ffmpeg_reason(err)})") from None
+            raise _failure(self.path, "finishing the video failed", err) from None
         except BaseException:
             self.abort()
             raise
