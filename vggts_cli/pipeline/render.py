@@ -12,8 +12,8 @@ from vggts_cli.pipeline.journal import Journal
 from vggts_cli.pipeline.walk import PREFETCH, ProgressFn
 from vggts_cli.sinks.base import Sink, aborted_on_error
 from vggts_cli.sinks.outputs import build_sinks
+from vggts_cli.video.inputs import open_camera
 from vggts_cli.video.prefetch import prefetch
-from vggts_cli.video.reader import VideoReader
 
 
 def render(job: PropagateJob, cam: Camera, index: int, journal: Journal, tick: ProgressFn) -> list[Sink]:
@@ -31,7 +31,7 @@ def render(job: PropagateJob, cam: Camera, index: int, journal: Journal, tick: P
 
     sinks = build_sinks(job.write, out_dir, cam.info, job.sink_options, upcoming=recorded)
     with aborted_on_error(sinks):
-        with VideoReader(cam.info) as reader, closing(prefetch(reader.frames(), depth=PREFETCH)) as frames:
+        with open_camera(cam.info) as reader, closing(prefetch(reader.frames(), depth=PREFETCH)) as frames:
             for frame in frames:
                 mask, score = recorded(frame.index)
                 for sink in sinks:
