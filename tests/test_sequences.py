@@ -117,18 +117,20 @@ def test_frames_decode_as_rgb8_like_video_frames(tmp_path, kind, tolerance):
     assert [f.index for f in backward] == [3, 2, 1]
 
 
-def test_half_float_exr_grey_and_alpha_become_rgb8(tmp_path):
+def test_half_float_exr_float_tiff_grey_and_alpha_become_rgb8(tmp_path):
     image = pattern(3, W, H)
     write_exr(tmp_path / "half.exr", srgb_to_linear(image), half=True)
     grey = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
     cv2.imwrite(str(tmp_path / "grey.png"), grey)
     cv2.imwrite(str(tmp_path / "grey16.png"), grey.astype(np.uint16) * 257)
     cv2.imwrite(str(tmp_path / "alpha.png"), np.dstack([image[..., ::-1], np.full((H, W), 7, np.uint8)]))
+    cv2.imwrite(str(tmp_path / "float.tif"), srgb_to_linear(image)[..., ::-1])  # float: linear, like EXR
     for name, want, tolerance in [
         ("half.exr", image, 1),
         ("grey.png", np.dstack([grey] * 3), 0),
         ("grey16.png", np.dstack([grey] * 3), 0),
         ("alpha.png", image, 0),
+        ("float.tif", image, 0),
     ]:
         info = probe_input(tmp_path / name.replace(".", "*."))  # a glob of one file
         with open_camera(info) as reader:
