@@ -9,6 +9,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +23,9 @@ from vggts_cli.pipeline.journal import STATE_DIR
 from vggts_cli.pipeline.lock import check_unlocked
 from vggts_cli.sinks.base import SinkOptions
 from vggts_cli.sinks.outputs import OUTPUT_NAMES, check_outputs
-from vggts_cli.video.reader import VideoInfo, probe
+from vggts_cli.video.inputs import camera_stem, input_bytes, probe_input
+from vggts_cli.video.reader import VideoInfo
+from vggts_cli.video.sequence import DEFAULT_FPS, SequenceInfo
 from vggts_cli.video.sync import world_times
 
 DEFAULT_WRITE: tuple[str, ...] = ("rle", "overlay")
@@ -45,6 +48,7 @@ class PropagateJob:
     offsets: tuple[tuple[str, float], ...] = ()
     resume: bool = False
     overwrite: bool = False
+    fps: Fraction = DEFAULT_FPS  # of every image-sequence camera; videos keep their own timing
 
 
 @dataclass(frozen=True)
@@ -97,8 +101,8 @@ def parse_list(text: str) -> tuple[str, ...]:
 
 
 def camera_names(paths: Sequence[Path]) -> list[str]:
-    """File stems made unique in order: ego, exo, exo-2, …"""
-    return unique_names([path.stem for path in paths])
+    """File stems (a sequence's folder name) made unique in order: ego, exo, exo-2, …"""
+    return unique_names([camera_stem(path) for path in paths])
 
 
 def _check_paths(job: PropagateJob) -> None:
@@ -113,9 +117,9 @@ def _check_paths(job: PropagateJob) -> None:
 
 
 def _cameras(job: PropagateJob) -> tuple[Camera, ...]:
-    """Probe every video and attach its name and offset."""
+    """Probe every video or image sequence and attach its name and offset."""
     paths = (job.src, *job.dsts)
-    infos = [probe(p) for p in paths]
+    infos = [probe_input(p, job.fps) for p in paths]
     names = camera_names(paths)
     offsets = dict(job.offsets)
     for name in offsets:
@@ -181,7 +185,7 @@ _SINK_OPTION_NAMES = {"redact_mode": "--redact", "margin_px": "--margin", "pixel
 def _video_print(info: VideoInfo) -> dict:
     return {
         "path": str(info.path.resolve()),
-        "size": info.path.stat().st_size,
+        "size": input_bytes(info),
         "frames": info.num_frames,
         "sha256": info.digest,
     }
@@ -208,4 +212,6 @@ def fingerprint(prepared: PreparedJob) -> dict:
         "--model": job.model,
         "--device": job.device,
     }
+    if any(isinstance(c.info, SequenceInfo) for c in prepared.cameras):
+        printed["--fps"] = str(job.fps)  # only where it applies: a video job's print is unchanged
     return json.loads(json.dumps(printed, default=str))

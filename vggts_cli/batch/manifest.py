@@ -5,8 +5,9 @@ first character (`{` = JSON Lines). Columns (CSV header) or keys (JSON object) m
 `vggts propagate`:
 
     id, src, dst, mask, mask_frame, offsets, write, redact, margin, blur, pixel_size, hold, min_score,
-    spread, grow, redact_objects, fill_color, overlay_color, engine, model
+    spread, grow, redact_objects, fill_color, overlay_color, engine, model, fps
 
+`src` and `dst` take videos or image sequences (`fps`: their frame rate, as `--fps`).
 `id`, `src` and `mask` are required (no `dst`: one camera); an empty CSV cell takes the option's default.
 A CSV cell with several values (`dst`, `mask`, `offsets`, `write`, `redact_objects`) separates them with
 `;` (`write` also takes commas, as on the command line); in JSON they may be lists, and `offsets` an object
@@ -28,6 +29,7 @@ from vggts_cli.engines.registry import ENGINES, check_model, default_engine
 from vggts_cli.errors import UsageError, VggtsError
 from vggts_cli.jobs import DEFAULT_WRITE, PropagateJob, check_job, fingerprint, parse_list, parse_offsets
 from vggts_cli.sinks.base import SinkOptions
+from vggts_cli.video.sequence import DEFAULT_FPS, parse_fps
 
 COLUMNS = (
     "id",
@@ -50,6 +52,7 @@ COLUMNS = (
     "overlay_color",
     "engine",
     "model",
+    "fps",
 )
 REQUIRED = ("id", "src", "mask")
 # Manifest column -> SinkOptions field (the command line's option names, as in `vggts propagate`).
@@ -190,6 +193,7 @@ def _checked(job_id: str, where: str, row: dict[str, Any], base: Path, out: Path
         model=_model(engine, row.get("model"), base),
         offsets=_offsets(row.get("offsets")),
         resume=resume,
+        fps=DEFAULT_FPS if row.get("fps") in (None, "") else parse_fps(row["fps"], option="fps"),
     )
     prepared = check_job(job)
     spec = {**fingerprint(prepared), "write": job.write, "sink_options": asdict(job.sink_options)}

@@ -13,6 +13,7 @@ from vggts_cli.engines.registry import default_engine
 from vggts_cli.jobs import DEFAULT_WRITE, PreparedJob, PropagateJob, check_job, parse_list, parse_offsets
 from vggts_cli.pipeline.run import CameraSummary
 from vggts_cli.sinks.base import RedactMode, SinkOptions, format_color
+from vggts_cli.video.sequence import DEFAULT_FPS, FPS_HELP, parse_fps
 
 _DEFAULTS = SinkOptions()  # the one set of defaults of the visual outputs
 WRITE_DEFAULT = ",".join(DEFAULT_WRITE)
@@ -21,14 +22,19 @@ FILL_DEFAULT = format_color(_DEFAULTS.fill_color)
 OVERLAY_DEFAULT = format_color(_DEFAULTS.overlay_color)
 
 Src = Annotated[
-    Path, typer.Option(metavar="VIDEO", help="Video holding the seed mask's frame (e.g. the head camera).")
+    Path,
+    typer.Option(
+        metavar="VIDEO",
+        help="Video holding the seed mask's frame (e.g. the head camera), or an image sequence: a folder of "
+        "frames, plate/%04d.png or 'frames/*.jpg' (PNG, JPEG, EXR, TIFF).",
+    ),
 ]
 Dst = Annotated[
     list[Path] | None,
     typer.Option(
         metavar="VIDEO",
-        help="Another camera's video; repeat for more cameras [default: none: SRC alone, tracked both ways "
-        "from the mask's frame].",
+        help="Another camera's video or image sequence; repeat for more cameras [default: none: SRC alone, "
+        "tracked both ways from the mask's frame].",
     ),
 ]
 Mask = Annotated[
@@ -41,7 +47,19 @@ Mask = Annotated[
     ),
 ]
 Out = Annotated[
-    Path, typer.Option(metavar="DIR", help="Output folder; one sub-folder per camera (the video's stem).")
+    Path,
+    typer.Option(
+        metavar="DIR",
+        help="Output folder; one sub-folder per camera (the video's stem, a sequence's folder).",
+    ),
+]
+Fps = Annotated[
+    str,
+    typer.Option(
+        metavar="RATE",
+        help=f"Frame rate of every image-sequence camera ({FPS_HELP}): frame i at i/RATE s. "
+        "Ignored for videos, which keep their own timing.",
+    ),
 ]
 MaskFrame = Annotated[int, typer.Option(metavar="N", help="Frame index of SRC that the mask belongs to.")]
 Write = Annotated[
@@ -113,7 +131,8 @@ Offset = Annotated[
     list[str] | None,
     typer.Option(
         metavar="CAMERA=SECONDS",
-        help="Seconds added to that camera's timestamps (camera = file stem); repeatable [default: none].",
+        help="Seconds added to that camera's timestamps (camera = file stem or sequence folder); "
+        "repeatable [default: none].",
     ),
 ]
 RedactObjects = Annotated[
@@ -137,6 +156,7 @@ def propagate(
     out: Out,
     dst: Dst = None,
     mask_frame: MaskFrame = 0,
+    fps: Fps = str(DEFAULT_FPS),
     write: Write = WRITE_DEFAULT,
     redact: Redact = REDACT_DEFAULT,
     margin: Margin = _DEFAULTS.margin_px,
@@ -182,6 +202,7 @@ def propagate(
         offsets=parse_offsets(offset or []),
         resume=resume,
         overwrite=overwrite,
+        fps=parse_fps(fps),
     )
     _report(out, _run(check_job(job)), json_summary)
 

@@ -14,8 +14,8 @@ from vggts_cli.pipeline.journal import Journal
 from vggts_cli.pipeline.walk import PREFETCH, ProgressFn
 from vggts_cli.sinks.base import Sink, aborted_on_error
 from vggts_cli.sinks.outputs import build_sinks
+from vggts_cli.video.inputs import open_camera
 from vggts_cli.video.prefetch import prefetch
-from vggts_cli.video.reader import VideoReader
 
 
 def render(
@@ -41,7 +41,7 @@ def render(
 
     sinks = build_sinks(job.write, out_dir, cam.info, job.sink_options, objects, upcoming=recorded)
     with aborted_on_error(sinks):
-        with VideoReader(cam.info) as reader, closing(prefetch(reader.frames(), depth=PREFETCH)) as frames:
+        with open_camera(cam.info) as reader, closing(prefetch(reader.frames(), depth=PREFETCH)) as frames:
             for frame in frames:
                 masks, scores = recorded(frame.index)
                 for sink in sinks:

@@ -29,8 +29,9 @@ from vggts_cli.masks import rle
 from vggts_cli.masks.objects import exclusive
 from vggts_cli.pipeline.journal import Entry, Journal
 from vggts_cli.pipeline.schedule import Step, plan_steps
+from vggts_cli.video.inputs import open_camera
 from vggts_cli.video.prefetch import prefetch
-from vggts_cli.video.reader import Frame, VideoReader
+from vggts_cli.video.reader import Frame
 
 # progress(stage, frames_done_increment): the CLI draws it; the library stays silent.
 ProgressFn = Callable[[str, int], None]
@@ -79,7 +80,7 @@ class Walk:
         forward = [step for step in steps if step.direction > 0]
         backward = [step for step in steps if step.direction < 0]
         with ExitStack() as stack:
-            readers = [stack.enter_context(VideoReader(c.info)) for c in cams]
+            readers = [stack.enter_context(open_camera(c.info)) for c in cams]
             seed_frame = next(readers[0].frames(s, s + 1))
             self.seed_view = View(cams[0].name, s, seed_frame.image)
             self.seed_refs = [Reference(self.seed_view, m, "seed") for m in self.seed_masks]
