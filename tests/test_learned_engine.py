@@ -175,8 +175,8 @@ def test_features_do_not_depend_on_the_frames_batched_with_them(seed_ref: Refere
     alone = LearnedEngine(model, "cpu", schedule="windowed", window=4, focus=False)
     alone.prepare(seed_ref.view, targets[2:3])
     for engine in (together, alone):
-        assert engine._features.peek(("exo", 2, None)) is not None
-    a, b = (e._features.peek(("exo", 2, None)) for e in (together, alone))
+        assert engine._job.features.peek(("exo", 2, None)) is not None
+    a, b = (e._job.features.peek(("exo", 2, None)) for e in (together, alone))
     assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))  # type: ignore[arg-type]
     missed = LearnedEngine(model, "cpu", schedule="windowed", window=4, focus=False)
     assert torch.equal(missed._cached(seed_ref.view, targets[2], None)[1], b[1])  # type: ignore[index]

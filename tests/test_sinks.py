@@ -145,7 +145,8 @@ def test_rle_sink_schema(tmp_path, source, frames) -> None:
     scores = [0.9 if i != 3 else 0.05 for i in range(FRAMES)]
     run_sinks(["rle"], tmp_path, source, frames, masks=masks, scores=scores)
     data = json.loads((tmp_path / "masks.json").read_text())
-    assert list(data) == ["video", "width", "height", "fps", "num_frames", "frames"]
+    assert list(data) == ["video", "width", "height", "fps", "num_frames", "objects", "frames"]
+    assert data["objects"] == [{"id": 1, "name": "object"}]
     assert data["video"] == str(source.path)
     assert (data["width"], data["height"], data["fps"], data["num_frames"]) == (
         WIDTH,
@@ -155,7 +156,7 @@ def test_rle_sink_schema(tmp_path, source, frames) -> None:
     )
     assert [r["frame"] for r in data["frames"]] == list(range(FRAMES))
     for record, mask, score, t in zip(data["frames"], masks, scores, source.times, strict=True):
-        assert list(record) == ["frame", "pts", "score", "segmentation"]
+        assert list(record) == ["frame", "pts", "object", "score", "segmentation"]
         assert record["pts"] == pytest.approx(t)
         assert record["score"] == pytest.approx(score)
         assert record["segmentation"]["size"] == [HEIGHT, WIDTH]
