@@ -21,6 +21,7 @@ from vggts_cli.masks.io import load_seed_objects
 from vggts_cli.masks.objects import TrackedObject, exclusive
 from vggts_cli.pipeline.journal import STATE_DIR
 from vggts_cli.pipeline.lock import check_unlocked
+from vggts_cli.prompts import PreparedPrompt, Prompt, prepare_prompts
 from vggts_cli.sinks.base import SinkOptions
 from vggts_cli.sinks.outputs import OUTPUT_NAMES, check_outputs
 from vggts_cli.video.inputs import camera_stem, input_bytes, probe_input
@@ -49,6 +50,7 @@ class PropagateJob:
     resume: bool = False
     overwrite: bool = False
     fps: Fraction = DEFAULT_FPS  # of every image-sequence camera; videos keep their own timing
+    prompts: tuple[Prompt, ...] = ()  # masks on other frames or cameras (prompts.py)
 
 
 @dataclass(frozen=True)
@@ -68,12 +70,13 @@ class Camera:
 @dataclass(frozen=True)
 class PreparedJob:
     """A checked job: its cameras (cameras[0] is the seed's), its objects and their seed masks (O, H, W)
-    bool, one object per pixel."""
+    bool, one object per pixel, and its prompts in (camera, frame) order."""
 
     job: PropagateJob
     cameras: tuple[Camera, ...]
     seed_masks: np.ndarray
     objects: tuple[TrackedObject, ...]
+    prompts: tuple[PreparedPrompt, ...] = ()
 
     def outputs(self) -> list[Path]:
         return [self.job.out / cam.name / OUTPUT_NAMES[k] for cam in self.cameras for k in self.job.write]
@@ -111,7 +114,7 @@ def _check_paths(job: PropagateJob) -> None:
     if len(set(resolved)) != len(resolved):
         raise UsageError("the same video is given twice")
     out = job.out.resolve()
-    for p in (*resolved, *(m.resolve() for m in job.masks)):
+    for p in (*resolved, *(m.resolve() for m in (*job.masks, *(q.path for q in job.prompts)))):
         if out == p or out in p.parents:
             raise UsageError(f"--out {job.out} holds the input {p}; choose a folder outside the inputs")
 
@@ -173,7 +176,10 @@ def check_job(job: PropagateJob) -> PreparedJob:
             f"--mask-frame {job.mask_frame} is out of range: {job.src} has {seed.num_frames} frames "
             f"(0..{seed.num_frames - 1})"
         )
-    prepared = PreparedJob(job, cameras, *_seed_objects(job, seed))
+    masks, objects = _seed_objects(job, seed)
+    names, infos = [c.name for c in cameras], [c.info for c in cameras]
+    prompts = prepare_prompts(job.prompts, names, infos, objects, job.mask_frame)
+    prepared = PreparedJob(job, cameras, masks, objects, prompts)
     _check_out(prepared)
     return prepared
 
@@ -196,7 +202,11 @@ def fingerprint(prepared: PreparedJob) -> dict:
     inputs (path, size, frame count and a hash of their packets), the seed, the outputs and every option
     that shapes them. JSON values (lists, not tuples), so that it compares equal to the journal's copy."""
     job = prepared.job
-    mask_digest = hashlib.sha256(np.packbits(prepared.seed_masks).tobytes()).hexdigest()
+    digest = hashlib.sha256(np.packbits(prepared.seed_masks).tobytes())
+    for prompt in prepared.prompts:
+        digest.update(f"{prompt.camera}:{prompt.frame}".encode())
+        digest.update(np.packbits(prompt.masks).tobytes() + np.packbits(prompt.given).tobytes())
+    mask_digest = digest.hexdigest()
     sink = {
         _SINK_OPTION_NAMES.get(k, "--" + k.replace("_", "-")): v for k, v in asdict(job.sink_options).items()
     }

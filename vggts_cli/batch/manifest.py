@@ -21,13 +21,14 @@ import csv
 import hashlib
 import json
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from vggts_cli.engines.registry import ENGINES, check_model, default_engine
 from vggts_cli.errors import UsageError, VggtsError
 from vggts_cli.jobs import DEFAULT_WRITE, PropagateJob, check_job, fingerprint, parse_list, parse_offsets
+from vggts_cli.prompts import parse_masks
 from vggts_cli.sinks.base import SinkOptions
 from vggts_cli.video.sequence import DEFAULT_FPS, parse_fps
 
@@ -181,10 +182,12 @@ def _checked(job_id: str, where: str, row: dict[str, Any], base: Path, out: Path
     if missing:
         raise UsageError(f"no {missing[0]}")
     engine = str(row.get("engine") or default_engine()).strip()
+    seeds, prompts = parse_masks(_items(row["mask"]))
     job = PropagateJob(
         src=_path(row["src"], base),
         dsts=tuple(_path(v, base) for v in _items(row.get("dst") or [])),
-        masks=tuple(_path(v, base) for v in _items(row["mask"])),
+        masks=tuple(_path(v, base) for v in seeds),
+        prompts=tuple(replace(p, path=_path(p.path, base)) for p in prompts),
         out=out / job_id,
         mask_frame=_number(row, "mask_frame", int, 0),
         write=parse_list(",".join(_items(row.get("write", ",".join(DEFAULT_WRITE))))),

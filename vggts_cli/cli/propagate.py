@@ -12,6 +12,7 @@ from vggts_cli.cli.common import MODEL_HELP, Device, one_line_errors, progress_b
 from vggts_cli.engines.registry import default_engine
 from vggts_cli.jobs import DEFAULT_WRITE, PreparedJob, PropagateJob, check_job, parse_list, parse_offsets
 from vggts_cli.pipeline.run import CameraSummary
+from vggts_cli.prompts import parse_masks
 from vggts_cli.sinks.base import RedactMode, SinkOptions, format_color
 from vggts_cli.video.sequence import DEFAULT_FPS, FPS_HELP, parse_fps
 
@@ -182,6 +183,7 @@ def propagate(
     Example: vggts propagate --src ego.mp4 --dst exo.mp4 --mask face.png --mask badge.png --out out/
     --write rle,redact
     """
+    seeds, prompts = parse_masks(mask)
     colours = {"overlay_color": overlay_color, "fill_color": fill_color}
     cover = {"redact_hold": hold, "redact_min_score": min_score, "redact_spread": spread, "redact_grow": grow}
     cover["redact_objects"] = parse_list(redact_objects or "")
@@ -191,7 +193,8 @@ def propagate(
     job = PropagateJob(
         src=src,
         dsts=tuple(dst or ()),
-        masks=tuple(mask),
+        masks=seeds,
+        prompts=prompts,
         out=out,
         mask_frame=mask_frame,
         write=parse_list(write),

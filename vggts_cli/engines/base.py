@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-ReferenceKind = Literal["seed", "temporal", "cross"]
+ReferenceKind = Literal["seed", "prompt", "temporal", "cross"]
 
 
 @dataclass(frozen=True)
@@ -29,8 +29,10 @@ class View:
 class Reference:
     """A frame whose object mask is known: `mask` is (H, W) bool at that frame's own size.
 
-    kind: "seed" — the user's mask (a long-term anchor, never drifts); "temporal" — the previous processed
-    frame of the target's own camera; "cross" — another camera at the target's instant.
+    kind: "seed" — the user's mask (a long-term anchor, never drifts); "prompt" — another of the user's
+    masks, on another frame or camera (an anchor like the seed, but not the job's seed frame); "temporal" —
+    the previous processed frame of the target's own camera; "cross" — another camera at the target's
+    instant.
     """
 
     view: View

@@ -31,14 +31,19 @@ def _read_image(path: Path, width: int, height: int) -> np.ndarray:
     return image
 
 
-def _binary(path: Path, image: np.ndarray) -> np.ndarray:
+def _marked(image: np.ndarray) -> np.ndarray:
     """Object where any colour channel is non-zero, except fully transparent pixels."""
     if image.ndim == 2:
-        mask = image != 0
-    else:
-        mask = np.any(image[..., :3] != 0, axis=-1)
-        if image.shape[2] == 4:
-            mask &= image[..., 3] != 0
+        return image != 0
+    mask = np.any(image[..., :3] != 0, axis=-1)
+    if image.shape[2] == 4:
+        mask &= image[..., 3] != 0
+    return mask
+
+
+def _binary(path: Path, image: np.ndarray) -> np.ndarray:
+    """`_marked`, with some object and some background."""
+    mask = _marked(image)
     if not mask.any():
         raise VggtsError(f"seed mask {path} is empty: no non-zero pixel marks the object")
     if mask.all():
@@ -93,6 +98,40 @@ def load_seed_objects(
     return masks, tuple(
         TrackedObject(n, name) for n, name in enumerate(unique_names([Path(p).stem for p in paths]), start=1)
     )
+
+
+def load_prompt_masks(
+    path: Path, width: int, height: int, objects: Sequence[TrackedObject]
+) -> tuple[np.ndarray, np.ndarray]:
+    """A prompt's masks for `objects` -> ((O, height, width) bool, (O,) bool: which objects it gives).
+
+    A label map gives every object (one its ids do not hold is absent there; an id that is not an object's
+    is an error); a binary mask gives one object: the only one, or the one named like the file's stem.
+    """
+    image = _read_image(path, width, height)
+    masks = np.zeros((len(objects), height, width), dtype=bool)
+    if is_label_map(image) or (len(objects) > 1 and image.ndim == 2 and not image.any()):
+        ids = {o.id for o in objects}
+        stray = sorted(set(int(v) for v in np.unique(image)) - ids - {0})
+        if stray:
+            raise VggtsError(f"mask {path} holds id {stray[0]}, but the objects' ids are {sorted(ids)}")
+        for n, obj in enumerate(objects):
+            masks[n] = image == obj.id
+        return masks, np.ones(len(objects), dtype=bool)
+    names = [o.name for o in objects]
+    if len(objects) == 1:
+        n = 0
+    elif Path(path).stem in names:
+        n = names.index(Path(path).stem)
+    else:
+        raise VggtsError(
+            f"mask {path} is one object's but its name '{Path(path).stem}' is none of the objects' "
+            f"({', '.join(names)}); name the file after its object, or give a label map"
+        )
+    masks[n] = _marked(image)  # an empty one says the object is not there
+    given = np.zeros(len(objects), dtype=bool)
+    given[n] = True
+    return masks, given
 
 
 def save_mask_png(path: Path, mask: np.ndarray) -> None:

@@ -1,11 +1,11 @@
 """The segmentation walk of one job: every frame of every camera, in schedule order, through the engine.
 
-The walk has two legs (forward from the seed frame, then backward from it; pipeline/schedule.py). Each leg
-reads its frames `engine.window` seed-camera steps at a time and announces them to the engine
-(`Engine.prepare`), which may batch their per-frame work. Frames are then segmented in rounds: the seed
-camera's next frame together with the other cameras' frames of the step before, whose cross reference (the
-seed camera's frame of their step) is known by then. At most one frame of a camera goes into a round, so a
-frame's temporal reference is its camera's frame of the round before.
+The walk has legs (forward from the seed frame, then backward from it; so from each prompt on the seed
+camera too: pipeline/schedule.py). Each leg reads its frames `engine.window` seed-camera steps at a time
+and announces them to the engine (`Engine.prepare`), which may batch their per-frame work. Frames are
+then segmented in rounds: the seed camera's next frame together with the other cameras' frames of the step
+before, whose cross reference (the seed camera's frame of their step) is known by then. At most one frame
+of a camera goes into a round, so a frame's temporal reference is its camera's frame of the round before.
 
 Every object of the job goes through the same walk: each frame is read and announced once, and each object
 asks its own engine (`Engine.for_objects`: own carried state, shared per-frame work) with its own
@@ -23,13 +23,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from vggts_cli.engines.base import Engine, Reference, ReferenceKind, View
+from vggts_cli.engines.base import Engine, Prediction, Reference, ReferenceKind, View
 from vggts_cli.jobs import PreparedJob
 from vggts_cli.masks import rle
 from vggts_cli.masks.objects import exclusive
 from vggts_cli.pipeline.journal import Entry, Journal
-from vggts_cli.pipeline.schedule import Step, plan_steps
-from vggts_cli.video.inputs import open_camera
+from vggts_cli.pipeline.schedule import Step, plan_legs
+from vggts_cli.video.inputs import CameraReader, open_camera
 from vggts_cli.video.prefetch import prefetch
 from vggts_cli.video.reader import Frame
 
@@ -55,8 +55,9 @@ class Walk:
     """Segments every frame of a prepared job into its journal; `seconds` is engine time per camera.
 
     State, per camera c (each a reference per object): `temporal[c]`, c's latest frame on the current leg;
-    `leg_start[c]`, c's first frame on the forward leg, where c's backward leg starts from; `ready[c]`,
-    frames of c read and waiting for the round after their cross references' (with those references).
+    `leg_start[c]`, c's first frame on the current forward leg, where c's backward leg starts from;
+    `ready[c]`, frames of c read and waiting for the round after their cross references' (with those
+    references).
     """
 
     def __init__(self, prepared: PreparedJob, engine: Engine, journal: Journal, tick: ProgressFn) -> None:
@@ -72,30 +73,53 @@ class Walk:
         self.ready: list[deque[tuple[Frame, Refs]]] = [deque() for _ in self.cameras]
         self.seed_refs: Refs = []
         self.seed_view: View | None = None
+        # The user's masks by (camera, frame): (masks (O, H, W), which objects they give (O,)), the seed's
+        # and the prompts'; and per object its prompts as references, with their world times.
+        full = np.ones(len(prepared.objects), dtype=bool)
+        self.given = {(0, self.seed_index): (self.seed_masks, full)}
+        self.given.update({(p.camera, p.frame): (p.masks, p.given) for p in prepared.prompts})
+        self.prompts = prepared.prompts
+        self.prompt_refs: list[list[tuple[float, Reference]]] = [[] for _ in prepared.objects]
 
     def run(self) -> None:
-        """Both legs: forward from the seed frame to the end, then backward from it to the start."""
+        """Every leg (pipeline/schedule.py): per anchor (the seed frame, the seed camera's prompts) forward
+        from it, then backward from the frame before it."""
         cams, s = self.cameras, self.seed_index
-        steps = list(plan_steps(cams[0].world_times, [c.world_times for c in cams[1:]], s))
-        forward = [step for step in steps if step.direction > 0]
-        backward = [step for step in steps if step.direction < 0]
+        anchors = [s, *(p.frame for p in self.prompts if p.camera == 0)]
+        legs = plan_legs(cams[0].world_times, [c.world_times for c in cams[1:]], anchors)
         with ExitStack() as stack:
             readers = [stack.enter_context(open_camera(c.info)) for c in cams]
             seed_frame = next(readers[0].frames(s, s + 1))
             self.seed_view = View(cams[0].name, s, seed_frame.image)
             self.seed_refs = [Reference(self.seed_view, m, "seed") for m in self.seed_masks]
+            self._read_prompts(readers)
             others = range(1, len(cams))
-            self._leg(
-                forward, [readers[0].frames(s)] + [readers[k].frames(_first(forward, k)) for k in others]
-            )
-            if backward:
-                self.temporal = [_as(self.seed_refs, "temporal"), *self.leg_start[1:]]
-                stops = [_backward_stop(backward, k) for k in others]
-                self._leg(
-                    backward,
-                    [readers[0].frames_reversed(0, s)]
-                    + [readers[k].frames_reversed(0, stop) for k, stop in zip(others, stops, strict=True)],
-                )
+            for steps in legs:
+                first = steps[0].seed_index
+                if steps[0].direction > 0:  # a fresh leg: no camera has a previous frame on it yet
+                    self.temporal = [None] * len(cams)
+                    self.leg_start = [None] * len(cams)
+                    sources = [readers[0].frames(first)] + [
+                        readers[k].frames(_first(steps, k)) for k in others
+                    ]
+                else:  # back from the anchor: each camera goes on from its first frame of the forward leg
+                    self.temporal = list(self.leg_start)
+                    stops = [_backward_stop(steps, k) for k in others]
+                    sources = [readers[0].frames_reversed(steps[-1].seed_index, first + 1)] + [
+                        readers[k].frames_reversed(0, stop) for k, stop in zip(others, stops, strict=True)
+                    ]
+                self._leg(steps, sources)
+
+    def _read_prompts(self, readers: Sequence[CameraReader]) -> None:
+        """Each prompt's frame, as a reference of every object it shows."""
+        for prompt in self.prompts:
+            camera = self.cameras[prompt.camera]
+            frame = next(readers[prompt.camera].frames(prompt.frame, prompt.frame + 1))
+            view = View(camera.name, prompt.frame, frame.image)
+            when = float(camera.world_times[prompt.frame])
+            for o, (mask, given) in enumerate(zip(prompt.masks, prompt.given, strict=True)):
+                if given and mask.any():  # an object marked absent shows nothing to look for
+                    self.prompt_refs[o].append((when, Reference(view, mask, "prompt")))
 
     def _leg(self, steps: Sequence[Step], sources: list[Iterator[Frame]]) -> None:
         """One leg: decoding runs in background threads (PyAV releases the GIL), a few frames ahead of the
@@ -143,36 +167,47 @@ class Walk:
             View(self.cameras[c].name, f.index, f.image)
             for lead, others in batch
             for c, f in [(0, lead), *others]
-            if self.journal.get(c, f.index) is None and not self._is_seed(c, f.index)
+            if self.journal.get(c, f.index) is None and not self._all_given(c, f.index)
         ]
         if pending:
             for engine in _distinct(self.engines):
                 engine.prepare(self.seed_view, pending)
 
-    def _is_seed(self, camera: int, index: int) -> bool:
-        return camera == 0 and index == self.seed_index
+    def _all_given(self, camera: int, index: int) -> bool:
+        """The user gave this frame's every object (the seed frame, or a prompt of all objects)."""
+        given = self.given.get((camera, index))
+        return given is not None and bool(given[1].all())
 
     def _round(self, lead: Frame | None) -> None:
         """Segment the seed camera's `lead` (if any) and the next ready frame of every other camera."""
         tasks = []
         if lead is not None:
-            tasks.append(Task(0, lead, self._refs(0)))
+            tasks.append(Task(0, lead, self._refs(0, lead.index)))
         for k in range(1, len(self.cameras)):
             if self.ready[k]:
                 frame, cross = self.ready[k].popleft()
-                tasks.append(Task(k, frame, self._refs(k, cross)))
+                tasks.append(Task(k, frame, self._refs(k, frame.index, cross)))
         for task, result in zip(tasks, self._segment(tasks), strict=True):
             self.temporal[task.camera] = result
-            if task.camera > 0 and self.leg_start[task.camera] is None:
+            if self.leg_start[task.camera] is None:
                 self.leg_start[task.camera] = result
 
-    def _refs(self, camera: int, cross: Refs | None = None) -> list[list[Reference]]:
-        """Per object: the cross reference (other cameras), the seed, the camera's previous frame."""
+    def _refs(self, camera: int, index: int, cross: Refs | None = None) -> list[list[Reference]]:
+        """Per object: the cross reference (other cameras), the seed, the object's prompt nearest in time,
+        the camera's previous frame."""
         previous = self.temporal[camera]
-        return [
-            [*([cross[o]] if cross else []), seed, *([previous[o]] if previous else [])]
-            for o, seed in enumerate(self.seed_refs)
-        ]
+        when = float(self.cameras[camera].world_times[index])
+        refs = []
+        for o, seed in enumerate(self.seed_refs):
+            here = (self.cameras[camera].name, index)
+            prompts = [
+                (abs(t - when), r) for t, r in self.prompt_refs[o] if (r.view.camera, r.view.index) != here
+            ]
+            nearest = [min(prompts, key=lambda p: p[0])[1]] if prompts else []
+            refs.append(
+                [*([cross[o]] if cross else []), seed, *nearest, *([previous[o]] if previous else [])]
+            )
+        return refs
 
     def _segment(self, tasks: list[Task]) -> list[Refs]:
         """Masks of independent frames: from the journal (the engines replay their state), the seed's own,
@@ -190,10 +225,10 @@ class Walk:
                 masks[n] = np.stack([rle.decode({"size": size, "counts": e.counts}) for e in cached])
                 for engine, entry in zip(self.engines, cached, strict=True):
                     engine.replay(self.seed_view, views[n], entry.state)
-            elif self._is_seed(task.camera, task.frame.index):
-                masks[n] = self.seed_masks
+            elif self._all_given(task.camera, task.frame.index):
+                masks[n] = self.given[(task.camera, task.frame.index)][0]
                 fresh[(task.camera, task.frame.index)] = tuple(
-                    Entry(rle.encode(m)["counts"], 1.0) for m in self.seed_masks
+                    Entry(rle.encode(m)["counts"], 1.0) for m in masks[n]
                 )
             else:
                 asked.append(n)
@@ -206,8 +241,8 @@ class Walk:
             share = (time.perf_counter() - start) / len(asked)
             for n, predictions in zip(asked, zip(*per_object, strict=True), strict=True):
                 task = tasks[n]
-                scores = [float(p.score) for p in predictions]
-                masks[n] = exclusive(np.stack([p.mask for p in predictions]), scores)
+                predicted, scores = self._with_prompt(task, predictions)
+                masks[n] = predicted
                 self.seconds[task.camera] += share
                 fresh[(task.camera, task.frame.index)] = tuple(
                     Entry(rle.encode(m)["counts"], score, p.state)
@@ -220,6 +255,19 @@ class Walk:
             [Reference(view, mask, "temporal") for mask in frame_masks]
             for view, frame_masks in zip(views, masks, strict=True)
         ]
+
+    def _with_prompt(self, task: Task, predictions: Sequence[Prediction]) -> tuple[np.ndarray, list[float]]:
+        """A frame's predicted masks, where a prompt gives some objects theirs, and the objects' scores
+        (given: 1); exclusive, the given objects first."""
+        masks = np.stack([p.mask for p in predictions])
+        scores = [float(p.score) for p in predictions]
+        prompt = self.given.get((task.camera, task.frame.index))
+        if prompt is None:
+            return exclusive(masks, scores), scores
+        given = prompt[1]
+        masks[given] = prompt[0][given]
+        scores = [1.0 if g else s for g, s in zip(given, scores, strict=True)]
+        return exclusive(masks, [2.0 if g else s for g, s in zip(given, scores, strict=True)]), scores
 
 
 def _as(refs: Refs, kind: ReferenceKind) -> Refs:

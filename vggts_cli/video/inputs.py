@@ -27,7 +27,10 @@ def probe_input(path: Path, fps: Fraction = DEFAULT_FPS) -> VideoInfo:
     return probe_sequence(path, fps) if is_sequence(path) else probe(path)
 
 
-def open_camera(info: VideoInfo) -> VideoReader | SequenceReader:
+CameraReader = VideoReader | SequenceReader  # what `open_camera` gives: the same interface for both
+
+
+def open_camera(info: VideoInfo) -> CameraReader:
     """The reader of a probed input (context manager): `frames(start, stop)`, `frames_reversed(...)`."""
     return SequenceReader(info) if isinstance(info, SequenceInfo) else VideoReader(info)
 

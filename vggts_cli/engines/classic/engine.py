@@ -224,8 +224,9 @@ class ClassicEngine(Engine):
         # plain features give no sure match.
         digest = hashlib.blake2b(np.packbits(ref.mask).tobytes(), digest_size=16).digest()
         scale = float(np.clip(OBJECT_PX / box.size, 0.25, 1.0))
-        tries = [("object", box, scale, True)] if ref.kind == "seed" else [("object", box, scale, False)]
-        if ref.kind != "seed" and thorough:
+        anchor = ref.kind in ("seed", "prompt")  # the user's masks: their tilted features kept for the job
+        tries = [("object", box, scale, True)] if anchor else [("object", box, scale, False)]
+        if not anchor and thorough:
             tries.append(("tilted", box, scale, True))
         if ref.kind == "cross" and thorough:
             # Too few matches on the object alone (small or weakly textured): another camera at the same

@@ -42,7 +42,7 @@ from vggts_cli.model.vggts import VGGTS
 # another camera at the same instant, so the object is in the same pose (the ego↔exo setting VGGT-S is
 # trained for). A temporal reference looks most like the target but carries our own earlier prediction,
 # errors included, so it counts half: two anchors outvote a drifting track where they disagree.
-KIND_WEIGHTS: dict[ReferenceKind, float] = {"seed": 1.0, "cross": 1.0, "temporal": 0.5}
+KIND_WEIGHTS: dict[ReferenceKind, float] = {"seed": 1.0, "prompt": 1.0, "cross": 1.0, "temporal": 0.5}
 
 
 def fuse_logits(logits: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:

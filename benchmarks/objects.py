@@ -1,0 +1,91 @@
+"""What each more object costs: one job over the example's two-camera scene with 1, 2, 4 and 8 objects.
+
+The seed mask (the rendered object on ego frame 0) is cut into N vertical strips, one object each (a label
+map), and `vggts propagate` (`--write rle`) runs with the shipped learned engine on the CPU. Printed per N:
+seconds per frame (both cameras' frames counted) and the ratio to one object, with focus crops on (the
+default: each object may be seen through its own crop, which costs it its own backbone pass) and off (whole
+frames: every object shares each frame's backbone pass). Timings are wall-clock on a quiet machine.
+
+    python benchmarks/objects.py                       # 1 s of the easy tier at full size
+    python benchmarks/objects.py --seconds 0.5 --objects 1,4 --engine classic
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from vggts_cli.engines.registry import make_engine  # noqa: E402
+from vggts_cli.jobs import PropagateJob, check_job  # noqa: E402
+from vggts_cli.pipeline.run import run  # noqa: E402
+from vggts_cli.synth.tiers import tier_videos  # noqa: E402
+
+
+def strips(mask: np.ndarray, count: int) -> np.ndarray:
+    """(H, W) bool -> (H, W) uint8 label map: the mask cut into `count` vertical strips of its box, ids
+    1..count."""
+    xs = np.nonzero(mask.any(axis=0))[0]
+    edges = np.linspace(xs[0], xs[-1] + 1, count + 1).round().astype(int)
+    labels = np.zeros(mask.shape, np.uint8)
+    for n in range(count):
+        band = np.zeros_like(mask)
+        band[:, edges[n] : edges[n + 1]] = True
+        labels[mask & band] = n + 1
+    return labels
+
+
+def seconds_per_frame(rec, count: int, engine_name: str, focus: bool, folder: Path) -> float:
+    seed = folder / f"seed{count}.png"
+    cv2.imwrite(str(seed), strips(rec.truth(0, 0), count))
+    job = PropagateJob(
+        src=rec.videos[0],
+        dsts=rec.videos[1:],
+        masks=(seed,),
+        out=folder / f"out-{count}-{focus}",
+        write=("rle",),
+        engine=engine_name,
+    )
+    prepared = check_job(job)
+    engine = make_engine(engine_name, None, "cpu")
+    if hasattr(engine, "focus"):
+        engine.focus = focus
+    start = time.perf_counter()
+    run(prepared, engine)
+    return (time.perf_counter() - start) / sum(c.info.num_frames for c in prepared.cameras)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--scale", type=float, default=1.0)
+    parser.add_argument("--objects", default="1,2,4,8")
+    parser.add_argument("--engine", default="vggts")
+    args = parser.parse_args()
+    counts = [int(n) for n in args.objects.split(",")]
+    with tempfile.TemporaryDirectory(prefix="vggts-objects-") as tmp:
+        folder = Path(tmp)
+        rec = tier_videos(folder / "rec", "easy", args.seconds, args.scale)
+        print(f"{args.engine}, easy tier, {args.seconds:g} s at scale {args.scale:g}")
+        print("objects | focus on: s/frame (x one) | focus off: s/frame (x one)")
+        base: dict[bool, float] = {}
+        for count in counts:
+            cells = []
+            for focus in (True, False):
+                spf = seconds_per_frame(rec, count, args.engine, focus, folder)
+                base.setdefault(focus, spf)
+                cells.append(f"{spf:.3f} ({spf / base[focus]:.2f}x)")
+            print(f"{count:7d} | " + " | ".join(cells), flush=True)
+
+
+if __name__ == "__main__":
+    main()
