@@ -14,11 +14,18 @@ import av
 import cv2
 import numpy as np
 import pytest
+from media import make_video
 from recordings import make_tiled_recording
 
+from vggts_cli.batch.manifest import load_manifest
 from vggts_cli.cli.app import app
+from vggts_cli.errors import VggtsError
+from vggts_cli.jobs import check_job, fingerprint
 from vggts_cli.masks import rle
+from vggts_cli.masks.objects import TrackedObject
 from vggts_cli.sinks.base import SinkOptions
+from vggts_cli.sinks.outputs import build_sinks
+from vggts_cli.video.reader import VideoReader, probe
 from vggts_cli.video.sequence import probe_sequence, read_image
 
 CAMERAS = ("ego", "exo")
@@ -49,8 +56,10 @@ def _exr_channels(data: bytes) -> list[tuple[str, int]]:
 def test_start_number_names_masks_and_alpha_sequences_which_equal_masks_json(cli, two, tmp_path):
     seed = two.label_png(tmp_path / "labels.png", ids=(1, 2))
     out = tmp_path / "out"
-    args = ["--src", two.videos[0], "--dst", two.videos[1], "--mask", seed, "--out", out, "--engine", "classic"]
-    result = cli(app, "propagate", *args, "--write", "rle,png,alpha", "--start-number", "1001")
+    args = ["--src", two.videos[0], "--dst", two.videos[1], "--mask", seed, "--out", out]
+    result = cli(
+        app, "propagate", *args, "--engine", "classic", "--write", "rle,png,alpha", "--start-number", "1001"
+    )
     assert result.exit_code == 0, result.output
     for cam in CAMERAS:
         data = json.loads((out / cam / "masks.json").read_text())
@@ -129,3 +138,47 @@ def test_start_number_and_alpha_format_are_checked_options():
             SinkOptions(start_number=bad)
     with pytest.raises(Exception, match="--alpha-format 'tiff' is not one of png, exr"):
         SinkOptions(alpha_format="tiff")
+
+
+def test_alpha_sink_writes_under_a_partial_name_and_aborts_cleanly(tmp_path):
+    info = probe(make_video(tmp_path / "cam.mp4", width=48, height=32, frames=3))
+    objects = (TrackedObject(1, "face"), TrackedObject(2, "badge"))
+    masks = np.zeros((2, 32, 48), bool)
+    masks[0, 4:12, 4:20], masks[1, 20:28, 30:40] = True, True
+    for file_format in ("png", "exr"):
+        out = tmp_path / file_format
+        options = SinkOptions(start_number=1001, alpha_format=file_format)
+        (sink,) = build_sinks(["alpha"], out, info, options, objects)
+        with VideoReader(info) as reader:
+            frames = list(reader.frames())
+        for frame in frames[:2]:
+            sink.write(frame, masks, (0.9, 0.8))
+        assert sorted(p.name for p in out.iterdir()) == ["alpha.part"]
+        with pytest.raises(VggtsError, match="got 2 of 3 frames"):
+            sink.close()  # a frame missing: nothing under either name
+        assert not any(out.iterdir())
+        (sink,) = build_sinks(["alpha"], out, info, options, objects)
+        for frame in frames:
+            sink.write(frame, masks, (0.9, 0.8))
+        sink.finish()
+        assert not (out / "alpha").exists()  # finished, not yet committed
+        sink.commit()
+        assert sorted(p.name for p in out.iterdir()) == ["alpha"]
+        assert sorted(p.name for p in (out / "alpha" / "badge").iterdir()) == [
+            f"{n}.{file_format}" for n in ("001001", "001002", "001003")
+        ]
+
+
+def test_manifest_columns_and_the_resume_fingerprint_carry_the_new_options(two, tmp_path):
+    seed = two.label_png(tmp_path / "labels.png", ids=(1, 2))
+    manifest = tmp_path / "jobs.jsonl"
+    row = {"id": "shot", "src": str(two.videos[0]), "mask": str(seed), "write": "rle,alpha"}
+    rows = [{**row, "start_number": 1001, "alpha_format": "exr"}, {**row, "id": "bad", "start_number": -1}]
+    manifest.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    jobs, bad = load_manifest(manifest, tmp_path / "out")
+    [job] = jobs
+    assert (job.job.sink_options.start_number, job.job.sink_options.alpha_format) == (1001, "exr")
+    assert job.outputs == ("ego/masks.json", "ego/alpha")
+    assert [b.id for b in bad] == ["bad"] and "--start-number -1" in bad[0].error
+    printed = fingerprint(check_job(job.job))
+    assert (printed["--start-number"], printed["--alpha-format"]) == (1001, "exr")
