@@ -102,7 +102,14 @@ def test_overwrite_leaves_only_the_new_jobs_outputs(tmp_path, rec, seed):
 
 
 @pytest.mark.parametrize(
-    ("option", "value"), [("--write", "rle"), ("--redact", "fill"), ("--margin", "7"), ("--mask-frame", "4")]
+    ("option", "value"),
+    [
+        ("--write", "rle"),
+        ("--redact", "fill"),
+        ("--margin", "7"),
+        ("--mask-frame", "4"),
+        ("--start-number", "1001"),
+    ],
 )
 def test_resume_with_other_options_is_refused(tmp_path, rec, seed, option, value):
     out = tmp_path / "out"
@@ -177,6 +184,7 @@ def test_resume_refuses_an_input_swapped_for_other_content(tmp_path, rec, seed):
         ["--blur", "nan"],
         ["--pixel-size", "inf"],
         ["--blur", "-1"],
+        ["--start-number", "-1"],
     ],
 )
 def test_absurd_option_values_are_refused(tmp_path, rec, seed, option):

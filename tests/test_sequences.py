@@ -324,9 +324,8 @@ def test_resume_refuses_frames_whose_content_changed(tmp_path, cli, ego, seed):
 
 def test_a_video_job_is_fingerprinted_as_before(tmp_path, seed):
     videos = [make_video(tmp_path / f"{n}.mp4", width=W, height=H, frames=3) for n in ("ego", "exo")]
-    job = PropagateJob(
-        src=videos[0], dsts=(videos[1],), masks=(seed,), out=tmp_path / "out", fps=Fraction(50)
-    )
+    out = tmp_path / "out"
+    job = PropagateJob(src=videos[0], dsts=(videos[1],), masks=(seed,), out=out, fps=Fraction(50))
     prepared = check_job(job)
     assert "--fps" not in fingerprint(prepared)  # --fps does not apply: a video keeps its own timing
     assert all(type(c.info) is VideoInfo and c.info.fps == 30 for c in prepared.cameras)

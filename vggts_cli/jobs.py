@@ -22,7 +22,8 @@ from vggts_cli.masks.objects import TrackedObject, exclusive
 from vggts_cli.pipeline.journal import STATE_DIR
 from vggts_cli.pipeline.lock import check_unlocked
 from vggts_cli.prompts import PreparedPrompt, Prompt, prepare_prompts
-from vggts_cli.sinks.base import SinkOptions
+from vggts_cli.sinks.alpha import check_exr_encoder
+from vggts_cli.sinks.base import AlphaFormat, SinkOptions
 from vggts_cli.sinks.outputs import OUTPUT_NAMES, check_outputs
 from vggts_cli.video.inputs import camera_stem, input_bytes, probe_input
 from vggts_cli.video.reader import VideoInfo
@@ -168,6 +169,8 @@ def _seed_objects(job: PropagateJob, seed: VideoInfo) -> tuple[np.ndarray, tuple
 def check_job(job: PropagateJob) -> PreparedJob:
     """Check everything before any work starts: one clear error, nothing written."""
     check_outputs(job.write, "--write")
+    if "alpha" in job.write and job.sink_options.alpha_format == AlphaFormat.exr:
+        check_exr_encoder()
     _check_paths(job)
     cameras = _cameras(job)
     seed = cameras[0].info

@@ -5,7 +5,7 @@ first character (`{` = JSON Lines). Columns (CSV header) or keys (JSON object) m
 `vggts propagate`:
 
     id, src, dst, mask, mask_frame, offsets, write, redact, margin, blur, pixel_size, hold, min_score,
-    spread, grow, redact_objects, fill_color, overlay_color, engine, model, fps
+    spread, grow, redact_objects, fill_color, overlay_color, start_number, alpha_format, engine, model, fps
 
 `src` and `dst` take videos or image sequences (`fps`: their frame rate, as `--fps`).
 `id`, `src` and `mask` are required (no `dst`: one camera); an empty CSV cell takes the option's default.
@@ -51,6 +51,8 @@ COLUMNS = (
     "redact_objects",
     "fill_color",
     "overlay_color",
+    "start_number",
+    "alpha_format",
     "engine",
     "model",
     "fps",
@@ -69,6 +71,8 @@ SINK_FIELDS = {
     "redact_objects": "redact_objects",
     "fill_color": "fill_color",
     "overlay_color": "overlay_color",
+    "start_number": "start_number",
+    "alpha_format": "alpha_format",
 }
 RESERVED_IDS = ("batch.json", "batch.part.json")  # the batch record lives next to the job folders
 
@@ -248,7 +252,7 @@ def _sink_options(row: dict[str, Any]) -> SinkOptions:
     for column, field in SINK_FIELDS.items():
         if row.get(column) in (None, ""):
             continue
-        if column in ("margin", "hold", "spread"):
+        if column in ("margin", "hold", "spread", "start_number"):
             options[field] = _number(row, column, int, None)
         elif column in ("blur", "pixel_size", "min_score", "grow"):
             options[field] = _number(row, column, float, None)

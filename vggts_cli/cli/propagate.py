@@ -13,12 +13,13 @@ from vggts_cli.engines.registry import default_engine
 from vggts_cli.jobs import DEFAULT_WRITE, PreparedJob, PropagateJob, check_job, parse_list, parse_offsets
 from vggts_cli.pipeline.run import CameraSummary
 from vggts_cli.prompts import parse_masks
-from vggts_cli.sinks.base import RedactMode, SinkOptions, format_color
+from vggts_cli.sinks.base import AlphaFormat, RedactMode, SinkOptions, format_color
 from vggts_cli.video.sequence import DEFAULT_FPS, FPS_HELP, parse_fps
 
 _DEFAULTS = SinkOptions()  # the one set of defaults of the visual outputs
 WRITE_DEFAULT = ",".join(DEFAULT_WRITE)
 REDACT_DEFAULT = RedactMode(_DEFAULTS.redact_mode)
+ALPHA_FORMAT_DEFAULT = AlphaFormat(_DEFAULTS.alpha_format)
 FILL_DEFAULT = format_color(_DEFAULTS.fill_color)
 OVERLAY_DEFAULT = format_color(_DEFAULTS.overlay_color)
 
@@ -67,8 +68,24 @@ Write = Annotated[
     str,
     typer.Option(
         metavar="LIST",
-        help="Comma list of outputs: rle (masks.json), overlay, redact, png (masks/), matte, "
+        help="Comma list of outputs: rle (masks.json), overlay, redact, png (masks/), matte (matte.mov), "
+        "alpha (alpha/<object>/: one 16-bit PNG or EXR matte sequence per object), "
         "review (review.png: the frames to check).",
+    ),
+]
+StartNumber = Annotated[
+    int,
+    typer.Option(
+        metavar="N",
+        help="File number of the first frame in the image-sequence outputs (masks/, alpha/): frame i is "
+        "N+i, at least 6 digits (1001 is the VFX norm).",
+    ),
+]
+AlphaFormatOpt = Annotated[
+    AlphaFormat,
+    typer.Option(
+        help="Files of --write alpha: 16-bit PNG (0/65535) or OpenEXR (half float, one channel Y); "
+        "straight alpha.",
     ),
 ]
 Redact = Annotated[RedactMode, typer.Option(help="How redacted.mp4 hides the object.")]
@@ -159,6 +176,8 @@ def propagate(
     mask_frame: MaskFrame = 0,
     fps: Fps = str(DEFAULT_FPS),
     write: Write = WRITE_DEFAULT,
+    start_number: StartNumber = _DEFAULTS.start_number,
+    alpha_format: AlphaFormatOpt = ALPHA_FORMAT_DEFAULT,
     redact: Redact = REDACT_DEFAULT,
     margin: Margin = _DEFAULTS.margin_px,
     blur: Blur = _DEFAULTS.blur,
@@ -187,9 +206,9 @@ def propagate(
     colours = {"overlay_color": overlay_color, "fill_color": fill_color}
     cover = {"redact_hold": hold, "redact_min_score": min_score, "redact_spread": spread, "redact_grow": grow}
     cover["redact_objects"] = parse_list(redact_objects or "")
-    options = SinkOptions(
-        redact_mode=redact, margin_px=margin, blur=blur, pixel_block=pixel_size, **colours, **cover
-    )
+    looks = {"redact_mode": redact, "margin_px": margin, "blur": blur, "pixel_block": pixel_size}
+    sequences = {"start_number": start_number, "alpha_format": alpha_format}
+    options = SinkOptions(**looks, **colours, **cover, **sequences)
     job = PropagateJob(
         src=src,
         dsts=tuple(dst or ()),

@@ -28,6 +28,15 @@ class RedactMode(str, Enum):
     fill = "fill"
 
 
+class AlphaFormat(str, Enum):
+    """The files of `--write alpha`: 16-bit PNG, or half-float OpenEXR (compares equal to its name)."""
+
+    png = "png"
+    exr = "exr"
+
+
+MAX_START_NUMBER = 9_999_999  # --start-number: up to a day of frames at any VFX rate, and then some
+
 Color = tuple[int, int, int]
 
 
@@ -85,6 +94,9 @@ class SinkOptions:
     redact_grow: float = 0.1  # of the longer side of the covered masks' bounding box
     redact_motion: float = 1.0  # times the largest per-frame move of a bounding-box edge
     redact_objects: tuple[str, ...] = ()  # the objects redacted (names or ids); empty: every object
+    # Image sequences (masks/, alpha/): frame i is file number start_number + i (1001 is the VFX norm).
+    start_number: int = 0
+    alpha_format: AlphaFormat | str = AlphaFormat.png
 
     def __post_init__(self) -> None:
         self.overlay_color = parse_color(self.overlay_color)
@@ -94,6 +106,17 @@ class SinkOptions:
         except ValueError:
             modes = ", ".join(m.value for m in RedactMode)
             raise UsageError(f"redact mode {self.redact_mode!r} is not one of {modes}") from None
+        try:
+            self.alpha_format = AlphaFormat(self.alpha_format)
+        except ValueError:
+            formats = ", ".join(f.value for f in AlphaFormat)
+            raise UsageError(f"--alpha-format {self.alpha_format!r} is not one of {formats}") from None
+        start = self.start_number
+        if isinstance(start, bool) or not isinstance(start, int) or not 0 <= start <= MAX_START_NUMBER:
+            raise UsageError(
+                f"--start-number {start} is not a frame number in [0, {MAX_START_NUMBER}] "
+                "(the first frame's file number; 1001 is the VFX norm)"
+            )
         if not 0.0 <= self.overlay_opacity <= 1.0:
             raise UsageError(f"overlay opacity {self.overlay_opacity} is not in [0, 1]")
         if self.margin_px is not None and self.margin_px < 0:

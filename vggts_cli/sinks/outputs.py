@@ -7,6 +7,7 @@ from pathlib import Path
 
 from vggts_cli.errors import UsageError
 from vggts_cli.masks.objects import ONE_OBJECT, TrackedObject
+from vggts_cli.sinks.alpha import AlphaSequenceSink
 from vggts_cli.sinks.base import Sink, SinkOptions
 from vggts_cli.sinks.cover import Upcoming
 from vggts_cli.sinks.matte import MatteSink
@@ -17,13 +18,14 @@ from vggts_cli.sinks.rle import RleSink
 from vggts_cli.sinks.sequence import PngSequenceSink
 from vggts_cli.video.reader import VideoInfo
 
-OUTPUT_KINDS = ("rle", "overlay", "redact", "png", "matte", "review")
+OUTPUT_KINDS = ("rle", "overlay", "redact", "png", "matte", "alpha", "review")
 OUTPUT_NAMES = {
     "rle": "masks.json",
     "overlay": "overlay.mp4",
     "redact": "redacted.mp4",
     "png": "masks",
     "matte": "matte.mov",
+    "alpha": "alpha",  # a folder per object
     "review": "review.png",
 }
 
@@ -45,7 +47,9 @@ def _build(
     if kind == "rle":
         return RleSink(path, info, objects)
     if kind == "png":
-        return PngSequenceSink(path, info, objects)
+        return PngSequenceSink(path, info, objects, options.start_number)
+    if kind == "alpha":
+        return AlphaSequenceSink(path, info, objects, options.start_number, options.alpha_format)
     if kind == "overlay":
         return OverlaySink(path, info, options, objects)
     if kind == "redact":

@@ -1,5 +1,6 @@
-"""masks/000000.png ...: one single-channel PNG per frame, named by source frame index (0-based): 0/255
-for a one-object job, else a label map holding each object's id (8-bit, or 16-bit for ids over 255)."""
+"""masks/000000.png ...: one single-channel PNG per frame: 0/255 for a one-object job, else a label map
+holding each object's id (8-bit, or 16-bit for ids over 255). Frame i (0-based) is file number
+`start_number + i`, at least six digits (`--start-number`, default 0)."""
 
 from __future__ import annotations
 
@@ -15,16 +16,28 @@ from vggts_cli.sinks.base import Sink
 from vggts_cli.video.reader import Frame, VideoInfo
 
 
+def frame_name(start_number: int, index: int, suffix: str) -> str:
+    """The file name of frame `index` in an image-sequence output: `001001.png` for 1001 + 0."""
+    return f"{start_number + index:06d}{suffix}"
+
+
 class PngSequenceSink(Sink):
     """Fills a partial folder (`masks.part`) and renames it to `path` when every frame is in."""
 
-    def __init__(self, path: Path, info: VideoInfo, objects: Sequence[TrackedObject] = ONE_OBJECT) -> None:
+    def __init__(
+        self,
+        path: Path,
+        info: VideoInfo,
+        objects: Sequence[TrackedObject] = ONE_OBJECT,
+        start_number: int = 0,
+    ) -> None:
         super().__init__(path, info, objects)
+        self.start_number = start_number
         self._output = PartialOutput(path, fresh=True)  # a left-over partial folder: start clean
         self._output.path.mkdir()
 
     def _write(self, frame: Frame, masks: np.ndarray, scores: tuple[float, ...]) -> None:
-        path = self._output.path / f"{frame.index:06d}.png"
+        path = self._output.path / frame_name(self.start_number, frame.index, ".png")
         if len(self.objects) == 1:
             save_mask_png(path, masks[0])
         else:
