@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from media import ffprobe
-from models import make_tiny_checkpoint
+from models import make_lite_checkpoint
 from recordings import make_tiled_recording
 
 from vggts_cli.cli.app import app
@@ -20,6 +20,7 @@ from vggts_cli.masks import rle
 from vggts_cli.masks.io import is_label_map, load_seed_objects
 from vggts_cli.masks.objects import TrackedObject, exclusive, label_map
 from vggts_cli.masks.ops import iou
+from vggts_cli.model.configs import VGGT_S_LITE
 from vggts_cli.pipeline.run import run
 from vggts_cli.sinks.base import SinkOptions
 from vggts_cli.sinks.redact import redacted_objects
@@ -34,8 +35,9 @@ def three(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def tiny_checkpoint(tmp_path_factory):
-    return make_tiny_checkpoint(tmp_path_factory.mktemp("model") / "tiny.safetensors")
+def lite_checkpoint(tmp_path_factory):
+    # The small shipped architecture (random weights): its 112 px input keeps the run short.
+    return make_lite_checkpoint(tmp_path_factory.mktemp("model") / "lite.safetensors", cfg=VGGT_S_LITE)
 
 
 def _per_object(masks_json: dict) -> dict[int, list[np.ndarray]]:
@@ -173,12 +175,13 @@ def test_unknown_redact_object_is_refused_naming_the_objects(three, tmp_path):
     assert redacted_objects(objects, SinkOptions(redact_objects=("2",))) == [1]
 
 
-def test_learned_engine_objects_share_each_frames_backbone_pass(tiny_checkpoint, three, tmp_path):
+def test_learned_engine_objects_share_each_frames_backbone_pass(lite_checkpoint, tmp_path):
     """With focus off (whole frames), two objects cost the backbone exactly what one does."""
+    three = make_tiled_recording(tmp_path / "rec", objects=2, seconds=0.2)
     calls = []
 
     def run_objects(ids: tuple[int, ...]) -> None:
-        engine = LearnedEngine.load(str(tiny_checkpoint), "cpu")
+        engine = LearnedEngine.load(str(lite_checkpoint), "cpu")
         engine.focus = False
         hook = engine.model.aggregator.register_forward_hook(lambda *a: calls.append(len(ids)))
         seed = three.label_png(tmp_path / f"seed{len(ids)}.png", ids=ids)
