@@ -20,10 +20,9 @@ import av
 import numpy as np
 
 from vggts_cli.errors import UsageError
-from vggts_cli.fsutil import PartialOutput
 from vggts_cli.masks.io import save_label_png
 from vggts_cli.masks.objects import ONE_OBJECT, TrackedObject
-from vggts_cli.sinks.base import AlphaFormat, Sink
+from vggts_cli.sinks.base import AlphaFormat, FolderSink
 from vggts_cli.sinks.sequence import frame_name
 from vggts_cli.video.reader import Frame, VideoInfo
 
@@ -52,7 +51,7 @@ def exr_bytes(alpha: np.ndarray) -> bytes:
     return b"".join(bytes(p) for p in [*context.encode(frame), *context.encode(None)])
 
 
-class AlphaSequenceSink(Sink):
+class AlphaSequenceSink(FolderSink):
     """Fills a partial folder (`alpha.part/<object>/…`) and renames it to `path` when every frame is in."""
 
     def __init__(
@@ -63,19 +62,12 @@ class AlphaSequenceSink(Sink):
         start_number: int = 0,
         file_format: AlphaFormat | str = AlphaFormat.png,
     ) -> None:
-        super().__init__(path, info, objects)
-        self.start_number = start_number
         self.format = AlphaFormat(file_format)
         if self.format is AlphaFormat.exr:
             check_exr_encoder()
-        self._output = PartialOutput(path, fresh=True)  # a left-over partial folder: start clean
+        super().__init__(path, info, objects, subfolders=[obj.name for obj in objects])
+        self.start_number = start_number
         self._folders = [self._output.path / obj.name for obj in self.objects]
-        try:
-            for folder in self._folders:
-                folder.mkdir(parents=True)
-        except BaseException:
-            self._output.discard()
-            raise
 
     def _write(self, frame: Frame, masks: np.ndarray, scores: tuple[float, ...]) -> None:
         name = frame_name(self.start_number, frame.index, f".{self.format.value}")
@@ -84,12 +76,3 @@ class AlphaSequenceSink(Sink):
                 save_label_png(folder / name, mask.astype(np.uint16) * OPAQUE_16)
             else:
                 (folder / name).write_bytes(exr_bytes(mask.astype(np.float32)))
-
-    def _finish(self) -> None:
-        pass  # every frame's files are already in the partial folder
-
-    def _commit(self) -> None:
-        self._output.commit()
-
-    def abort(self) -> None:
-        self._output.discard()

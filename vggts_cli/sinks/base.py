@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from vggts_cli.errors import UsageError, VggtsError
-from vggts_cli.fsutil import naming
+from vggts_cli.fsutil import PartialOutput, naming
 from vggts_cli.masks.objects import ONE_OBJECT, TrackedObject
 from vggts_cli.video.reader import Frame, VideoInfo
 from vggts_cli.video.writer import VideoWriter
@@ -239,6 +239,38 @@ class Sink(ABC):
             self.close()
         else:
             self.abort()
+
+
+class FolderSink(Sink):
+    """An output that is a folder of files (one or more per frame): filled under its partial name
+    (`masks.part/`), a left-over partial folder cleared first, and renamed to `path` when every frame is in.
+    `subfolders` are made inside it (one per object, say)."""
+
+    def __init__(
+        self,
+        path: Path,
+        info: VideoInfo,
+        objects: Sequence[TrackedObject] = ONE_OBJECT,
+        subfolders: Sequence[str] = (),
+    ) -> None:
+        super().__init__(path, info, objects)
+        self._output = PartialOutput(path, fresh=True)
+        self._output.path.mkdir()
+        try:
+            for name in subfolders:
+                (self._output.path / name).mkdir(parents=True)
+        except BaseException:
+            self._output.discard()
+            raise
+
+    def _finish(self) -> None:
+        pass  # every frame's files are already in the partial folder
+
+    def _commit(self) -> None:
+        self._output.commit()
+
+    def abort(self) -> None:
+        self._output.discard()
 
 
 class VideoSink(Sink):

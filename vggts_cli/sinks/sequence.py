@@ -9,10 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from vggts_cli.fsutil import PartialOutput
 from vggts_cli.masks.io import save_label_png, save_mask_png
 from vggts_cli.masks.objects import ONE_OBJECT, TrackedObject, label_map
-from vggts_cli.sinks.base import Sink
+from vggts_cli.sinks.base import FolderSink
 from vggts_cli.video.reader import Frame, VideoInfo
 
 
@@ -21,7 +20,7 @@ def frame_name(start_number: int, index: int, suffix: str) -> str:
     return f"{start_number + index:06d}{suffix}"
 
 
-class PngSequenceSink(Sink):
+class PngSequenceSink(FolderSink):
     """Fills a partial folder (`masks.part`) and renames it to `path` when every frame is in."""
 
     def __init__(
@@ -33,8 +32,6 @@ class PngSequenceSink(Sink):
     ) -> None:
         super().__init__(path, info, objects)
         self.start_number = start_number
-        self._output = PartialOutput(path, fresh=True)  # a left-over partial folder: start clean
-        self._output.path.mkdir()
 
     def _write(self, frame: Frame, masks: np.ndarray, scores: tuple[float, ...]) -> None:
         path = self._output.path / frame_name(self.start_number, frame.index, ".png")
@@ -42,12 +39,3 @@ class PngSequenceSink(Sink):
             save_mask_png(path, masks[0])
         else:
             save_label_png(path, label_map(masks, self.objects))
-
-    def _finish(self) -> None:
-        pass  # every frame's PNG is already in the partial folder
-
-    def _commit(self) -> None:
-        self._output.commit()
-
-    def abort(self) -> None:
-        self._output.discard()

@@ -225,6 +225,15 @@ def _check_complete(path: Path, container: av.container.InputContainer, end: flo
         raise VggtsError(f"{path}: truncated (data ends at {end:.2f} s of {announced:.2f} s)")
 
 
+def frame_range(info: VideoInfo, start: int, stop: int | None) -> tuple[int, int]:
+    """Validated bounds of a camera's frames; like a slice, a `stop` past the end means the end."""
+    n = info.num_frames
+    stop = n if stop is None else min(stop, n)
+    if not 0 <= start <= n or stop < 0:
+        raise IndexError(f"frame range {start}:{stop} outside 0:{n} of {info.path}")
+    return start, stop
+
+
 class VideoReader:
     """Decodes frames of a probed video (context manager). One iteration at a time per reader."""
 
@@ -249,7 +258,7 @@ class VideoReader:
 
     def frames(self, start: int = 0, stop: int | None = None) -> Iterator[Frame]:
         """Frames start..stop-1 in order, decoded from the keyframe at or before `start`."""
-        start, stop = self._range(start, stop)
+        start, stop = frame_range(self.info, start, stop)
         if start >= stop:
             return
         following = start
@@ -267,18 +276,10 @@ class VideoReader:
 
     def frames_reversed(self, start: int = 0, stop: int | None = None, chunk: int = 32) -> Iterator[Frame]:
         """Frames stop-1 down to start: each chunk of `chunk` frames is decoded forward, then reversed."""
-        start, stop = self._range(start, stop)
+        start, stop = frame_range(self.info, start, stop)
         for hi in range(stop, start, -chunk):
             block = list(self.frames(max(start, hi - chunk), hi))
             yield from reversed(block)
-
-    def _range(self, start: int, stop: int | None) -> tuple[int, int]:
-        """Validated bounds; like a slice, a `stop` past the end means the end."""
-        n = self.info.num_frames
-        stop = n if stop is None else min(stop, n)
-        if not 0 <= start <= n or stop < 0:
-            raise IndexError(f"frame range {start}:{stop} outside 0:{n} of {self.info.path}")
-        return start, stop
 
     def _decode(self, start: int) -> Iterator[tuple[int, av.VideoFrame]]:
         """(index, frame) from a keyframe at or before frame `start` to the end.

@@ -34,7 +34,7 @@ import cv2
 import numpy as np
 
 from vggts_cli.errors import UsageError, VggtsError
-from vggts_cli.video.reader import Frame, VideoInfo, ffmpeg_reason
+from vggts_cli.video.reader import Frame, VideoInfo, ffmpeg_reason, frame_range
 
 # Frame files by suffix (lower case) and the format each names.
 FORMATS = {".png": "png", ".jpg": "jpeg", ".jpeg": "jpeg", ".exr": "exr", ".tif": "tiff", ".tiff": "tiff"}
@@ -334,23 +334,15 @@ class SequenceReader:
 
     def frames(self, start: int = 0, stop: int | None = None) -> Iterator[Frame]:
         """Frames start..stop-1 in order."""
-        start, stop = self._range(start, stop)
+        start, stop = frame_range(self.info, start, stop)
         for index in range(start, stop):
             yield self._frame(index)
 
     def frames_reversed(self, start: int = 0, stop: int | None = None, chunk: int = 32) -> Iterator[Frame]:
         """Frames stop-1 down to start (`chunk` is VideoReader's; a sequence reads any frame directly)."""
-        start, stop = self._range(start, stop)
+        start, stop = frame_range(self.info, start, stop)
         for index in range(stop - 1, start - 1, -1):
             yield self._frame(index)
-
-    def _range(self, start: int, stop: int | None) -> tuple[int, int]:
-        """Validated bounds; like a slice, a `stop` past the end means the end."""
-        n = self.info.num_frames
-        stop = n if stop is None else min(stop, n)
-        if not 0 <= start <= n or stop < 0:
-            raise IndexError(f"frame range {start}:{stop} outside 0:{n} of {self.info.path}")
-        return start, stop
 
     def _frame(self, index: int) -> Frame:
         path = self.info.files[index]
