@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 from media import ffprobe
-from models import make_lite_checkpoint
+from models import make_tiny_checkpoint
 from recordings import make_tiled_recording
 
 from vggts_cli.cli.app import app
@@ -37,7 +37,7 @@ def three(tmp_path_factory):
 @pytest.fixture(scope="module")
 def lite_checkpoint(tmp_path_factory):
     # The small shipped architecture (random weights): its 112 px input keeps the run short.
-    return make_lite_checkpoint(tmp_path_factory.mktemp("model") / "lite.safetensors", cfg=VGGT_S_LITE)
+    return make_tiny_checkpoint(tmp_path_factory.mktemp("model") / "lite.safetensors", cfg=VGGT_S_LITE)
 
 
 def _per_object(masks_json: dict) -> dict[int, list[np.ndarray]]:

@@ -10,6 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
+import numpy as np
 import pytest
 from recordings import Recording, make_recording
 
@@ -90,6 +92,36 @@ def test_resume_is_byte_identical(tmp_path, rec, seed, clean, engine, action, po
         for name in OUTPUTS:
             assert (out / cam / name).read_bytes() == (clean[engine] / cam / name).read_bytes(), (cam, name)
     assert not list(out.rglob("*.part*"))
+
+
+@pytest.fixture(scope="module")
+def two_objects(rec, tmp_path_factory) -> tuple[Path, Path]:
+    """A label map of the object's two halves on ego frame 3 (the seed), and one on ego frame 7 (a prompt)."""
+    folder = tmp_path_factory.mktemp("objects")
+    paths = []
+    for frame in (3, 7):
+        mask = rec.truth(0, frame)
+        middle = int(np.median(np.nonzero(mask)[1]))
+        labels = mask.astype(np.uint8)
+        labels[:, middle:] *= 2
+        paths.append(folder / f"labels{frame}.png")
+        cv2.imwrite(str(paths[-1]), labels)
+    return paths[0], paths[1]
+
+
+@pytest.mark.parametrize("engine", ["classic", "vggts"])
+def test_resume_with_two_objects_and_a_prompt_is_byte_identical(tmp_path, rec, two_objects, engine):
+    """Each object's engine state (the learned engine's twins) and the prompt's legs come back on --resume."""
+    seed, prompt = two_objects
+    args = job_args(rec, seed, engine, "--mask", f"ego:7:{prompt}")
+    vggts(*args, "--out", str(tmp_path / "clean"))
+    proc = stopped("TERM", "8", *args, "--out", str(tmp_path / "out"))
+    assert proc.returncode == EXIT["TERM"], proc.stderr
+    vggts(*args, "--out", str(tmp_path / "out"), "--resume")
+    for cam in ("ego", "exo"):
+        for name in OUTPUTS:
+            resumed, clean = (tmp_path / run / cam / name for run in ("out", "clean"))
+            assert resumed.read_bytes() == clean.read_bytes(), (cam, name)
 
 
 def test_overwrite_leaves_only_the_new_jobs_outputs(tmp_path, rec, seed):
