@@ -62,8 +62,8 @@ class Engine(ABC):
     `window`: the backbone window — how many upcoming target frames the caller should announce at a time
     with `prepare`.
 
-    A job with several objects asks `for_objects` for one engine per object and gives each the references
-    of its object; all of them see the same `prepare` announcements.
+    A job with several objects asks `for_objects` for one engine per object, gives each the references of
+    its object (`segment_objects`, on the first), and all of them see the same `prepare` announcements.
 
     `--resume` contract: an engine's masks depend only on its inputs and on the `state` of the predictions
     it made before, never on which frames were computed together (batches of a fixed size) or on what its
@@ -96,3 +96,13 @@ class Engine(ABC):
         """`segment` for targets none of which is a reference of another (an engine may batch them);
         predictions in request order. The default segments them one by one."""
         return [self.segment(target, refs) for target, refs in requests]
+
+    def segment_objects(
+        self,
+        engines: Sequence[Engine],
+        requests: Sequence[Sequence[tuple[View, Sequence[Reference]]]],
+    ) -> list[list[Prediction]]:
+        """One round for every object of a job: `requests[o]` for `engines[o]` (from `for_objects`, this
+        engine first), the same targets in the same order for each; per object the predictions in request
+        order. An engine may do the objects together; the default asks each object's engine alone."""
+        return [engine.segment_many(reqs) for engine, reqs in zip(engines, requests, strict=True)]

@@ -234,10 +234,8 @@ class Walk:
                 asked.append(n)
         if asked:
             start = time.perf_counter()
-            per_object = [
-                engine.segment_many([(views[n], tasks[n].refs[o]) for n in asked])
-                for o, engine in enumerate(self.engines)
-            ]
+            requests = [[(views[n], tasks[n].refs[o]) for n in asked] for o in range(len(self.engines))]
+            per_object = self.engines[0].segment_objects(self.engines, requests)
             share = (time.perf_counter() - start) / len(asked)
             for n, predictions in zip(asked, zip(*per_object, strict=True), strict=True):
                 task = tasks[n]

@@ -33,7 +33,7 @@ from vggts_cli.engines.base import Engine, FrameState, Prediction, Reference, Re
 from vggts_cli.engines.learned.backoff import WindowBackoff, free_cuda_memory, window_from_memory
 from vggts_cli.engines.learned.focus import FOCUS_MAX, KEEP_MAX, focus_crop, search_box, still_fits
 from vggts_cli.errors import UsageError
-from vggts_cli.geometry import Framing, SquareCrop, bbox
+from vggts_cli.geometry import Box, Framing, SquareCrop, bbox
 from vggts_cli.model.io import DEFAULT_MODEL, load_model
 from vggts_cli.model.union_head import presence_score
 from vggts_cli.model.vggts import VGGTS
@@ -64,13 +64,16 @@ MAX_GPU_WINDOW = 32
 
 @dataclass
 class _Task:
-    """One target of `segment_many`: its usable references, its job's seed View, its focus crop (None:
-    whole), whether that crop is still to be found by a first look at the whole frame (`search`), and
-    once predicted, (frame logits (H, W), presence score)."""
+    """One target of one object: the engine following that object (`owner`), its usable references, its
+    job's seed View, the target camera's previous frame among them, its focus crop (None: whole), whether
+    that crop is still to be found by a first look at the whole frame (`search`), and once predicted,
+    (frame logits (H, W), presence score)."""
 
+    owner: LearnedEngine
     target: View
     usable: list[Reference]
     seed: View | None
+    previous: Reference | None
     crop: SquareCrop | None
     search: bool
     result: tuple[torch.Tensor, float] | None = None
@@ -302,26 +305,52 @@ class LearnedEngine(Engine):
         """Fuse, per target, the predictions of its usable references (non-empty masks; the seed is left
         out when a cross reference is given; none usable -> empty mask, score 0). The pairs of all targets
         go through the tracker and the head together."""
-        tasks = [self._task(target, refs) for target, refs in requests]
-        searching = [t for t in tasks if t.usable and t.search]
-        # No mask of the target's camera to go by: look at the whole frame first, then focus where it points.
-        for task, (logits, score) in zip(searching, self._predict(searching), strict=True):
-            task.crop = focus_crop(search_box(logits), task.target.image.shape[:2])
+        return self.segment_objects([self], [requests])[0]
+
+    def segment_objects(
+        self,
+        engines: Sequence[Engine],
+        requests: Sequence[Sequence[tuple[View, Sequence[Reference]]]],
+    ) -> list[list[Prediction]]:
+        """`segment_many` for every object at once (`engines`: this engine's twins from `for_objects`): the
+        objects that follow a target's camera look through one crop, around all of them (one backbone
+        pass), and every object's pairs go through the tracker and the head as one batch."""
+        twins = [e for e in engines if isinstance(e, LearnedEngine)]
+        assert len(twins) == len(engines), "twins of one learned engine"
+        tasks = [
+            [twin._task(target, refs) for target, refs in reqs]
+            for twin, reqs in zip(twins, requests, strict=True)
+        ]
+        if self.focus and len(twins) > 1:
+            for column in zip(*tasks, strict=True):  # one target, every object
+                _share_crop(column)
+        flat = [task for object_tasks in tasks for task in object_tasks]
+        searching = [t for t in flat if t.usable and t.search]
+        # No mask of the target's camera to go by: look at the whole frame first, then focus where it points
+        # (where all the objects that looked for it point: one crop for the target).
+        boxes: dict[tuple[str, int], Box] = {}
+        found = list(zip(searching, self._predict(searching), strict=True))
+        for task, (logits, _) in found:
+            key, box = (task.target.camera, task.target.index), search_box(logits)
+            boxes[key] = boxes[key].union(box) if key in boxes else box
+        for task, (logits, score) in found:
+            task.crop = focus_crop(
+                boxes[(task.target.camera, task.target.index)], task.target.image.shape[:2]
+            )
             if task.crop is None:
                 task.result = (logits, score)
-        todo = [t for t in tasks if t.usable and t.result is None]
+        todo = [t for t in flat if t.usable and t.result is None]
         for task, result in zip(todo, self._predict(todo), strict=True):
             task.result = result
-        predictions = []
-        for task in tasks:
-            if task.result is None:
-                predictions.append(Prediction(np.zeros(task.target.image.shape[:2], dtype=bool), 0.0))
-                continue
-            self._remember(task.target, task.crop)
-            logits, score = task.result
-            mask = (logits > 0).cpu().numpy()
-            predictions.append(Prediction(mask=mask, score=score, state=self._state(task.crop)))
-        return predictions
+        return [[task.owner._prediction(task) for task in object_tasks] for object_tasks in tasks]
+
+    def _prediction(self, task: _Task) -> Prediction:
+        """A predicted task as this object's Prediction; the crop it was seen through is remembered."""
+        if task.result is None:
+            return Prediction(np.zeros(task.target.image.shape[:2], dtype=bool), 0.0)
+        self._remember(task.target, task.crop)
+        logits, score = task.result
+        return Prediction(mask=(logits > 0).cpu().numpy(), score=score, state=self._state(task.crop))
 
     def _task(self, target: View, refs: Sequence[Reference]) -> _Task:
         """What one target needs: its usable references, its job's seed, its focus crop."""
@@ -339,20 +368,10 @@ class LearnedEngine(Engine):
         self._start_job(seed)
         previous = next((r for r in usable if r.kind == "temporal" and r.view.camera == target.camera), None)
         if self.focus and previous is not None and previous.mask.shape == target.image.shape[:2]:
-            return _Task(target, usable, seed, self._follow(previous), search=False)
+            crop = follow(bbox(previous.mask), self._crop_seen(previous.view), previous.mask.shape)
+            return _Task(self, target, usable, seed, previous, crop, search=False)
         # Without a mask of this camera to go by, a focusing engine looks at the whole frame first.
-        return _Task(target, usable, seed, None, search=self.focus)
-
-    def _follow(self, previous: Reference) -> SquareCrop | None:
-        """The crop for the frame after `previous` (same camera): the previous crop while the object
-        still fits it, else the crop its mask calls for now (a focused camera keeps focusing up to
-        KEEP_MAX)."""
-        box = bbox(previous.mask)
-        assert box is not None  # usable references have non-empty masks
-        current = self._crop_seen(previous.view)
-        if current is not None and still_fits(current, box):
-            return current
-        return focus_crop(box, previous.mask.shape, KEEP_MAX if current is not None else FOCUS_MAX)
+        return _Task(self, target, usable, seed, None, None, search=self.focus)
 
     def _predict(self, tasks: Sequence[_Task]) -> list[tuple[torch.Tensor, float]]:
         """Each task's target seen through its crop and its references' fused prediction
@@ -362,7 +381,7 @@ class LearnedEngine(Engine):
         framings = [self._framing(t.target, t.crop) for t in tasks]
         # One entry per pair: (task, target framing, reference, reference framing, reference mask (S, S)).
         pairs = [
-            (t, f, ref, *self._framed_reference(ref))
+            (t, f, ref, *t.owner._framed_reference(ref))
             for t, f in zip(tasks, framings, strict=True)
             for ref in t.usable
         ]
@@ -387,7 +406,7 @@ class LearnedEngine(Engine):
                     # pass's features of their frame.
                     source = seed_feat if ref.kind == "seed" else self._cached(seed, ref.view, rf.crop)[1]
                     fmaps.append(torch.stack([source, target_feat]))
-                    points.append(self._source_points(ref, rf.crop, mask))
+                    points.append(t.owner._source_points(ref, rf.crop, mask))
                 out = self.model.segment_features(
                     torch.stack(fmaps), masks, limits, torch.stack(points).to(self.device)
                 )
@@ -399,3 +418,27 @@ class LearnedEngine(Engine):
             score = presence_score(framing.letterbox.content(fused)[None])[0]
             results.append((framing.unmap_logits(fused), float(score)))
         return results
+
+
+def follow(box: Box | None, current: SquareCrop | None, shape: tuple[int, int]) -> SquareCrop | None:
+    """The crop for the frame after one whose objects' box is `box` (same camera), seen through `current`:
+    that crop while the box still fits it, else the crop the box calls for now (a focused camera keeps
+    focusing up to KEEP_MAX)."""
+    assert box is not None  # usable references have non-empty masks
+    if current is not None and still_fits(current, box):
+        return current
+    return focus_crop(box, shape, KEEP_MAX if current is not None else FOCUS_MAX)
+
+
+def _share_crop(column: Sequence[_Task]) -> None:
+    """One target's tasks, one per object: those following the camera look through one crop, chosen from
+    all their previous masks and the crop the first of them saw its previous frame through."""
+    following = [t for t in column if t.previous is not None and not t.search]
+    if len(following) < 2:
+        return
+    box = bbox(np.logical_or.reduce([t.previous.mask for t in following]))  # type: ignore[union-attr]
+    first = following[0]
+    assert first.previous is not None
+    crop = follow(box, first.owner._crop_seen(first.previous.view), first.previous.mask.shape)
+    for task in following:
+        task.crop = crop
