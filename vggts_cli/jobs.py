@@ -158,8 +158,7 @@ def _seed_objects(job: PropagateJob, seed: VideoInfo) -> tuple[np.ndarray, tuple
         if not mask.any():
             raise UsageError(f"the mask of object '{obj.name}' lies wholly under the masks listed before it")
     if job.sink_options.redact_objects:
-        names = {o.name for o in objects} | {str(o.id) for o in objects}
-        unknown = [n for n in job.sink_options.redact_objects if n not in names]
+        unknown = [n for n in job.sink_options.redact_objects if not any(o.called(n) for o in objects)]
         if unknown:
             listed = ", ".join(o.name for o in objects)
             raise UsageError(f"--redact-objects names '{unknown[0]}', but the objects are: {listed}")

@@ -20,6 +20,10 @@ class TrackedObject:
     id: int
     name: str
 
+    def called(self, name: str) -> bool:
+        """Whether the user's `name` (as in --redact-objects) means this object: its name or its id."""
+        return name in (self.name, str(self.id))
+
 
 ONE_OBJECT = (TrackedObject(1, "object"),)  # a job given one binary mask, where no name was given
 

@@ -61,8 +61,7 @@ def redacted_objects(objects: Sequence[TrackedObject], options: SinkOptions) -> 
     """Indices of the objects redaction covers: those `redact_objects` names (by name or id), else all."""
     if not options.redact_objects:
         return list(range(len(objects)))
-    names = set(options.redact_objects)
-    return [n for n, o in enumerate(objects) if o.name in names or str(o.id) in names]
+    return [n for n, o in enumerate(objects) if any(o.called(name) for name in options.redact_objects)]
 
 
 class RedactSink(VideoSink):
