@@ -28,11 +28,14 @@ class Recording:
         cv2.imwrite(str(path), self.truth(0, index).astype(np.uint8) * 255)
         return path
 
-    def propagate_args(self, mask: Path, *options: str, engine: str = "classic") -> list[str]:
+    def propagate_args(self, mask: Path, *options: str, engine: str = "classic", adapt: int = 0) -> list[str]:
         """`vggts propagate` over this recording (ego = src, exo = dst) with `mask` and `engine` (the fast,
-        weight-free classic one unless told), plus `options`."""
+        weight-free classic one unless told), plus `options`; the learned engine tunes itself to the mask
+        for `adapt` steps (none unless told: a test of something else need not wait for it)."""
         src, dst = (str(v) for v in self.videos)
-        return ["propagate", "--src", src, "--dst", dst, "--mask", str(mask), "--engine", engine, *options]
+        tuning = ["--adapt", str(adapt)] if engine == "vggts" else []
+        args = ["--src", src, "--dst", dst, "--mask", str(mask), "--engine", engine, *tuning]
+        return ["propagate", *args, *options]
 
 
 def make_recording(

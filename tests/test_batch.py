@@ -262,6 +262,8 @@ def test_bad_rows_one_line_each(corpus, tmp_path):
                 json.dumps({"id": "b", **good, "engine": "classic", "model": "vggt-s-1b"}),
                 "",
                 json.dumps({"id": "c", **good, "engine": "magic"}),
+                json.dumps({"id": "d", **good, "engine": "classic", "adapt": 30}),
+                json.dumps({"id": "e", **good, "engine": "vggts", "adapt": 2.5}),
             ]
         )
     )
@@ -271,9 +273,12 @@ def test_bad_rows_one_line_each(corpus, tmp_path):
         "bad.jsonl:2",
         "bad.jsonl:3",
         "bad.jsonl:5",
+        "bad.jsonl:6",
+        "bad.jsonl:7",
     ]
     assert "unknown key 'masks'" in bad[0].error and "not a JSON object" in bad[1].error
     assert "classic engine has no weights" in bad[2].error and "'magic'" in bad[3].error
+    assert "adapt applies to engine vggts" in bad[4].error and "adapt takes an integer" in bad[5].error
 
 
 def test_a_bad_row_stops_the_batch_before_any_work(corpus, tmp_path):

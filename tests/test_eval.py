@@ -344,6 +344,8 @@ def test_rendered_rejects_unknown_tiers_and_stray_model():
     assert "--tiers takes a comma list of easy, medium, hard" in result.stderr
     result = vggts("eval", "rendered", "--engine", "classic", "--model", "vggt-s-1b", code=2)
     assert "--model applies to --engine vggts" in result.stderr
+    result = vggts("eval", "rendered", "--engine", "classic", "--adapt", "10", code=2)
+    assert "--adapt applies to --engine vggts" in result.stderr
 
 
 def test_rendered_without_scikit_image_is_refused(tmp_path):

@@ -14,6 +14,7 @@ from models import make_tiny_checkpoint
 from recordings import make_tiled_recording
 
 from vggts_cli.cli.app import app
+from vggts_cli.engines.learned.adapt import AdaptConfig
 from vggts_cli.engines.learned.engine import LearnedEngine
 from vggts_cli.jobs import PropagateJob, check_job
 from vggts_cli.masks import rle
@@ -181,7 +182,7 @@ def test_learned_engine_objects_share_each_frames_backbone_pass(lite_checkpoint,
     calls = []
 
     def run_objects(ids: tuple[int, ...]) -> None:
-        engine = LearnedEngine.load(str(lite_checkpoint), "cpu")
+        engine = LearnedEngine.load(str(lite_checkpoint), "cpu", adapt=AdaptConfig(steps=0))
         engine.focus = False
         hook = engine.model.aggregator.register_forward_hook(lambda *a: calls.append(len(ids)))
         seed = three.label_png(tmp_path / f"seed{len(ids)}.png", ids=ids)

@@ -53,7 +53,9 @@ def seed(rec, tmp_path_factory) -> Path:
 def job_args(rec: Recording, seed: Path, engine: str, *options: str) -> list[str]:
     extra = ("--device", "cpu") if engine == "vggts" else ()
     write = ("--write", "rle,overlay,redact")
-    return rec.propagate_args(seed, "--mask-frame", "3", *write, *extra, *options, engine=engine)
+    # The learned engine tunes itself to the mask (a few steps): a resumed job must tune to the same weights.
+    args = ("--mask-frame", "3", *write, *extra, *options)
+    return rec.propagate_args(seed, *args, engine=engine, adapt=3)
 
 
 @pytest.fixture(scope="module")
@@ -150,6 +152,15 @@ def test_resume_with_other_options_is_refused(tmp_path, rec, seed, option, value
     proc = vggts(*args, option, value, "--out", str(out), "--resume", check=False)
     assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
     assert proc.stderr.startswith(f"vggts: error: --resume: {option} ")
+
+
+def test_resume_with_other_tuning_is_refused(tmp_path, rec, seed):
+    out = tmp_path / "out"
+    args = job_args(rec, seed, "vggts")
+    assert stopped("KILL", "5", *args, "--out", str(out)).returncode == -signal.SIGKILL
+    proc = vggts(*args, "--adapt", "4", "--out", str(out), "--resume", check=False)
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("vggts: error: --resume: --adapt ")
 
 
 def test_two_jobs_on_one_out(tmp_path, rec, seed):

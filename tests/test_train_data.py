@@ -8,8 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from vggts_cli.errors import UsageError
-from vggts_cli.train.augment import (
+from vggts_cli.augment import (
     Viewport,
     adaptive_view,
     centred,
@@ -18,7 +17,8 @@ from vggts_cli.train.augment import (
     render,
     source_window,
 )
-from vggts_cli.train.losses import dice_loss, focal_loss, mask_loss
+from vggts_cli.errors import UsageError
+from vggts_cli.model.losses import dice_loss, focal_loss, mask_loss
 from vggts_cli.train.photos import Photo, load_photo, photo_names
 from vggts_cli.train.regions import MAX_AREA, MIN_AREA, choose_region, region_mask, segment
 from vggts_cli.train.samples import (
@@ -103,12 +103,12 @@ def test_render_is_pixel_exact() -> None:
     mask[20:50, 31:77] = True
     photo = Photo("test", (image,), segment(image))
     quad = np.array([[0, 0], [112, 0], [112, 84], [0, 84]], dtype=np.float64)
-    rendered, rendered_mask = render(photo, mask, Viewport(quad, (84, 112), SIZE), (0, 0, 0))
+    rendered, rendered_mask = render(photo.levels, mask, Viewport(quad, (84, 112), SIZE), (0, 0, 0))
     np.testing.assert_array_equal(rendered_mask[:84], mask)
     assert not rendered_mask[84:].any() and (rendered[84:] == 114).all()
     error = np.abs(rendered[:84].astype(int) - image)[1:-1, 1:-1]  # the border pixels see the fill too
     assert error.mean() < 0.5  # the same image, barely softened by the resampling
-    _, mirrored = render(photo, mask, Viewport(quad[[1, 0, 3, 2]], (84, 112), SIZE), (0, 0, 0))
+    _, mirrored = render(photo.levels, mask, Viewport(quad[[1, 0, 3, 2]], (84, 112), SIZE), (0, 0, 0))
     np.testing.assert_array_equal(mirrored[:84], mask[:, ::-1])
 
 
@@ -129,8 +129,8 @@ def test_views_share_one_homography(kind: str) -> None:
             tgt_view = adaptive_view(window, SIZE, rng)
         else:
             tgt_view = non_adaptive_view(window, box, SIZE, rng)
-        _, src_mask = render(photo, object_mask, src_view, (0, 0, 0))
-        _, tgt_mask = render(photo, object_mask, tgt_view, (0, 0, 0))
+        _, src_mask = render(photo.levels, object_mask, src_view, (0, 0, 0))
+        _, tgt_mask = render(photo.levels, object_mask, tgt_view, (0, 0, 0))
         to_target = centred(tgt_view.to_input() @ np.linalg.inv(src_view.to_input()))
         ys, xs = np.nonzero(_interior(src_mask, 3))
         mapped = map_points(to_target, np.stack([xs, ys], axis=1).astype(np.float64))

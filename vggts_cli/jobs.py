@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from vggts_cli.engines.registry import default_engine
+from vggts_cli.engines.registry import ADAPT_STEPS, default_engine
 from vggts_cli.errors import UsageError
 from vggts_cli.fsutil import check_folder, unique_names
 from vggts_cli.masks.io import load_seed_objects
@@ -47,6 +47,7 @@ class PropagateJob:
     engine: str = field(default_factory=default_engine)
     model: str | None = None
     device: str = "auto"
+    adapt: int | None = None  # learned engine: steps of tuning to the job's masks (None: ADAPT_STEPS)
     offsets: tuple[tuple[str, float], ...] = ()
     resume: bool = False
     overwrite: bool = False
@@ -224,6 +225,8 @@ def fingerprint(prepared: PreparedJob) -> dict:
         "--model": job.model,
         "--device": job.device,
     }
+    if job.engine == "vggts":  # only where it applies: a classic job's print is unchanged
+        printed["--adapt"] = ADAPT_STEPS if job.adapt is None else job.adapt
     if any(isinstance(c.info, SequenceInfo) for c in prepared.cameras):
         printed["--fps"] = str(job.fps)  # only where it applies: a video job's print is unchanged
     return json.loads(json.dumps(printed, default=str))

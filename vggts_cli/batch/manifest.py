@@ -5,7 +5,8 @@ first character (`{` = JSON Lines). Columns (CSV header) or keys (JSON object) m
 `vggts propagate`:
 
     id, src, dst, mask, mask_frame, offsets, write, redact, margin, blur, pixel_size, hold, min_score,
-    spread, grow, redact_objects, fill_color, overlay_color, start_number, alpha_format, engine, model, fps
+    spread, grow, redact_objects, fill_color, overlay_color, start_number, alpha_format, engine, model,
+    adapt, fps
 
 `src` and `dst` take videos or image sequences (`fps`: their frame rate, as `--fps`).
 `id`, `src` and `mask` are required (no `dst`: one camera); an empty CSV cell takes the option's default.
@@ -55,6 +56,7 @@ COLUMNS = (
     "alpha_format",
     "engine",
     "model",
+    "adapt",
     "fps",
 )
 REQUIRED = ("id", "src", "mask")
@@ -198,6 +200,7 @@ def _checked(job_id: str, where: str, row: dict[str, Any], base: Path, out: Path
         sink_options=_sink_options(row),
         engine=engine,
         model=_model(engine, row.get("model"), base),
+        adapt=_adapt(engine, row),
         offsets=_offsets(row.get("offsets")),
         resume=resume,
         fps=DEFAULT_FPS if row.get("fps") in (None, "") else parse_fps(row["fps"], option="fps"),
@@ -261,6 +264,13 @@ def _sink_options(row: dict[str, Any]) -> SinkOptions:
         else:
             options[field] = str(row[column]).strip()
     return SinkOptions(**options)
+
+
+def _adapt(engine: str, row: dict[str, Any]) -> int | None:
+    """The adapt column (steps of the learned engine's tuning), checked for its engine; None: the default."""
+    steps = _number(row, "adapt", int, None)
+    check_model([engine], None, flag="", adapt=steps)
+    return steps
 
 
 def _model(engine: str, value: Any, base: Path) -> str | None:

@@ -78,14 +78,14 @@ class EngineCache:
     (camera, index), which another recording must not see."""
 
     def __init__(self) -> None:
-        self._engines: dict[tuple[str, str | None, str], Engine] = {}
+        self._engines: dict[tuple[str, str | None, str, int | None], Engine] = {}
 
     def get(self, job: PropagateJob) -> Engine:
-        key = (job.engine, job.model, job.device)
+        key = (job.engine, job.model, job.device, job.adapt)
         if job.model is None:
-            return make_engine(*key)
+            return make_engine(*key[:3], adapt=job.adapt)
         if key not in self._engines:
-            self._engines[key] = make_engine(*key)
+            self._engines[key] = make_engine(*key[:3], adapt=job.adapt)
         return self._engines[key]
 
 

@@ -25,6 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
+from vggts_cli.engines.registry import ADAPT_STEPS
 from vggts_cli.errors import VggtsError, printable
 from vggts_cli.weights import DEFAULT_MODEL
 
@@ -34,6 +35,12 @@ F = TypeVar("F", bound=Callable)
 MODEL_HELP = (
     "For --engine vggts: a model file, vggt-s-lite (shipped) or vggt-s-1b (see `vggts weights`) "
     f"[default: {DEFAULT_MODEL}]."
+)
+
+
+ADAPT_HELP = (
+    "For --engine vggts: steps of tuning the model to your masks before it propagates; 0: off "
+    f"[default: {ADAPT_STEPS}]."
 )
 
 

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from vggts_cli.cli.common import MODEL_HELP, Device, one_line_errors, progress_bar, report
+from vggts_cli.cli.common import ADAPT_HELP, MODEL_HELP, Device, one_line_errors, progress_bar, report
 from vggts_cli.fsutil import write_text
 
 if TYPE_CHECKING:
@@ -32,6 +32,7 @@ JSON_HELP = (
 # The options every scoring command takes.
 EngineNames = Annotated[list[str] | None, typer.Option(metavar="NAME", help=ENGINE_HELP)]
 ModelName = Annotated[str | None, typer.Option(metavar="NAME|FILE", help=MODEL_HELP)]
+AdaptSteps = Annotated[int | None, typer.Option(metavar="STEPS", help=ADAPT_HELP, show_default=False)]
 LearnedDevice = Annotated[Device, typer.Option(help="Where learned engines run.")]
 JsonOut = Annotated[str | None, typer.Option("--json", metavar="FILE", help=JSON_HELP)]
 
@@ -42,13 +43,14 @@ class Direction(str, Enum):
     exo_ego = "exo-ego"
 
 
-def _engines(names: list[str], model: str | None, device: str) -> dict[str, Engine]:
-    """Name -> Engine for each distinct `--engine`; `--model` goes to the learned engine only."""
+def _engines(names: list[str], model: str | None, device: str, adapt: int | None = None) -> dict[str, Engine]:
+    """Name -> Engine for each distinct `--engine`; `--model` and `--adapt` go to the learned engine only."""
     from vggts_cli.engines.registry import check_model, make_engine
 
     names = list(dict.fromkeys(names))
-    check_model(names, model)
-    return {name: make_engine(name, model if name == "vggts" else None, device) for name in names}
+    check_model(names, model, adapt=adapt)
+    learned = {"model": model, "adapt": adapt}
+    return {name: make_engine(name, device=device, **(learned if name == "vggts" else {})) for name in names}
 
 
 def _require_photos() -> None:
@@ -118,6 +120,7 @@ def rendered(
     engine: EngineNames = None,
     model: ModelName = None,
     device: LearnedDevice = Device.auto,
+    adapt: AdaptSteps = None,
     pairs: Annotated[int, typer.Option(metavar="N", min=1, help="Rendered ego/exo pairs per tier.")] = 40,
     tiers: Annotated[
         str, typer.Option(metavar="LIST", help="Comma list of tiers: easy, medium, hard.")
@@ -147,7 +150,7 @@ def rendered(
 
     tier_list = parse_tiers(tiers)
     _require_photos()
-    engines = _engines(engine or _default_engines(), model, device.value)
+    engines = _engines(engine or _default_engines(), model, device.value, adapt)
     total = len(tier_list) * pairs * 2 * len(engines) * queries_per_pair(wide)
     result = _counted("pairs", total, lambda tick: evaluate_rendered(engines, tier_list, pairs, tick, wide))
     _emit(result, json_out, rendered_table(result))
@@ -173,6 +176,7 @@ def vos(
     engine: EngineNames = None,
     model: ModelName = None,
     device: LearnedDevice = Device.auto,
+    adapt: AdaptSteps = None,
     max_frames: Annotated[
         int | None,
         typer.Option(
@@ -194,7 +198,7 @@ def vos(
     from vggts_cli.eval.vos import engine_calls, evaluate_vos, sequence_names
 
     names = sequence_names(data, sequences)
-    engines = _engines(engine or _default_engines(), model, device.value)
+    engines = _engines(engine or _default_engines(), model, device.value, adapt)
     total = engine_calls(data, names, max_frames) * len(engines)
     result = _counted("frames", total, lambda tick: evaluate_vos(engines, data, names, max_frames, tick))
     _emit(result, json_out, vos_table(result))
@@ -213,6 +217,7 @@ def pairs(
     engine: EngineNames = None,
     model: ModelName = None,
     device: LearnedDevice = Device.auto,
+    adapt: AdaptSteps = None,
     json_out: JsonOut = None,
 ) -> None:
     """Score engines on real two-view pairs: the mask in view A, the object (or its absence) in view B.
@@ -226,7 +231,7 @@ def pairs(
     from vggts_cli.eval.report import pairs_table
 
     pair_list = load_pairs(data)
-    engines = _engines(engine or _default_engines(), model, device.value)
+    engines = _engines(engine or _default_engines(), model, device.value, adapt)
     total = len(pair_list) * len(engines)
     result = _counted("pairs", total, lambda tick: evaluate_pairs(engines, pair_list, tick))
     result = {"data": str(data), "pairs": len(pair_list), **result}
@@ -287,6 +292,7 @@ def run(
     engine: Annotated[str, typer.Option(metavar="NAME", help=ENGINE_HELP)] = "classic",
     model: ModelName = None,
     device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
+    adapt: AdaptSteps = None,
     relations: Annotated[
         Path | None,
         typer.Option(
@@ -313,7 +319,7 @@ def run(
     directions = DIRECTIONS if direction is Direction.both else (direction.value,)
     names = read_take_names(relations) if relations is not None else None
     truth = GroundTruth.load(gt)
-    seg_engine = _engines([engine], model, device.value)[engine]
+    seg_engine = _engines([engine], model, device.value, adapt)[engine]
     predictor = EgoExoPredictor(truth, takes, seg_engine, directions, names)
     submission = _counted("queries", predictor.segment_calls(), predictor.run)
     write_text(out, json.dumps(submission) + "\n")

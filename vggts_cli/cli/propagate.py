@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from vggts_cli.cli.common import MODEL_HELP, Device, one_line_errors, progress_bar, report
+from vggts_cli.cli.common import ADAPT_HELP, MODEL_HELP, Device, one_line_errors, progress_bar, report
 from vggts_cli.engines.registry import default_engine
 from vggts_cli.jobs import DEFAULT_WRITE, PreparedJob, PropagateJob, check_job, parse_list, parse_offsets
 from vggts_cli.pipeline.run import CameraSummary
@@ -145,6 +145,7 @@ Engine = Annotated[
 ]
 Model = Annotated[str | None, typer.Option(metavar="NAME|FILE", help=MODEL_HELP)]
 DeviceOpt = Annotated[Device, typer.Option(help="Where the model runs.")]
+Adapt = Annotated[int | None, typer.Option(metavar="STEPS", help=ADAPT_HELP, show_default=False)]
 Offset = Annotated[
     list[str] | None,
     typer.Option(
@@ -192,6 +193,7 @@ def propagate(
     engine: Engine = None,
     model: Model = None,
     device: DeviceOpt = Device.auto,
+    adapt: Adapt = None,
     offset: Offset = None,
     resume: Resume = False,
     overwrite: Overwrite = False,
@@ -221,6 +223,7 @@ def propagate(
         engine=engine or default_engine(),
         model=model,
         device=device.value,
+        adapt=adapt,
         offsets=parse_offsets(offset or []),
         resume=resume,
         overwrite=overwrite,
@@ -235,7 +238,7 @@ def _run(prepared: PreparedJob) -> list[CameraSummary]:
     from vggts_cli.pipeline.run import run
 
     job = prepared.job
-    seg_engine = make_engine(job.engine, job.model, job.device)
+    seg_engine = make_engine(job.engine, job.model, job.device, adapt=job.adapt)
     total = sum(c.info.num_frames for c in prepared.cameras)
     with progress_bar() as bar:
         tasks = {

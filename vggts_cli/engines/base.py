@@ -80,6 +80,11 @@ class Engine(ABC):
         default, for engines that carry nothing per object: this engine for every object."""
         return [self] * count
 
+    def start(self, anchors: Sequence[Reference]) -> None:  # noqa: B027 (optional hook)
+        """A job begins (on `--resume` too), before any `prepare` or `segment` of it: `anchors` are the
+        user's masks, every object's — its seed reference first, then its prompts. Asked of the first engine
+        of `for_objects`. An engine may learn from them; the default does nothing."""
+
     def prepare(self, seed: View, targets: Sequence[View]) -> None:  # noqa: B027 (optional hook)
         """Announce the next target frames of a job whose seed frame is `seed`, in the order `segment` will
         see them, so that an engine can do their per-frame work in one batch. The default does nothing."""

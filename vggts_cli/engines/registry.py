@@ -11,6 +11,8 @@ from vggts_cli.errors import UsageError
 from vggts_cli.weights import REAL_VALIDATION_RESULTS
 
 ENGINES = ("classic", "vggts")
+# Steps of test-time tuning to the job's masks the learned engine takes by default (engines/learned/adapt.py).
+ADAPT_STEPS = 120
 
 
 def default_engine() -> str:
@@ -31,25 +33,40 @@ def default_engine() -> str:
     return max(ranked, key=lambda name: statistics.fmean(scores[name]), default="classic")
 
 
-def check_model(engines: Sequence[str], model: str | None, flag: str = "--") -> None:
-    """A model serves the learned engine only: refuse one given without it (`flag`: how options are
-    spelled where it came from, "--" on the command line, "" in a batch manifest)."""
-    if model is not None and "vggts" not in engines:
+def check_model(
+    engines: Sequence[str], model: str | None, flag: str = "--", adapt: int | None = None
+) -> None:
+    """A model and its tuning serve the learned engine only: refuse them given without it (`flag`: how
+    options are spelled where they came from, "--" on the command line, "" in a batch manifest)."""
+    if "vggts" in engines:
+        if adapt is not None and adapt < 0:
+            raise UsageError(f"{flag}adapt {adapt}: steps must be 0 (off) or more")
+        return
+    if model is not None:
         raise UsageError(f"{flag}model applies to {flag}engine vggts; the classic engine has no weights")
+    if adapt is not None:
+        raise UsageError(f"{flag}adapt applies to {flag}engine vggts; the classic engine has nothing to tune")
 
 
 def make_engine(
-    name: str, model: str | None = None, device: str = "auto", schedule: str = "windowed"
+    name: str,
+    model: str | None = None,
+    device: str = "auto",
+    schedule: str = "windowed",
+    adapt: int | None = None,
 ) -> Engine:
-    """Build the engine `name`; `model` (a name or a model file; None = the shipped default), `device` and
-    `schedule` ("windowed" or "pair", see engines/learned/engine.py) serve the learned engine."""
+    """Build the engine `name`; `model` (a name or a model file; None = the shipped default), `device`,
+    `schedule` ("windowed" or "pair", see engines/learned/engine.py) and `adapt` (steps of tuning to each
+    job's masks; None = ADAPT_STEPS) serve the learned engine."""
+    check_model([name], model, adapt=adapt)
     if name == "classic":
-        check_model([name], model)
         from vggts_cli.engines.classic.engine import ClassicEngine
 
         return ClassicEngine()
     if name == "vggts":
+        from vggts_cli.engines.learned.adapt import AdaptConfig
         from vggts_cli.engines.learned.engine import LearnedEngine
 
-        return LearnedEngine.load(model, device, schedule)  # type: ignore[arg-type]
+        tuning = AdaptConfig(steps=ADAPT_STEPS if adapt is None else adapt)
+        return LearnedEngine.load(model, device, schedule, adapt=tuning)  # type: ignore[arg-type]
     raise UsageError(f"--engine {name!r} is not one of {', '.join(ENGINES)}")

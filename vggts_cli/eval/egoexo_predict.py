@@ -137,6 +137,7 @@ class EgoExoPredictor:
         if mask is None or not mask.any():  # nothing to look for: say "absent" without asking the engine
             return self._entry(np.zeros(size, bool), 0.0)
         ref = Reference(View(q.src, int(q.frame), source), resize_mask(mask, source.shape[:2]), "cross")
+        self.engine.start([Reference(ref.view, ref.mask, "seed")])  # each query is a job of its own
         prediction = self.engine.segment(View(q.dst, int(q.frame), target), [ref])
         return self._entry(resize_mask(prediction.mask, size), prediction.score)
 

@@ -288,6 +288,8 @@ def score_pair(engine: Engine, pair: Pair) -> dict:
     source = View("source", 0, pair.source)
     target = View("target", 0, pair.target)
     start = time.perf_counter()
+    # The source is the job's seed (what an engine may tune to), seen from another view.
+    engine.start([Reference(source, pair.source_mask == 1, "seed")])
     prediction = engine.segment(target, [Reference(source, pair.source_mask == 1, "cross")])
     row = {
         "id": pair.id,

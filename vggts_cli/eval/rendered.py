@@ -60,6 +60,7 @@ def score_query(
 ) -> None:
     """Ask `engine` for the object in `target` and put the result on `cell`'s sheet."""
     start = time.perf_counter()
+    engine.start([Reference(source, source_mask, "seed")])  # the job's seed, seen from another camera
     prediction = engine.segment(target, [Reference(source, source_mask, "cross")])
     cell.seconds.append(time.perf_counter() - start)
     if not truth.any():

@@ -179,6 +179,7 @@ def propagate_object(
     seed_view = View(camera, 0, frames[0])
     seed = Reference(seed_view, seed_mask, "seed")
     previous = Reference(seed_view, seed_mask, "temporal")
+    engine.start([seed])
     window = max(1, engine.window)
     for start in range(1, len(frames), window):
         views = [View(camera, i, frames[i]) for i in range(start, min(len(frames), start + window))]

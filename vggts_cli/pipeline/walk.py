@@ -93,6 +93,7 @@ class Walk:
             self.seed_view = View(cams[0].name, s, seed_frame.image)
             self.seed_refs = [Reference(self.seed_view, m, "seed") for m in self.seed_masks]
             self._read_prompts(readers)
+            self.engines[0].start([*self.seed_refs, *(ref for refs in self.prompt_refs for _, ref in refs)])
             others = range(1, len(cams))
             for steps in legs:
                 first = steps[0].seed_index

@@ -28,10 +28,10 @@ from vggts_cli.errors import UsageError, VggtsError
 from vggts_cli.fsutil import PartialOutput
 from vggts_cli.model.configs import CONFIGS
 from vggts_cli.model.io import from_json, load_file_model, save_model, to_json
+from vggts_cli.model.losses import mask_loss
 from vggts_cli.model.stem import load_imagenet_weights
 from vggts_cli.model.vggts import VGGTS
 from vggts_cli.train import defaults
-from vggts_cli.train.losses import mask_loss
 from vggts_cli.train.samples import SampleStream
 
 CHECKPOINT = "checkpoint.pt"

@@ -14,6 +14,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from vggts_cli.augment import pyramid
 from vggts_cli.errors import VggtsError
 from vggts_cli.train.regions import Segmentation, segment
 
@@ -37,7 +38,6 @@ SKIMAGE_PHOTOS = (
 )
 OPENCV_SAMPLES = Path("/usr/share/doc/opencv-doc/examples/data")
 WORK_SIDE = 320  # longest side of a photo as used (segmentation cost grows with its square)
-PYRAMID_LEVELS = 3  # full, 1/2, 1/4
 
 
 @dataclass(frozen=True)
@@ -74,10 +74,8 @@ def load_photo(name: str) -> Photo:
     if scale < 1:
         size = (round(image.shape[1] * scale), round(image.shape[0] * scale))
         image = cv2.resize(image, size, interpolation=cv2.INTER_AREA)
-    levels = [np.ascontiguousarray(image)]
-    for _ in range(PYRAMID_LEVELS - 1):
-        levels.append(cv2.pyrDown(levels[-1]))
-    return Photo(name, tuple(levels), segment(levels[0]))
+    levels = pyramid(image)
+    return Photo(name, levels, segment(levels[0]))
 
 
 def _read(name: str) -> np.ndarray:

@@ -25,14 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from vggts_cli.engines.learned.engine import to_tensor
-from vggts_cli.engines.learned.focus import KEEP_MAX, focus_crop
-from vggts_cli.errors import UsageError, VggtsError
-from vggts_cli.geometry import Box, Framing, Letterbox, SquareCrop, bbox
-from vggts_cli.model.points import kmeans_points
-from vggts_cli.synth.rig import TIERS, render_rig_pair, training_seed
-from vggts_cli.synth.scene import CameraPath, Scene, ego_exo_cameras
-from vggts_cli.train.augment import (
+from vggts_cli.augment import (
     Viewport,
     adaptive_view,
     centred,
@@ -42,6 +35,13 @@ from vggts_cli.train.augment import (
     render,
     source_window,
 )
+from vggts_cli.engines.learned.engine import to_tensor
+from vggts_cli.engines.learned.focus import KEEP_MAX, focus_crop
+from vggts_cli.errors import UsageError, VggtsError
+from vggts_cli.geometry import Box, Framing, Letterbox, SquareCrop, bbox
+from vggts_cli.model.points import kmeans_points
+from vggts_cli.synth.rig import TIERS, render_rig_pair, training_seed
+from vggts_cli.synth.scene import CameraPath, Scene, ego_exo_cameras
 from vggts_cli.train.photos import load_photo, photo_names
 from vggts_cli.train.regions import choose_region, region_mask
 
@@ -112,7 +112,7 @@ def single_image_sample(rng: np.random.Generator, size: int, n_points: int, kind
         if region is None:
             continue
         object_mask, object_box = region_mask(photo.segmentation, region)
-        src_image, src_mask = render(photo, object_mask, src_view, fill=(0, 0, 0))
+        src_image, src_mask = render(photo.levels, object_mask, src_view, fill=(0, 0, 0))
         if src_mask.any():
             break
     else:
@@ -123,7 +123,7 @@ def single_image_sample(rng: np.random.Generator, size: int, n_points: int, kind
     else:
         tgt_view = non_adaptive_view(window, object_box, size, rng)
     fill = tuple(int(c) for c in rng.integers(0, 256, 3))  # outside the photo: a flat random colour
-    tgt_image, tgt_mask = render(photo, object_mask, tgt_view, fill)
+    tgt_image, tgt_mask = render(photo.levels, object_mask, tgt_view, fill)
     images = np.stack([_jitter_content(src_image, src_view, rng), _jitter_content(tgt_image, tgt_view, rng)])
 
     synth = kind == "non_adaptive"

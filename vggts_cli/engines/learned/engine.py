@@ -30,6 +30,7 @@ import torch
 from vggts_cli.cache import LruCache
 from vggts_cli.device import resolve_device
 from vggts_cli.engines.base import Engine, FrameState, Prediction, Reference, ReferenceKind, View
+from vggts_cli.engines.learned.adapt import AdaptConfig, adapt, tuned_parameters
 from vggts_cli.engines.learned.backoff import WindowBackoff, free_cuda_memory, window_from_memory
 from vggts_cli.engines.learned.focus import FOCUS_MAX, KEEP_MAX, focus_crop, search_box, still_fits
 from vggts_cli.errors import UsageError
@@ -88,7 +89,8 @@ Key = tuple[str, int, SquareCrop | None]  # (camera, frame index, focus crop) of
 class _JobFeatures:
     """What every object of one job shares: the seed View it started with; (camera, index, crop) ->
     (seed features, frame features), each (C, h, w), from the frame's [seed, framed frame] backbone pass;
-    the seed's model input (1, 3, S, S) and per-image tokens (1, P, C); how many objects share it."""
+    the seed's model input (1, 3, S, S) and per-image tokens (1, P, C); how many objects share it; while the
+    model is tuned to the job's masks (`Engine.start`), its tuned parameters as loaded."""
 
     seed: View | None = None
     features: LruCache[Key, tuple[torch.Tensor, torch.Tensor]] = field(
@@ -97,17 +99,27 @@ class _JobFeatures:
     seed_input: torch.Tensor | None = None
     seed_patches: torch.Tensor | None = None
     objects: int = 1
+    loaded: dict[str, torch.Tensor] | None = None
 
     def start(self, seed: View | None) -> None:
         self.seed = seed
         self.features.clear()
         self.seed_input = self.seed_patches = None
 
+    def untune(self, model: VGGTS) -> None:
+        """Put back the parameters a job's tuning changed."""
+        if self.loaded is not None:
+            with torch.no_grad():
+                for name, p in tuned_parameters(model).items():
+                    p.copy_(self.loaded[name])
+            self.loaded = None
+
 
 class LearnedEngine(Engine):
     """VGGT-Segmentor: bf16 autocast on CUDA, fp32 on the CPU; deterministic on the CPU.
 
     focus: look at small objects through a focus crop (engines/learned/focus.py); False: whole frames.
+    adapt: how the model is tuned to each job's masks before it propagates (engines/learned/adapt.py).
     """
 
     name = "vggts"
@@ -119,6 +131,7 @@ class LearnedEngine(Engine):
         schedule: Schedule = "windowed",
         window: int | None = None,
         focus: bool = True,
+        adapt: AdaptConfig | None = None,
     ) -> None:
         model.check_segmentable()
         if schedule not in SCHEDULES:
@@ -128,6 +141,7 @@ class LearnedEngine(Engine):
         self.size = model.cfg.img_size
         self.schedule = schedule
         self.focus = focus
+        self.adapt = adapt or AdaptConfig()
         # Pairs per backbone batch: given, else as many as free GPU memory holds (CPU: a few); an
         # out-of-memory halves it for the rest of the engine's life and retries the same frames.
         self._backoff = WindowBackoff(window or self._window_for_device())
@@ -157,11 +171,16 @@ class LearnedEngine(Engine):
 
     @classmethod
     def load(
-        cls, model: str | None, device: str, schedule: Schedule = "windowed", window: int | None = None
+        cls,
+        model: str | None,
+        device: str,
+        schedule: Schedule = "windowed",
+        window: int | None = None,
+        adapt: AdaptConfig | None = None,
     ) -> LearnedEngine:
         """The engine for `--model` (a vggts model file or name; None = the shipped default) on `--device`."""
         target = resolve_device(device)
-        return cls(load_model(model or DEFAULT_MODEL, target), target, schedule, window)
+        return cls(load_model(model or DEFAULT_MODEL, target), target, schedule, window, adapt=adapt)
 
     @property
     def window(self) -> int:  # type: ignore[override]
@@ -184,13 +203,27 @@ class LearnedEngine(Engine):
 
     # -- per-job state: the windowed schedule's feature cache and the focus crops ---------------------
 
-    def _start_job(self, seed: View | None) -> None:
-        if seed is None or self._seed is not seed:
+    def start(self, anchors: Sequence[Reference]) -> None:
+        """Tune the model to the job's masks (`self.adapt`; the same weights on `--resume`), starting from
+        the model as loaded: the backbone features every object shares are the tuned model's. The tuning
+        holds until the next `start`."""
+        seed = next((ref.view for ref in anchors if ref.kind == "seed"), None)
+        self._start_job(seed, new=True)
+        self._job.untune(self.model)
+        usable = [ref for ref in anchors if ref.mask.any()]
+        if self.adapt.steps > 0 and usable:
+            self._job.loaded = {k: p.detach().clone() for k, p in tuned_parameters(self.model).items()}
+            adapt(self.model, usable, self.adapt)
+
+    def _start_job(self, seed: View | None, new: bool = False) -> None:
+        """Per-object state for the job of `seed` (kept while it is the same); the job's shared state too
+        when this object is the first to start it, or `new`: a job starting afresh."""
+        if new or seed is None or self._seed is not seed:
             self._seed = seed
             self._points.clear()
             self._framed.clear()
             self._camera_crop.clear()
-            if seed is None or self._job.seed is not seed:  # the first of the job's objects to start
+            if new or seed is None or self._job.seed is not seed:
                 self._job.start(seed)
 
     def _framing(self, view: View, crop: SquareCrop | None) -> Framing:

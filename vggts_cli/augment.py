@@ -1,4 +1,5 @@
-"""The two views of a single-image pair: where each looks in the photo, rendering, colour jitter.
+"""Two views of one image: where each looks in it, rendering, colour jitter — the single-image pairs the
+model is trained on (train/samples.py) and tuned on at test time (engines/learned/adapt.py).
 
 A view is a quadrilateral of the photo mapped onto a frame by a homography; the frame then becomes a
 model input exactly as a camera frame does at inference (`Letterbox`: aspect kept, top-left, grey pad).
@@ -15,13 +16,13 @@ scaling by the supersampling factor is exact; OpenCV's warps use pixel centres a
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 from vggts_cli.geometry import Box, Letterbox
-from vggts_cli.train.photos import Photo
 
 ASPECTS = (1.0, 4 / 3, 16 / 9, 3 / 4)  # frame width / height: square, the ego and exo cameras, portrait
 SUPERSAMPLE = 2  # views are warped at this multiple of the model size, then area-averaged down
@@ -32,6 +33,7 @@ STRONG_SCALE = (0.35, 3.0)
 STRONG_JITTER = 0.3  # corner jitter, fraction of the frame side
 STRONG_SHIFT = 0.15  # view centre shift, fraction of the frame side
 TRIES = 20
+PYRAMID_LEVELS = 3  # full, 1/2, 1/4
 
 
 @dataclass(frozen=True)
@@ -52,12 +54,12 @@ class Viewport:
         return hom if (hom[2] @ [*self.quad[0], 1.0]) > 0 else -hom
 
 
-def _fit(height: float, width: float, size: int) -> tuple[int, int]:
+def fit_content(height: float, width: float, size: int) -> tuple[int, int]:
     """Letterbox content (h, w) of a frame (height, width)."""
     return Letterbox.fit((max(1, round(height)), max(1, round(width))), size).content_hw
 
 
-def _rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
+def rect(x0: float, y0: float, x1: float, y1: float) -> np.ndarray:
     return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
 
 
@@ -72,7 +74,7 @@ def source_window(
     win_w, win_h = min(width, round(side * np.sqrt(aspect))), min(height, round(side / np.sqrt(aspect)))
     x0, y0 = int(rng.integers(0, width - win_w + 1)), int(rng.integers(0, height - win_h + 1))
     window = (x0, y0, x0 + win_w, y0 + win_h)
-    return Viewport(_rect(*window), _fit(win_h, win_w, size), size), window
+    return Viewport(rect(*window), fit_content(win_h, win_w, size), size), window
 
 
 def adaptive_view(window: tuple[int, int, int, int], size: int, rng: np.random.Generator) -> Viewport:
@@ -83,10 +85,10 @@ def adaptive_view(window: tuple[int, int, int, int], size: int, rng: np.random.G
     win_w, win_h = src_w * rng.uniform(*ADAPTIVE_CROP) / zoom, src_h * rng.uniform(*ADAPTIVE_CROP) / zoom
     cx = (x0 + x1) / 2 + rng.uniform(-1, 1) * max(0.0, src_w - win_w) / 2
     cy = (y0 + y1) / 2 + rng.uniform(-1, 1) * max(0.0, src_h - win_h) / 2
-    quad = _rect(cx - win_w / 2, cy - win_h / 2, cx + win_w / 2, cy + win_h / 2)
+    quad = rect(cx - win_w / 2, cy - win_h / 2, cx + win_w / 2, cy + win_h / 2)
     if rng.random() < 0.5:
         quad = quad[[1, 0, 3, 2]]  # the frame's left edge sees the window's right edge: a mirror image
-    return Viewport(quad, _fit(win_h, win_w, size), size)
+    return Viewport(quad, fit_content(win_h, win_w, size), size)
 
 
 def non_adaptive_view(
@@ -103,7 +105,7 @@ def non_adaptive_view(
     win_centre = np.array([(x0 + x1) / 2, (y0 + y1) / 2])
     bx0, by0, bx1, by1 = object_box
     obj_centre = np.array([(bx0 + bx1) / 2, (by0 + by1) / 2])
-    box_corners = _rect(*object_box)
+    box_corners = rect(*object_box)
     for _ in range(TRIES):
         aspect = ASPECTS[int(rng.integers(len(ASPECTS)))]
         side = src_side / np.exp(rng.uniform(*np.log(STRONG_SCALE)))
@@ -120,13 +122,13 @@ def non_adaptive_view(
         quad = corners @ rotate.T + centre
         if not _convex(quad):
             continue
-        view = Viewport(quad, _fit(2 * half[1], 2 * half[0], size), size)
+        view = Viewport(quad, fit_content(2 * half[1], 2 * half[0], size), size)
         depth = np.c_[box_corners, np.ones(4)] @ view.to_input()[2]
         if (depth > 0).all():
             return view
     # Unreachable in practice (a convex quad with the object in front is the common case); the plain
     # source window is a valid, if easy, partner.
-    return Viewport(_rect(*window), _fit(y1 - y0, x1 - x0, size), size)
+    return Viewport(rect(*window), fit_content(y1 - y0, x1 - x0, size), size)
 
 
 def _convex(quad: np.ndarray) -> bool:
@@ -136,24 +138,33 @@ def _convex(quad: np.ndarray) -> bool:
     return bool((turns > 0).all() or (turns < 0).all())
 
 
+def pyramid(image: np.ndarray) -> tuple[np.ndarray, ...]:
+    """An (H, W, 3) uint8 image's anti-aliasing pyramid for `render`: PYRAMID_LEVELS levels, level k at
+    2^-k the size."""
+    levels = [np.ascontiguousarray(image)]
+    for _ in range(PYRAMID_LEVELS - 1):
+        levels.append(cv2.pyrDown(levels[-1]))
+    return tuple(levels)
+
+
 def render(
-    photo: Photo, object_mask: np.ndarray, view: Viewport, fill: tuple[int, int, int]
+    levels: Sequence[np.ndarray], object_mask: np.ndarray, view: Viewport, fill: tuple[int, int, int]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """The model input of a view: (size, size, 3) uint8 image and (size, size) bool mask of the object
-    (`object_mask` (H, W) bool in photo px). Warped at SUPERSAMPLE× from the pyramid level that matches
-    the zoom (so strong zoom-outs do not alias), area-averaged down by `Letterbox`; outside the photo
-    is `fill`."""
+    """The model input of a view of an image given as its `pyramid`: (size, size, 3) uint8 image and
+    (size, size) bool mask of the object (`object_mask` (H, W) bool in image px). Warped at SUPERSAMPLE×
+    from the pyramid level that matches the zoom (so strong zoom-outs do not alias), area-averaged down
+    by `Letterbox`; outside the image is `fill`."""
     h, w = view.content_hw
     frame_hw = (SUPERSAMPLE * h, SUPERSAMPLE * w)
     to_frame = np.diag([SUPERSAMPLE, SUPERSAMPLE, 1.0]) @ view.to_input()
     (ax, ay), (bx, by) = view.quad[2] - view.quad[0], view.quad[3] - view.quad[1]
     quad_area = 0.5 * abs(ax * by - ay * bx)  # half the cross product of the diagonals
     zoom = np.sqrt(frame_hw[0] * frame_hw[1] / quad_area)  # frame px per photo px
-    level = int(np.clip(np.floor(-np.log2(zoom)), 0, len(photo.levels) - 1))
+    level = int(np.clip(np.floor(-np.log2(zoom)), 0, len(levels) - 1))
     from_level = to_frame @ np.diag([2.0**level, 2.0**level, 1.0])
     size_wh = (frame_hw[1], frame_hw[0])
     image = cv2.warpPerspective(
-        photo.levels[level], centred(from_level), size_wh, flags=cv2.INTER_LINEAR, borderValue=fill
+        levels[level], centred(from_level), size_wh, flags=cv2.INTER_LINEAR, borderValue=fill
     )
     mask = cv2.warpPerspective(
         object_mask.astype(np.uint8) * 255, centred(to_frame), size_wh, flags=cv2.INTER_LINEAR
