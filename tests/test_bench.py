@@ -32,6 +32,7 @@ def full():
         iters=1,
         frames=2,
         input_size=(64, 48),
+        adapt=2,
         on_step=steps.append,
     )
     return result | {"steps": steps}
@@ -39,7 +40,7 @@ def full():
 
 def test_each_step_is_announced_as_it_starts(full):
     model_stages = ["backbone", "tracker", "head"]
-    e2e = ["end-to-end (windowed)", "end-to-end (pair)"]
+    e2e = ["end-to-end (windowed)", "end-to-end (pair)", "tuning (--adapt 2)"]
     assert full["steps"] == ["random model", *model_stages, "input clips", "decode", "encode", *e2e]
 
 
@@ -75,6 +76,7 @@ def test_end_to_end_per_schedule_and_ratio(full):
         runs["windowed"]["pairs_per_s"] / runs["pair"]["pairs_per_s"]
     )
     assert full["peak_memory"]["bytes"] >= max(r["peak_memory"]["bytes"] for r in runs.values())
+    assert e2e["tuning"]["steps"] == 2 and e2e["tuning"]["seconds"] > 0  # once per job, on its own
 
 
 def test_table_has_a_row_per_stage_and_schedule(full):

@@ -14,6 +14,7 @@ from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from vggts_cli.cli.common import Device, one_line_errors, progress_bar
+from vggts_cli.engines.registry import ADAPT_STEPS
 from vggts_cli.errors import UsageError
 from vggts_cli.jobs import parse_list
 
@@ -84,6 +85,9 @@ def render(result: dict[str, Any]) -> Table:
                     "-",
                     _gib(r["peak_memory"]),
                 )
+            tuning = result["end_to_end"]["tuning"]
+            row = f"{tuning['seconds']:.1f} s", "once per job", "-", "-", "-", "-"
+            table.add_row(f"tuning (--adapt {tuning['steps']})", *row)
             continue
         s, item = result[stage], items[stage]
         if stage in ("decode", "encode"):
@@ -166,6 +170,10 @@ def bench(
     schedules: Annotated[
         str, typer.Option(metavar="LIST", help="End-to-end backbone schedules, comma list of windowed, pair.")
     ] = "windowed,pair",
+    adapt: Annotated[
+        int,
+        typer.Option(metavar="STEPS", min=0, help="Steps of the tuning to a job's mask (--adapt), timed."),
+    ] = ADAPT_STEPS,
     json_output: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
 ) -> None:
     """Measure decode, backbone, tracker, head and encode throughput, whole-job synchronized frame
@@ -193,6 +201,7 @@ def bench(
             frames=frames,
             input_size=None if input_size is None else parse_size(input_size),
             schedules=parse_list(schedules),
+            adapt=adapt,
             on_step=lambda step: bar.update(task, description=f"bench: {step}"),
         )
     if json_output:
