@@ -41,8 +41,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from vggts_cli.device import resolve_device
 from vggts_cli.engines.base import Engine, Reference, View
+from vggts_cli.engines.learned import ADAPT_STEPS
 from vggts_cli.engines.learned.engine import SCHEDULES
-from vggts_cli.engines.registry import ADAPT_STEPS, make_engine
+from vggts_cli.engines.registry import make_engine
 from vggts_cli.errors import UsageError
 from vggts_cli.jobs import PropagateJob, camera_names, check_job
 from vggts_cli.masks.io import save_mask_png

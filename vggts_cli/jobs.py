@@ -14,7 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from vggts_cli.engines.registry import ADAPT_STEPS, default_engine
+from vggts_cli.engines.learned import ADAPT_STEPS
+from vggts_cli.engines.registry import default_engine
 from vggts_cli.errors import UsageError
 from vggts_cli.fsutil import check_folder, unique_names
 from vggts_cli.masks.io import load_seed_objects

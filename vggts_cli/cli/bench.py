@@ -14,7 +14,7 @@ from rich.progress import SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from vggts_cli.cli.common import Device, one_line_errors, progress_bar
-from vggts_cli.engines.registry import ADAPT_STEPS
+from vggts_cli.engines.learned import ADAPT_STEPS
 from vggts_cli.errors import UsageError
 from vggts_cli.jobs import parse_list
 

@@ -25,7 +25,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from vggts_cli.engines.registry import ADAPT_STEPS
+from vggts_cli.engines.learned import ADAPT_STEPS
 from vggts_cli.errors import VggtsError, printable
 from vggts_cli.weights import DEFAULT_MODEL
 

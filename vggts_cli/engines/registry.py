@@ -7,12 +7,11 @@ import statistics
 from collections.abc import Sequence
 
 from vggts_cli.engines.base import Engine
+from vggts_cli.engines.learned import ADAPT_STEPS
 from vggts_cli.errors import UsageError
 from vggts_cli.weights import REAL_VALIDATION_RESULTS
 
 ENGINES = ("classic", "vggts")
-# Steps of test-time tuning to the job's masks the learned engine takes by default (engines/learned/adapt.py).
-ADAPT_STEPS = 120
 
 
 def default_engine() -> str:

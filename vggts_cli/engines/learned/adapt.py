@@ -36,7 +36,7 @@ from vggts_cli.augment import (
     render,
 )
 from vggts_cli.engines.base import Reference
-from vggts_cli.engines.registry import ADAPT_STEPS
+from vggts_cli.engines.learned import ADAPT_STEPS
 from vggts_cli.geometry import Box, bbox
 from vggts_cli.model.losses import mask_loss
 from vggts_cli.model.points import kmeans_points
