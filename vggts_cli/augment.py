@@ -23,6 +23,7 @@ import cv2
 import numpy as np
 
 from vggts_cli.geometry import Box, Letterbox
+from vggts_cli.model.points import kmeans_points
 
 ASPECTS = (1.0, 4 / 3, 16 / 9, 3 / 4)  # frame width / height: square, the ego and exo cameras, portrait
 SUPERSAMPLE = 2  # views are warped at this multiple of the model size, then area-averaged down
@@ -33,6 +34,7 @@ STRONG_SCALE = (0.35, 3.0)
 STRONG_JITTER = 0.3  # corner jitter, fraction of the frame side
 STRONG_SHIFT = 0.15  # view centre shift, fraction of the frame side
 TRIES = 20
+PROMPT_NOISE = 0.02  # std of a synthesised prompt's noise, fraction of the model input side
 PYRAMID_LEVELS = 3  # full, 1/2, 1/4
 
 
@@ -194,3 +196,30 @@ def colour_jitter(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     x = mean + rng.uniform(0.7, 1.3) * (x - mean)
     x = x * rng.uniform(0.7, 1.3) * rng.uniform(0.92, 1.08, 3).astype(np.float32)
     return np.clip(x, 0, 255).astype(np.uint8)
+
+
+def target_points(
+    src_mask: np.ndarray,
+    to_target: np.ndarray,
+    content_hw: tuple[int, int],
+    n_points: int,
+    noise: tuple[np.random.Generator, float] | None,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Source points, their true target positions through `to_target` (pixel-centre homography), which of
+    those lie in the target's content (h, w), and the prompt: the positions plus Gaussian `noise`
+    (rng, std px) if given, clipped to the content."""
+    src = kmeans_points(src_mask, n_points)
+    tgt = map_points(to_target, src)
+    h, w = content_hw
+    valid = (tgt[:, 0] >= -0.5) & (tgt[:, 0] < w - 0.5) & (tgt[:, 1] >= -0.5) & (tgt[:, 1] < h - 0.5)
+    prompt = tgt if noise is None else tgt + noise[0].normal(0, noise[1], tgt.shape)
+    prompt = np.stack([np.clip(prompt[:, 0], 0, w - 1), np.clip(prompt[:, 1], 0, h - 1)], axis=1)
+    return src, tgt, valid, prompt.astype(np.float32)
+
+
+def jitter_content(image: np.ndarray, view: Viewport, rng: np.random.Generator) -> np.ndarray:
+    """Colour jitter on the image part of a letterboxed input; the padding keeps its inference value."""
+    h, w = view.content_hw
+    out = image.copy()
+    out[:h, :w] = colour_jitter(image[:h, :w], rng)
+    return out

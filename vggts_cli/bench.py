@@ -335,10 +335,15 @@ def _central_ellipse(height: int, width: int) -> np.ndarray:
     return mask.astype(bool)
 
 
+def _first_view(clip: _Clip) -> View:
+    """The clip's first frame, as the View of its camera."""
+    with VideoReader(probe(clip.path)) as reader:
+        return View(clip.path.stem, 0, next(reader.frames(0, 1)).image)
+
+
 def _warm_up(engine: Engine, clip: _Clip, mask: np.ndarray) -> None:
     """One segment call before the timed job, so that lazy initialisation is not timed."""
-    with VideoReader(probe(clip.path)) as reader:
-        view = View(clip.path.stem, 0, next(reader.frames(0, 1)).image)
+    view = _first_view(clip)
     engine.segment(view, [Reference(view, mask, "seed")])
 
 
@@ -407,8 +412,7 @@ def _bench_tuning(
     """The learned engine's tuning to a job's mask (`--adapt steps`), once per job: seconds."""
     on_step(f"tuning (--adapt {steps})")
     engine = make_engine("vggts", str(checkpoint), str(device), adapt=steps)
-    with VideoReader(probe(seed.path)) as reader:
-        view = View(seed.path.stem, 0, next(reader.frames(0, 1)).image)
+    view = _first_view(seed)
     start = time.perf_counter()
     engine.start([Reference(view, mask, "seed")])
     _sync(device)

@@ -83,9 +83,9 @@ class EngineCache:
     def get(self, job: PropagateJob) -> Engine:
         key = (job.engine, job.model, job.device, job.adapt)
         if job.model is None:
-            return make_engine(*key[:3], adapt=job.adapt)
+            return make_engine(job.engine, job.model, job.device, adapt=job.adapt)
         if key not in self._engines:
-            self._engines[key] = make_engine(*key[:3], adapt=job.adapt)
+            self._engines[key] = make_engine(job.engine, job.model, job.device, adapt=job.adapt)
         return self._engines[key]
 
 

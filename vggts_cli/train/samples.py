@@ -26,20 +26,19 @@ import numpy as np
 import torch
 
 from vggts_cli.augment import (
-    Viewport,
+    PROMPT_NOISE,
     adaptive_view,
     centred,
-    colour_jitter,
-    map_points,
+    jitter_content,
     non_adaptive_view,
     render,
     source_window,
+    target_points,
 )
 from vggts_cli.engines.learned.engine import to_tensor
 from vggts_cli.engines.learned.focus import KEEP_MAX, focus_crop
 from vggts_cli.errors import UsageError, VggtsError
 from vggts_cli.geometry import Box, Framing, Letterbox, SquareCrop, bbox
-from vggts_cli.model.points import kmeans_points
 from vggts_cli.synth.rig import TIERS, render_rig_pair, training_seed
 from vggts_cli.synth.scene import CameraPath, Scene, ego_exo_cameras
 from vggts_cli.train.photos import load_photo, photo_names
@@ -48,7 +47,6 @@ from vggts_cli.train.regions import choose_region, region_mask
 KINDS = ("adaptive", "non_adaptive", "rig", "scene", "focus")
 DIRECTIONS = ("ego-exo", "exo-ego")
 EGO_HW, EXO_HW = (480, 640), (540, 960)  # the frame sizes of the rig's cameras (as in the example rig)
-PROMPT_NOISE = 0.02  # std of the synthesised prompt's noise, fraction of the model input side
 SOURCE_TRIES = 50  # (photo, window) draws before giving up on finding a pseudo-object
 SOURCE_VIEW_TRIES = 20  # rendered pairs drawn before giving up on one whose source view shows the object
 
@@ -70,33 +68,6 @@ class TrainSample:
     synth_points: bool  # prompt the head with prompt_points instead of the tracker's points
     prompt_points: np.ndarray  # (N, 2) float32: tgt_points (+ noise when synth_points) clipped to the image
     kind: str  # one of KINDS
-
-
-def _target_points(
-    src_mask: np.ndarray,
-    to_target: np.ndarray,
-    content_hw: tuple[int, int],
-    n_points: int,
-    noise: tuple[np.random.Generator, float] | None,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """Source points, their true target positions through `to_target` (pixel-centre homography), which of
-    those lie in the target's content (h, w), and the prompt: the positions plus Gaussian `noise`
-    (rng, std px) if given, clipped to the content."""
-    src = kmeans_points(src_mask, n_points)
-    tgt = map_points(to_target, src)
-    h, w = content_hw
-    valid = (tgt[:, 0] >= -0.5) & (tgt[:, 0] < w - 0.5) & (tgt[:, 1] >= -0.5) & (tgt[:, 1] < h - 0.5)
-    prompt = tgt if noise is None else tgt + noise[0].normal(0, noise[1], tgt.shape)
-    prompt = np.stack([np.clip(prompt[:, 0], 0, w - 1), np.clip(prompt[:, 1], 0, h - 1)], axis=1)
-    return src, tgt, valid, prompt.astype(np.float32)
-
-
-def _jitter_content(image: np.ndarray, view: Viewport, rng: np.random.Generator) -> np.ndarray:
-    """Colour jitter on the image part of a letterboxed input; the padding keeps its inference value."""
-    h, w = view.content_hw
-    out = image.copy()
-    out[:h, :w] = colour_jitter(image[:h, :w], rng)
-    return out
 
 
 def single_image_sample(rng: np.random.Generator, size: int, n_points: int, kind: str) -> TrainSample:
@@ -124,12 +95,12 @@ def single_image_sample(rng: np.random.Generator, size: int, n_points: int, kind
         tgt_view = non_adaptive_view(window, object_box, size, rng)
     fill = tuple(int(c) for c in rng.integers(0, 256, 3))  # outside the photo: a flat random colour
     tgt_image, tgt_mask = render(photo.levels, object_mask, tgt_view, fill)
-    images = np.stack([_jitter_content(src_image, src_view, rng), _jitter_content(tgt_image, tgt_view, rng)])
+    images = np.stack([jitter_content(src_image, src_view, rng), jitter_content(tgt_image, tgt_view, rng)])
 
     synth = kind == "non_adaptive"
     to_target = centred(tgt_view.to_input() @ np.linalg.inv(src_view.to_input()))
     noise = (rng, PROMPT_NOISE * size) if synth else None
-    src, tgt, valid, prompt = _target_points(src_mask, to_target, tgt_view.content_hw, n_points, noise)
+    src, tgt, valid, prompt = target_points(src_mask, to_target, tgt_view.content_hw, n_points, noise)
     return TrainSample(images, src_mask, tgt_mask, src, tgt, valid, synth, prompt, kind)
 
 
@@ -169,7 +140,7 @@ def rig_sample(
     framing = Framing(tgt_frame.shape[:2], crop, size)
     to_target = _framing_map(framing) @ to_target
     tgt_image, tgt_mask = framing.image(tgt_frame), framing.mask(tgt_frame_mask)
-    src, tgt, valid, prompt = _target_points(
+    src, tgt, valid, prompt = target_points(
         src_mask, to_target, framing.letterbox.content_hw, n_points, noise=None
     )
     images = np.stack([src_image, tgt_image])
@@ -264,7 +235,7 @@ def scene_sample(rng: np.random.Generator, size: int, n_points: int) -> TrainSam
         @ frame_to_frame
         @ np.linalg.inv(_pixel_scale(b1.frame_hw, b1.content_hw))
     )
-    src, tgt, valid, prompt = _target_points(m1, to_target, b2.content_hw, n_points, noise=None)
+    src, tgt, valid, prompt = target_points(m1, to_target, b2.content_hw, n_points, noise=None)
     images = np.stack([img1, img2])
     return TrainSample(images, m1, m2, src, tgt, valid, False, prompt, "scene")
 

@@ -24,22 +24,22 @@ import numpy as np
 import torch
 
 from vggts_cli.augment import (
+    PROMPT_NOISE,
     Viewport,
     adaptive_view,
     centred,
-    colour_jitter,
     fit_content,
-    map_points,
+    jitter_content,
     non_adaptive_view,
     pyramid,
     rect,
     render,
+    target_points,
 )
 from vggts_cli.engines.base import Reference
 from vggts_cli.engines.learned import ADAPT_STEPS
-from vggts_cli.geometry import Box, bbox
+from vggts_cli.geometry import PAD_VALUE, Box, bbox
 from vggts_cli.model.losses import mask_loss
-from vggts_cli.model.points import kmeans_points
 from vggts_cli.model.vggts import VGGTS
 
 FOCUS_ZOOM = (2.0, 4.5)  # target focus crop side / the object's box side (the engine's is 3)
@@ -48,8 +48,7 @@ FOCUS_SHIFT = 0.25  # crop centre offset from the box centre, fraction of the cr
 SHARE_WHOLE_SOURCE = 0.5  # sources seen whole (the seed always is), the rest through a focus crop
 TARGET_SHARES = (0.4, 0.4)  # targets through a focus crop, a mild crop; the rest a strong warp
 MIRROR = 0.3  # focus-crop targets mirrored
-PROMPT_NOISE = 0.02  # std of a strong warp's prompt noise, fraction of the model input side
-PAD = (114, 114, 114)  # the letterbox padding, as at inference
+PAD = (PAD_VALUE,) * 3  # outside a source view's frame: the letterbox padding, as at inference
 CHUNK = 16  # pairs per forward pass while drawing the tracker's prompts
 
 
@@ -131,19 +130,16 @@ def draw_pairs(anchors: Sequence[Reference], size: int, n_points: int, count: in
         tgt_image, tgt_mask = render(levels[id(ref.view)], ref.mask, tgt_view, fill)
         if not src_mask.any():
             continue
-        h, w = tgt_view.content_hw
-        tgt_image[:h, :w] = colour_jitter(tgt_image[:h, :w], rng)
-        points = kmeans_points(src_mask, n_points)
-        truth = map_points(centred(tgt_view.to_input() @ np.linalg.inv(src_view.to_input())), points)
+        tgt_image = jitter_content(tgt_image, tgt_view, rng)
         strong = kind >= sum(TARGET_SHARES)
-        if strong:
-            truth = truth + rng.normal(0, PROMPT_NOISE * size, truth.shape)
-        truth = np.stack([np.clip(truth[:, 0], 0, w - 1), np.clip(truth[:, 1], 0, h - 1)], axis=1)
+        to_target = centred(tgt_view.to_input() @ np.linalg.inv(src_view.to_input()))
+        noise = (rng, PROMPT_NOISE * size) if strong else None
+        points, _, _, prompt = target_points(src_mask, to_target, tgt_view.content_hw, n_points, noise)
         images.append(np.stack([src_image, tgt_image]))
         src_masks.append(src_mask)
         tgt_masks.append(tgt_mask)
         src_points.append(points)
-        true_points.append(truth.astype(np.float32))
+        true_points.append(prompt)
         synth.append(strong)
     return AdaptPairs(
         images=torch.from_numpy(np.stack(images)).movedim(-1, -3).float() / 255,
