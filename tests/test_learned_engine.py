@@ -10,7 +10,13 @@ import torch
 from models import make_tiny_checkpoint, make_tiny_model
 
 from vggts_cli.engines.base import Prediction, Reference, View
-from vggts_cli.engines.learned.engine import FEATURE_CACHE, KIND_WEIGHTS, LearnedEngine, fuse_logits
+from vggts_cli.engines.learned.engine import (
+    FEATURE_CACHE,
+    KIND_WEIGHTS,
+    LearnedEngine,
+    _share_crop,
+    fuse_logits,
+)
 from vggts_cli.engines.learned.focus import focus_crop
 from vggts_cli.engines.registry import default_engine, make_engine
 from vggts_cli.errors import UsageError
@@ -199,11 +205,13 @@ def test_an_announcement_larger_than_the_cache_is_kept_whole(seed_ref: Reference
 
 def test_focus_follows_the_previous_mask_and_keeps_its_window(seed_ref: Reference) -> None:
     """A small object in the camera's previous frame: the target is seen through the window around it, and
-    announced frames of that camera are framed by it, so a mask that still fits costs no backbone pass."""
+    announced frames of that camera are framed by it, so a mask that still fits costs no backbone pass. When
+    the object leaves the window, the target and the camera's next announced frames are framed anew in one
+    backbone batch."""
     model = make_tiny_model(cfg=VGGT_S_LITE)
     engine = LearnedEngine(model, "cpu", schedule="windowed", window=4)
     hw = (270, 480)
-    frames = [View("exo", i, _frame(*hw, seed=20 + i)[0]) for i in range(4)]
+    frames = [View("exo", i, _frame(*hw, seed=20 + i)[0]) for i in range(6)]
     small = np.zeros(hw, dtype=bool)
     small[100:120, 200:225] = True
     window = focus_crop(Box(200, 100, 225, 120), hw)
@@ -216,15 +224,49 @@ def test_focus_follows_the_previous_mask_and_keeps_its_window(seed_ref: Referenc
 
     calls = count_backbone_calls(model)
     engine.prepare(seed_ref.view, frames[2:])
-    assert calls == [4]  # two frames, padded to the window
+    assert calls == [4]  # four frames, one window
     moved = np.roll(small, 3, axis=1)  # a few pixels on: still well inside the window
     engine.segment(frames[2], [seed_ref, Reference(frames[1], moved, "temporal")])
     assert calls == [4]
-    # Out of the window: a new window for the target, and the reference, whose mask its own window would
-    # cut, is seen whole: two new passes.
+    # Out of the window: a new window for the target and the two frames announced after it, and the
+    # reference, whose mask its own window would cut, seen whole: one more batch.
     far = np.roll(small, 120, axis=1)
     engine.segment(frames[3], [seed_ref, Reference(frames[2], far, "temporal")])
-    assert calls == [4, 4, 4]
+    assert calls == [4, 4]
+    # The next frames are framed by the new window already, the previous frame brings its own pass.
+    engine.segment(frames[4], [seed_ref, Reference(frames[3], np.roll(far, 2, axis=0), "temporal")])
+    assert calls == [4, 4]
+
+
+def test_objects_looking_for_a_target_share_the_crop_of_those_following_it(seed_ref: Reference) -> None:
+    """One target, three objects: two follow the camera's previous masks, one lost object has looked at the
+    whole frame. Where that look lands inside the followers' crop it shares their crop (one backbone
+    pass); elsewhere it gets its own."""
+    model = make_tiny_model(cfg=VGGT_S_LITE)
+    engines = LearnedEngine(model, "cpu", schedule="windowed").for_objects(3)
+    hw = (270, 480)
+    previous, target = (View("exo", i, _frame(*hw, seed=40 + i)[0]) for i in range(2))
+    masks = [np.zeros(hw, dtype=bool) for _ in range(2)]
+    masks[0][100:115, 200:215] = True
+    masks[1][110:125, 225:240] = True
+    tasks = [
+        e._task(target, [seed_ref, Reference(previous, m, "temporal")])
+        for e, m in zip(engines[:2], masks, strict=True)
+    ]
+    lost = engines[2]._task(target, [seed_ref])
+    assert lost.search and not any(t.search for t in tasks)
+
+    def looked(y: int, x: int) -> None:
+        logits = torch.full(hw, -5.0)
+        logits[y : y + 10, x : x + 10] = 5.0
+        lost.look, lost.crop = (logits, 0.99), None
+        _share_crop([*tasks, lost])
+
+    looked(112, 215)  # between the two followed objects
+    assert tasks[0].crop is not None and tasks[0].crop == tasks[1].crop == lost.crop
+    looked(20, 420)  # far away, near a corner
+    assert tasks[0].crop == tasks[1].crop
+    assert lost.crop is not None and lost.crop != tasks[0].crop
 
 
 def test_focus_finds_small_objects_that_the_whole_frame_misses() -> None:

@@ -13,13 +13,16 @@ Two schedules for the backbone (the expensive, mask-free part):
   and announced frames (`prepare`, framed by their camera's current crop) go in batches of `window`
   pairs. A target's pairs then reuse cached features: its seed pair is exactly the pair the backbone saw; a
   temporal or cross reference brings the features of its own [seed, reference] pass, framed as it was
-  when it was segmented.
+  when it was segmented. A target whose crop changed since it was announced is framed anew together with
+  its camera's next announced frames (the new crop is kept while the object stays inside it), one window
+  for all the targets of a round that missed.
 - "pair" (the official pipeline's way): every [reference, target] pair through the whole model on its own.
 """
 
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Literal
@@ -32,7 +35,14 @@ from vggts_cli.device import resolve_device
 from vggts_cli.engines.base import Engine, FrameState, Prediction, Reference, ReferenceKind, View
 from vggts_cli.engines.learned.adapt import AdaptConfig, adapt, tuned_parameters
 from vggts_cli.engines.learned.backoff import WindowBackoff, free_cuda_memory, window_from_memory
-from vggts_cli.engines.learned.focus import FOCUS_MAX, KEEP_MAX, focus_crop, search_box, still_fits
+from vggts_cli.engines.learned.focus import (
+    FOCUS_MAX,
+    KEEP_MAX,
+    focus_crop,
+    search_box,
+    still_fits,
+    within,
+)
 from vggts_cli.errors import UsageError
 from vggts_cli.geometry import Box, Framing, SquareCrop, bbox
 from vggts_cli.model.io import DEFAULT_MODEL, load_model
@@ -67,8 +77,8 @@ MAX_GPU_WINDOW = 32
 class _Task:
     """One target of one object: the engine following that object (`owner`), its usable references, its
     job's seed View, the target camera's previous frame among them, its focus crop (None: whole), whether
-    that crop is still to be found by a first look at the whole frame (`search`), and once predicted,
-    (frame logits (H, W), presence score)."""
+    that crop is still to be found by a first look at the whole frame (`search`) and that look's result,
+    and once predicted, (frame logits (H, W), presence score)."""
 
     owner: LearnedEngine
     target: View
@@ -77,6 +87,7 @@ class _Task:
     previous: Reference | None
     crop: SquareCrop | None
     search: bool
+    look: tuple[torch.Tensor, float] | None = None
     result: tuple[torch.Tensor, float] | None = None
 
 
@@ -90,7 +101,8 @@ class _JobFeatures:
     """What every object of one job shares: the seed View it started with; (camera, index, crop) ->
     (seed features, frame features), each (C, h, w), from the frame's [seed, framed frame] backbone pass;
     the seed's model input (1, 3, S, S) and per-image tokens (1, P, C); how many objects share it; while the
-    model is tuned to the job's masks (`Engine.start`), its tuned parameters as loaded."""
+    model is tuned to the job's masks (`Engine.start`), its tuned parameters as loaded; per camera, the
+    frames announced to `prepare` and not segmented yet, in the order they come."""
 
     seed: View | None = None
     features: LruCache[Key, tuple[torch.Tensor, torch.Tensor]] = field(
@@ -100,11 +112,31 @@ class _JobFeatures:
     seed_patches: torch.Tensor | None = None
     objects: int = 1
     loaded: dict[str, torch.Tensor] | None = None
+    announced: dict[str, list[View]] = field(default_factory=dict)
 
     def start(self, seed: View | None) -> None:
         self.seed = seed
         self.features.clear()
         self.seed_input = self.seed_patches = None
+        self.announced.clear()
+
+    def announce(self, views: Sequence[View]) -> None:
+        """Frames the walk will ask for, each camera's in the order it will."""
+        for view in views:
+            queue = self.announced.setdefault(view.camera, [])
+            if all(v.index != view.index for v in queue):
+                queue.append(view)
+
+    def segmented(self, view: View) -> None:
+        """An announced frame is done: no later window needs it."""
+        queue = self.announced.get(view.camera, [])
+        queue[:] = [v for v in queue if v.index != view.index]
+
+    def following(self, view: View, count: int) -> list[View]:
+        """Up to `count` announced frames of `view`'s camera that come after it."""
+        queue = self.announced.get(view.camera, [])
+        at = next((n for n, v in enumerate(queue) if v.index == view.index), None)
+        return [] if at is None else queue[at + 1 : at + 1 + count]
 
     def untune(self, model: VGGTS) -> None:
         """Put back the parameters a job's tuning changed."""
@@ -272,10 +304,29 @@ class LearnedEngine(Engine):
         # Room for two announcements of every object: the frames of the one before may still be waiting
         # (segmented a round late, or references), and each object may see them through its own crop.
         self._job.features.resize(max(FEATURE_CACHE, 2 * len(targets)) * self._job.objects)
-        framed = [(v, self._camera_crop.get(v.camera)) for v in targets]
-        self._compute_features(
-            seed, [(v, c) for v, c in framed if (v.camera, v.index, c) not in self._job.features]
-        )
+        self._job.announce(targets)
+        self._compute_missing(seed, [(v, self._camera_crop.get(v.camera)) for v in targets])
+
+    def _compute_missing(self, seed: View, framed: Sequence[tuple[View, SquareCrop | None]]) -> None:
+        """Backbone features of the framed views the cache lacks, in as few windows as they fill."""
+        missing: dict[Key, tuple[View, SquareCrop | None]] = {}
+        for view, crop in framed:
+            key = (view.camera, view.index, crop)
+            if key not in self._job.features:
+                missing.setdefault(key, (view, crop))
+        self._compute_features(seed, list(missing.values()))
+
+    def _reframed(
+        self, targets: Sequence[tuple[View, SquareCrop | None]]
+    ) -> list[tuple[View, SquareCrop | None]]:
+        """Targets seen through a crop other than the one they were announced with, each with its camera's
+        next announced frames through the same crop: the window a moved object fills."""
+        framed = []
+        for view, crop in targets:
+            if (view.camera, view.index, crop) not in self._job.features:
+                framed.append((view, crop))
+                framed += [(v, crop) for v in self._job.following(view, self.window - 1)]
+        return framed
 
     def _cached(self, seed: View, view: View, crop: SquareCrop | None) -> tuple[torch.Tensor, torch.Tensor]:
         key = (view.camera, view.index, crop)
@@ -346,35 +397,31 @@ class LearnedEngine(Engine):
         requests: Sequence[Sequence[tuple[View, Sequence[Reference]]]],
     ) -> list[list[Prediction]]:
         """`segment_many` for every object at once (`engines`: this engine's twins from `for_objects`): the
-        objects that follow a target's camera look through one crop, around all of them (one backbone
-        pass), and every object's pairs go through the tracker and the head as one batch."""
+        objects that follow a target's camera look through one crop around all of them (one backbone pass),
+        a lost object whose whole-frame look lands inside it too, and every object's pairs go through the
+        tracker and the head as one batch."""
         twins = [e for e in engines if isinstance(e, LearnedEngine)]
         assert len(twins) == len(engines), "twins of one learned engine"
         tasks = [
             [twin._task(target, refs) for target, refs in reqs]
             for twin, reqs in zip(twins, requests, strict=True)
         ]
-        if self.focus and len(twins) > 1:
+        flat = [task for object_tasks in tasks for task in object_tasks]
+        # No mask of the target's camera to go by: look at the whole frame first, then focus where it points.
+        searching = [t for t in flat if t.usable and t.search]
+        for task, look in zip(searching, self._predict(searching), strict=True):
+            task.look = look
+        if self.focus:
             for column in zip(*tasks, strict=True):  # one target, every object
                 _share_crop(column)
-        flat = [task for object_tasks in tasks for task in object_tasks]
-        searching = [t for t in flat if t.usable and t.search]
-        # No mask of the target's camera to go by: look at the whole frame first, then focus where it points
-        # (where all the objects that looked for it point: one crop for the target).
-        boxes: dict[tuple[str, int], Box] = {}
-        found = list(zip(searching, self._predict(searching), strict=True))
-        for task, (logits, _) in found:
-            key, box = (task.target.camera, task.target.index), search_box(logits)
-            boxes[key] = boxes[key].union(box) if key in boxes else box
-        for task, (logits, score) in found:
-            task.crop = focus_crop(
-                boxes[(task.target.camera, task.target.index)], task.target.image.shape[:2]
-            )
-            if task.crop is None:
-                task.result = (logits, score)
+        for task in searching:
+            if task.crop is None:  # the whole frame it looked at is the frame it is seen in
+                task.result = task.look
         todo = [t for t in flat if t.usable and t.result is None]
         for task, result in zip(todo, self._predict(todo), strict=True):
             task.result = result
+        for task in flat:
+            self._job.segmented(task.target)
         return [[task.owner._prediction(task) for task in object_tasks] for object_tasks in tasks]
 
     def _prediction(self, task: _Task) -> Prediction:
@@ -432,6 +479,11 @@ class LearnedEngine(Engine):
                 )
                 out = self.model.segment_pairs(self._upload(images), masks, limits)
             else:
+                # Whatever the cache lacks, in shared windows: targets whose crop moved (and the frames
+                # after them), then references framed otherwise than when they were segmented.
+                moved = self._reframed([(t.target, f.crop) for t, f in zip(tasks, framings, strict=True)])
+                refs = [(ref.view, rf.crop) for _, _, ref, rf, _ in pairs if ref.kind != "seed"]
+                self._compute_missing(seed, [*moved, *refs])
                 fmaps, points = [], []
                 for t, f, ref, rf, mask in pairs:
                     seed_feat, target_feat = self._cached(seed, t.target, f.crop)
@@ -464,14 +516,29 @@ def follow(box: Box | None, current: SquareCrop | None, shape: tuple[int, int]) 
 
 
 def _share_crop(column: Sequence[_Task]) -> None:
-    """One target's tasks, one per object: those following the camera look through one crop, chosen from
-    all their previous masks and the crop the first of them saw its previous frame through."""
-    following = [t for t in column if t.previous is not None and not t.search]
-    if len(following) < 2:
-        return
-    box = bbox(np.logical_or.reduce([t.previous.mask for t in following]))  # type: ignore[union-attr]
-    first = following[0]
-    assert first.previous is not None
-    crop = follow(box, first.owner._crop_seen(first.previous.view), first.previous.mask.shape)
-    for task in following:
-        task.crop = crop
+    """One target's tasks, one per object. Those following the camera look through one crop, chosen from
+    all their previous masks and the crop the first of them saw its previous frame through; a searching
+    object whose whole-frame look lands well inside that crop (or anywhere, when they look at the whole
+    frame) shares it, the others look through one crop around where they all landed."""
+    following = [t for t in column if t.usable and t.look is None and t.previous is not None]
+    searching = [t for t in column if t.look is not None]
+    shared: SquareCrop | None = None
+    if following:
+        box = bbox(np.logical_or.reduce([t.previous.mask for t in following]))  # type: ignore[union-attr]
+        first = following[0].previous
+        assert first is not None
+        shared = follow(box, following[0].owner._crop_seen(first.view), first.mask.shape)
+        for task in following:
+            task.crop = shared
+    apart = []
+    for task in searching:
+        box = search_box(task.look[0])  # type: ignore[index]
+        if following and (shared is None or within(shared, box)):
+            task.crop = shared
+        else:
+            apart.append((task, box))
+    if apart:
+        box = functools.reduce(Box.union, [b for _, b in apart])
+        crop = focus_crop(box, column[0].target.image.shape[:2])
+        for task, _ in apart:
+            task.crop = crop

@@ -44,6 +44,12 @@ def still_fits(crop: SquareCrop, box: Box) -> bool:
     fresh = focus_crop(box, (crop.frame_h, crop.frame_w), KEEP_MAX)
     if fresh is None or not 1 / KEEP_SCALE <= fresh.side / crop.side <= KEEP_SCALE:
         return False
+    return within(crop, box)
+
+
+def within(crop: SquareCrop, box: Box) -> bool:
+    """Whether `box` keeps KEEP_MARGIN of the crop's side from each of its edges (an edge on the frame's
+    border needs none): an object there is seen through the crop with its surroundings."""
     margin = KEEP_MARGIN * crop.side
     return (
         (crop.x1 == 0 or box.x0 - crop.x1 >= margin)
