@@ -420,8 +420,8 @@ class LearnedEngine(Engine):
         todo = [t for t in flat if t.usable and t.result is None]
         for task, result in zip(todo, self._predict(todo), strict=True):
             task.result = result
-        for task in flat:
-            self._job.segmented(task.target)
+        for target, _ in requests[0]:  # every object is asked for the same targets
+            self._job.segmented(target)
         return [[task.owner._prediction(task) for task in object_tasks] for object_tasks in tasks]
 
     def _prediction(self, task: _Task) -> Prediction:
@@ -448,8 +448,8 @@ class LearnedEngine(Engine):
         self._start_job(seed)
         previous = next((r for r in usable if r.kind == "temporal" and r.view.camera == target.camera), None)
         if self.focus and previous is not None and previous.mask.shape == target.image.shape[:2]:
-            crop = follow(bbox(previous.mask), self._crop_seen(previous.view), previous.mask.shape)
-            return _Task(self, target, usable, seed, previous, crop, search=False)
+            # Its crop follows the previous mask, chosen with the other objects' (`_share_crop`).
+            return _Task(self, target, usable, seed, previous, None, search=False)
         # Without a mask of this camera to go by, a focusing engine looks at the whole frame first.
         return _Task(self, target, usable, seed, None, None, search=self.focus)
 
