@@ -19,6 +19,8 @@ import av
 import numpy as np
 import pytest
 
+from vggts_cli.video.writer import x264_options
+
 _LAYOUTS = {1: "mono", 2: "stereo"}
 BITS = 12  # frame numbers up to 4095
 SAMPLE_RATE = 48_000
@@ -102,7 +104,8 @@ def make_video(
     times = frame_times(frames, fps, vfr=vfr, start=start)
     coded_w, coded_h = (height, width) if rotation in (90, 270) else (width, height)
     with av.open(str(path), "w") as container:
-        video = container.add_stream(codec, rate=fps, options={"crf": "12"} if codec == "libx264" else {})
+        options = x264_options(crf=12, preset="medium") if codec == "libx264" else {}
+        video = container.add_stream(codec, rate=fps, options=options)
         video.width, video.height = coded_w, coded_h
         video.pix_fmt = "yuv444p" if width % 2 or height % 2 else "yuv420p"
         if codec == "mjpeg":

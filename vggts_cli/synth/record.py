@@ -9,6 +9,7 @@ import av
 import numpy as np
 
 from vggts_cli.synth.scene import CameraPath, Scene
+from vggts_cli.video.writer import x264_options
 
 AUDIO_RATE = 48000
 
@@ -33,7 +34,7 @@ def encode_camera(
         video = container.add_stream("libx264", rate=camera.fps)
         video.width, video.height, video.pix_fmt = camera.width, camera.height, "yuv420p"
         video.time_base = time_base
-        video.options = {"crf": str(crf), "preset": "medium", "x264-params": "log-level=error"}
+        video.options = x264_options(crf, preset="medium")
         sound = container.add_stream("aac", rate=AUDIO_RATE, layout="stereo") if audio else None
         for i in range(camera.num_frames):
             image, _ = scene.render(camera, i)

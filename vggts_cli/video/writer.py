@@ -44,18 +44,22 @@ def _fit_pix_fmt(pix_fmt: str, width: int, height: int) -> str:
     return pix_fmt
 
 
-def _x264_reproducible() -> dict[str, str]:
-    """x264 options that make the same frames encode to the same bytes.
+def x264_options(crf: int, preset: str) -> dict[str, str]:
+    """libx264 options for `crf` and `preset` under which the same frames encode to the same bytes.
 
-    x264's AVX-512 kernels gave run-to-run differences in the bottom rows of P-frames here (seen with
-    FFmpeg 8.1 in av 18 on an AVX-512 CPU; the AVX2 kernels and plain C do not), and a resumed or retried
-    job must rewrite byte-identical files. So on such a CPU x264 is held to AVX2, which it also has.
+    x264's AVX-512 kernels gave run-to-run differences in P-frames here (seen with FFmpeg 8.1 in av 18 on an
+    AVX-512 CPU, up to 50 levels in a decoded pixel at the medium preset; the AVX2 kernels and plain C do
+    not), and a resumed or retried job must rewrite byte-identical files, a rendered test recording be the
+    same recording every time. So on such a CPU x264 is held to AVX2, which it also has.
     """
+    params = ["log-level=error"]
     try:
         flags = Path("/proc/cpuinfo").read_text().split()
     except OSError:
-        return {}
-    return {"x264-params": "asm=AVX2"} if "avx512f" in flags and "avx2" in flags else {}
+        flags = []
+    if "avx512f" in flags and "avx2" in flags:
+        params.append("asm=AVX2")
+    return {"crf": str(crf), "preset": preset, "x264-params": ":".join(params)}
 
 
 def _quiet(codec: str, options: dict[str, str]) -> dict[str, str]:
@@ -120,7 +124,7 @@ class VideoWriter:
     @classmethod
     def h264(cls, path: Path, like: VideoInfo, *, copy_audio: bool = False) -> VideoWriter:
         """H.264 for viewing (overlay, redacted): near-transparent quality, fast to encode."""
-        options = {"crf": "18", "preset": "veryfast", **_x264_reproducible()}
+        options = x264_options(crf=18, preset="veryfast")
         return cls(path, like, codec="libx264", pix_fmt="yuv420p", options=options, copy_audio=copy_audio)
 
     @classmethod
