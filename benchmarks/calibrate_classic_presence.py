@@ -76,14 +76,22 @@ def main() -> None:
     args = parser.parse_args()
     features, there = collect(args.pairs)
     matched = features[:, 0] > 0  # without a match the score is the flow's: nothing to fit
-    fit = LogisticRegression(C=1.0, class_weight="balanced", max_iter=1000)
-    fit.fit(features[matched], there[matched])
-    scores = np.zeros(len(there))
-    scores[matched] = fit.predict_proba(features[matched])[:, 1]
-    said = scores >= 0.5
-    accuracy = 0.5 * (said[there].mean() + (~said[~there]).mean())
+    # Each class weighs as much as the other over ALL queries, not just the matched ones: the queries
+    # without a match are nearly all absent ones, already called absent, and balancing the matched rows
+    # alone would weigh the few absent targets that match as much as every present one.
+    weight = np.where(there, len(there) / (2 * there.sum()), len(there) / (2 * (~there).sum()))
+    fit = LogisticRegression(C=1.0, max_iter=1000)
+    fit.fit(features[matched], there[matched], sample_weight=weight[matched])
+    fitted = np.zeros(len(there))
+    fitted[matched] = fit.predict_proba(features[matched])[:, 1]
+    logit = classic.PRESENCE_BIAS + features[matched] @ np.array(classic.PRESENCE_WEIGHTS)
+    current = np.zeros(len(there))
+    current[matched] = 1 / (1 + np.exp(-logit))
     print(f"{len(there)} queries ({there.sum()} with the object), {matched.sum()} with a match")
-    print(f"balanced accuracy at 0.5 on the fit data: {accuracy:.3f}")
+    for name, scores in (("the constants in use", current), ("this fit", fitted)):
+        said = scores >= 0.5
+        accuracy = 0.5 * (said[there].mean() + (~said[~there]).mean())
+        print(f"balanced accuracy at 0.5 on the fit data, {name}: {accuracy:.3f}")
     print(f"PRESENCE_WEIGHTS = ({', '.join(f'{w:.3f}' for w in fit.coef_[0])})")
     print(f"PRESENCE_BIAS = {fit.intercept_[0]:.3f}")
 

@@ -490,8 +490,8 @@ def _clean(mask: np.ndarray, radius: int) -> np.ndarray:
 # Presence of a match, sigmoid(PRESENCE_BIAS + PRESENCE_WEIGHTS · presence_features(...)[:5]): a logistic
 # fit on rendered training pairs (plain and widened looks; targets with and without the object), made by
 # `python benchmarks/calibrate_classic_presence.py`. Calibrated so that a score >= 0.5 means "there".
-PRESENCE_WEIGHTS = (1.213, -0.277, 3.960, 3.009, -0.131)
-PRESENCE_BIAS = -3.476
+PRESENCE_WEIGHTS = (0.483, -0.703, 0.731, 0.641, -0.016)
+PRESENCE_BIAS = 5.483
 
 
 def presence_features(candidates: Sequence[_Candidate], mask: np.ndarray) -> tuple[float, ...]:
