@@ -66,6 +66,10 @@ class _Candidate:
 
 
 SURE = 0.5  # a match this confident ends the search for better ones
+# A map is accepted from min_inliers on (a homography needs 4 points: 6 leave it checked by two more), but its
+# confidence only becomes full at FULL_INLIERS: a small or distant object gives few keypoints, and its few
+# inliers are evidence, weighed as such, rather than none.
+FULL_INLIERS = 30
 
 
 class ClassicEngine(Engine):
@@ -77,7 +81,7 @@ class ClassicEngine(Engine):
             carries the pixels it is given, so a part of the object lost once (or background taken in) would
             stay lost; the colour models put the outline back on the object's edges (~1.6x the time).
         max_features: keypoints kept per region.
-        min_inliers: inliers needed to accept a map.
+        min_inliers: inliers needed to accept a map (its confidence is full at FULL_INLIERS).
         min_score: below this presence score the object is reported absent (empty mask).
         anchor_weight: vote of a seed/cross match relative to the temporal flow at equal confidence; above 1
             a confident anchor overrides the flow where they disagree (the flow's drift at the outline),
@@ -92,7 +96,7 @@ class ClassicEngine(Engine):
         work_size: int = 480,
         grabcut: bool = True,
         max_features: int = 3000,
-        min_inliers: int = 10,
+        min_inliers: int = 6,
         min_score: float = 0.1,
         anchor_weight: float = 2.0,
         cache_size: int = 16,
@@ -101,7 +105,6 @@ class ClassicEngine(Engine):
             raise ValueError(f"work_size must be at least 64, got {work_size}")
         self.work_size = work_size
         self.grabcut = grabcut
-        self.min_inliers = min_inliers
         self.min_score = min_score
         self.anchor_weight = anchor_weight
         self._matcher = Matcher(max_features, min_inliers=min_inliers)
@@ -286,12 +289,12 @@ class ClassicEngine(Engine):
         # check is the normalized correlation of the shading, not equal colours.
         shading = cv2.warpPerspective(_shading(src), transform, (w, h), flags=cv2.INTER_LINEAR)
         verified = _correlation(shading[inside], _shading(tgt)[inside])
-        confidence = _match_confidence(match, self.min_inliers) * verified
+        confidence = _match_confidence(match) * verified
         if confidence == 0.0:
             return None
         # A few dozen inliers prove the object is there, but it takes more to pin the transform down along
         # the whole outline: until then the flow's shape should win where the two disagree.
-        precision = min(1.0, match.inliers / (6 * self.min_inliers))
+        precision = min(1.0, match.inliers / (2 * FULL_INLIERS))
         weight = np.full_like(prob, self.anchor_weight * confidence * precision)
         return _Candidate(prob, weight, confidence, match, verified)
 
@@ -456,9 +459,9 @@ def _scaling(scale: float) -> np.ndarray:
     return np.array([[scale, 0.0, offset], [0.0, scale, offset], [0.0, 0.0, 1.0]])
 
 
-def _match_confidence(match: Match, min_inliers: int) -> float:
+def _match_confidence(match: Match) -> float:
     """How sure a checked map is, from its inliers (count and share of the matches) and their spread."""
-    count = min(1.0, match.inliers / (3 * min_inliers))
+    count = min(1.0, match.inliers / FULL_INLIERS)
     share = min(1.0, match.inliers / match.matches / 0.5)
     spread = min(1.0, match.coverage / 0.15)
     return count * share * spread
@@ -490,8 +493,8 @@ def _clean(mask: np.ndarray, radius: int) -> np.ndarray:
 # Presence of a match, sigmoid(PRESENCE_BIAS + PRESENCE_WEIGHTS · presence_features(...)[:5]): a logistic
 # fit on rendered training pairs (plain and widened looks; targets with and without the object), made by
 # `python benchmarks/calibrate_classic_presence.py`. Calibrated so that a score >= 0.5 means "there".
-PRESENCE_WEIGHTS = (0.483, -0.703, 0.731, 0.641, -0.016)
-PRESENCE_BIAS = 5.483
+PRESENCE_WEIGHTS = (0.777, -0.185, 1.380, 1.140, 0.744)
+PRESENCE_BIAS = 1.570
 
 
 def presence_features(candidates: Sequence[_Candidate], mask: np.ndarray) -> tuple[float, ...]:

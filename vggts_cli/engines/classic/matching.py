@@ -67,7 +67,7 @@ class Matcher:
         min_inliers: inliers needed to accept a map.
     """
 
-    def __init__(self, max_features: int = 3000, ratio: float = 0.8, min_inliers: int = 10) -> None:
+    def __init__(self, max_features: int = 3000, ratio: float = 0.8, min_inliers: int = 6) -> None:
         # Half SIFT's default contrast threshold: weakly textured objects (and real frames' soft focus) give
         # too few keypoints otherwise; the ratio and mutual checks keep the extra ones honest.
         self._sift = cv2.SIFT_create(nfeatures=max_features, contrastThreshold=0.02)
