@@ -84,9 +84,7 @@ def main() -> None:
     fit.fit(features[matched], there[matched], sample_weight=weight[matched])
     fitted = np.zeros(len(there))
     fitted[matched] = fit.predict_proba(features[matched])[:, 1]
-    logit = classic.PRESENCE_BIAS + features[matched] @ np.array(classic.PRESENCE_WEIGHTS)
-    current = np.zeros(len(there))
-    current[matched] = 1 / (1 + np.exp(-logit))
+    current = np.array([classic.match_presence(row) if row[0] > 0 else 0.0 for row in features])
     print(f"{len(there)} queries ({there.sum()} with the object), {matched.sum()} with a match")
     for name, scores in (("the constants in use", current), ("this fit", fitted)):
         said = scores >= 0.5

@@ -530,9 +530,12 @@ def _presence(candidates: Sequence[_Candidate], mask: np.ndarray) -> float:
     PRESENCE_WEIGHTS) or the flow that carried it from the camera's previous frame, whichever is surer;
     each scaled by how well the fused `mask` (h, w) bool agrees with the area they expected."""
     features = presence_features(candidates, mask)
-    *match_features, agreement, flow = features
-    matched = 0.0
-    if features[0] > 0.0:
-        logit = PRESENCE_BIAS + float(np.dot(PRESENCE_WEIGHTS, (*match_features, agreement)))
-        matched = 1.0 / (1.0 + math.exp(-logit))
+    agreement, flow = features[4:]
+    matched = match_presence(features[:5]) if features[0] > 0.0 else 0.0
     return max(matched, flow * agreement)
+
+
+def match_presence(features: Sequence[float]) -> float:
+    """The calibrated chance that the object is there, from a match's first five `presence_features`."""
+    logit = PRESENCE_BIAS + float(np.dot(PRESENCE_WEIGHTS, features))
+    return 1.0 / (1.0 + math.exp(-logit))
