@@ -205,6 +205,28 @@ def test_eval_pairs_end_to_end(tmp_path):
     assert overall["iou"] is not None and 0.0 <= overall["balanced_accuracy"] <= 1.0
 
 
+def test_a_pair_set_says_how_its_views_relate(tmp_path):
+    """Frames of one clip are the same camera at another time: a seed reference, not a cross one (which would
+    let an engine match the object's surroundings as if it had not moved over them)."""
+    write_davis(tmp_path / "davis", frames=6)
+    made = pairs_mod.davis_pairs(tmp_path / "davis", ["toy"], min_gap=3)
+    assert [p.reference for p in made] == ["seed"] and made[0].group == "davis-gap"
+    index = pairs_mod.write_pair_set(tmp_path / "set", made, "test")
+    assert [p.reference for p in pairs_mod.load_pairs(tmp_path / "set")] == ["seed"]
+
+    records = json.loads(index.read_text())
+    for rec in records["pairs"]:
+        del rec["reference"]  # a pair set written before the field: cross, as it was scored then
+    index.write_text(json.dumps(records))
+    assert [p.reference for p in pairs_mod.load_pairs(tmp_path / "set")] == ["cross"]
+
+    records["pairs"][0]["reference"] = "temporal"
+    index.write_text(json.dumps(records))
+    result = vggts("eval", "pairs", "--data", tmp_path / "set", "--engine", "classic", code=2)
+    assert "reference 'temporal' is not one of cross, seed" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 # ---------------------------------------------------------------------- a real photograph as its own target
 
 

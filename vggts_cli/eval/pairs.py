@@ -3,13 +3,17 @@
 A pair set is a folder with `pairs.json`:
 
     {"source": "...what it was made from...",
-     "pairs": [{"id": "moto-03-lr", "group": "stereo", "source": "images/a.png", "source_mask": "masks/a.png",
-                "target": "images/b.png", "target_mask": "masks/b.png"}, ...]}
+     "pairs": [{"id": "moto-03-lr", "group": "stereo", "reference": "cross", "source": "images/a.png",
+                "source_mask": "masks/a.png", "target": "images/b.png", "target_mask": "masks/b.png"}, ...]}
 
 Paths are relative to the folder. Masks are annotation PNGs as `vggts eval vos` reads them
 (`vos.read_annotation`: object 1, 0 background, 255 void = not scored); `"target_mask": null` says the object
-is absent from the target. Scoring (`evaluate_pairs`): the engine gets the target and the source as a cross
-reference; a pair whose target shows the object gives IoU and boundary F (void ignored) and counts as
+is absent from the target. `"reference"` says how the two views relate, as a job would see them: "cross"
+(default) — another camera at the same instant (a stereo pair); "seed" — the same camera at another time
+(frames of one clip far apart, or another clip), the source being the user's mask of the job, whose
+surroundings need not have stayed put around the object. Scoring (`evaluate_pairs`): the engine gets the
+target and the source as that reference; a pair whose target shows the object gives IoU and boundary F
+(void ignored) and counts as
 "present" for the visibility balanced accuracy (presence score > 0.5 says present); an absent target only
 counts for the balanced accuracy. `iou_presence` is the IoU of what a user keeps when trusting the presence
 score: a prediction scored ≤ 0.5 counts as an empty mask.
@@ -28,18 +32,20 @@ from pathlib import Path
 
 import numpy as np
 
-from vggts_cli.engines.base import Engine, Reference, View
+from vggts_cli.engines.base import Engine, Reference, ReferenceKind, View
 from vggts_cli.errors import UsageError
 from vggts_cli.eval.metrics import CONF_THRESH, balanced_accuracy
 from vggts_cli.eval.vos import VOID, boundary_measure, jaccard, read_annotation, read_image
 
 PAIRS_FILE = "pairs.json"
+RELATIONS: tuple[ReferenceKind, ...] = ("cross", "seed")  # how a pair's source can relate to its target
 
 
 @dataclass(frozen=True)
 class Pair:
     """Images (H, W, 3) uint8; masks (H, W) uint8 labels (1 object, 0 background, 255 void) at their
-    image's size; `target_mask` None when the object is absent from the target."""
+    image's size; `target_mask` None when the object is absent from the target; `reference` the kind of
+    reference the source is to the target (`RELATIONS`)."""
 
     id: str
     group: str
@@ -47,6 +53,7 @@ class Pair:
     source_mask: np.ndarray
     target: np.ndarray
     target_mask: np.ndarray | None
+    reference: ReferenceKind = "cross"
 
 
 # -- reading and writing --------------------------------------------------------------------------------
@@ -74,7 +81,13 @@ def load_pairs(folder: Path) -> list[Pair]:
                 raise UsageError(f"{index}: pair {rec['id']}: a mask is not its image's size")
         if not (source_mask == 1).any():
             raise UsageError(f"{index}: pair {rec['id']}: the source mask is empty")
-        pairs.append(Pair(rec["id"], rec.get("group", "all"), source, source_mask, target, target_mask))
+        reference = rec.get("reference", "cross")
+        if reference not in RELATIONS:
+            raise UsageError(
+                f"{index}: pair {rec['id']}: reference {reference!r} is not one of {', '.join(RELATIONS)}"
+            )
+        group = rec.get("group", "all")
+        pairs.append(Pair(rec["id"], group, source, source_mask, target, target_mask, reference))
     if not pairs:
         raise UsageError(f"{index} holds no pair")
     return pairs
@@ -95,7 +108,7 @@ def write_pair_set(folder: Path, pairs: Sequence[Pair], source: str) -> Path:
 
     records = []
     for pair in pairs:
-        rec = {"id": pair.id, "group": pair.group}
+        rec = {"id": pair.id, "group": pair.group, "reference": pair.reference}
         for key, image in (("source", pair.source), ("target", pair.target)):
             rec[key] = f"images/{pair.id}-{key}.png"
             Image.fromarray(image).save(folder / rec[key])
@@ -230,7 +243,7 @@ def davis_pairs(data: Path, names: Sequence[str], min_gap: int = 40) -> list[Pai
     """Pairs from DAVIS-layout sequences: each sequence's first frame and mask → its last frame (when at least
     `min_gap` frames later; group "davis-gap"), and → the middle frame of the sequence `len(names) // 2`
     places further in `names` (another scene: object absent; group "davis-absent"). One object per
-    sequence: the first annotation's lowest id."""
+    sequence: the first annotation's lowest id. The source is a seed reference: one camera, another time."""
     from vggts_cli.eval.vos import load_sequence
 
     sequences = [load_sequence(data, name) for name in names]
@@ -254,6 +267,7 @@ def davis_pairs(data: Path, names: Sequence[str], min_gap: int = 40) -> list[Pai
                     source_mask,
                     read_image(seq.images[last]),
                     target_mask,
+                    "seed",
                 )
             )
         other = sequences[(i + len(sequences) // 2) % len(sequences)]
@@ -267,6 +281,7 @@ def davis_pairs(data: Path, names: Sequence[str], min_gap: int = 40) -> list[Pai
                     source_mask,
                     read_image(middle),
                     None,
+                    "seed",
                 )
             )
     return pairs
@@ -288,9 +303,9 @@ def score_pair(engine: Engine, pair: Pair) -> dict:
     source = View("source", 0, pair.source)
     target = View("target", 0, pair.target)
     start = time.perf_counter()
-    # The source is the job's seed (what an engine may tune to), seen from another view.
+    # The source is the job's seed (what an engine may tune to), seen from the target as the pair says.
     engine.start([Reference(source, pair.source_mask == 1, "seed")])
-    prediction = engine.segment(target, [Reference(source, pair.source_mask == 1, "cross")])
+    prediction = engine.segment(target, [Reference(source, pair.source_mask == 1, pair.reference)])
     row = {
         "id": pair.id,
         "group": pair.group,
