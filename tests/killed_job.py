@@ -17,6 +17,10 @@ from vggts_cli.sinks.base import Sink
 
 action = sys.argv.pop(1)
 stage, _, count = sys.argv.pop(1).rpartition(":")
+if action == "INT":
+    # Ctrl-C as a terminal delivers it. Python leaves SIGINT ignored when it starts with it ignored (as a
+    # background job of a non-interactive shell does, `cmd &`), and the job would then run to the end.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 frames = int(count)
 done = False
 

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -313,7 +314,7 @@ def test_ray_missing_says_how_to_install_it(corpus, tmp_path):
 @needs_ray
 def test_no_cluster_at_the_address_fails_fast(corpus, tmp_path):
     out = tmp_path / "out"
-    address = f"127.0.0.1:{free_port()}"
+    address = f"127.0.0.1:{free_ports(1)[0]}"
     proc = vggts("batch", str(corpus / "jobs.csv"), "--out", str(out), "--ray", address, check=False)
     assert proc.returncode == 1 and not out.exists()
     lines = proc.stderr.strip().splitlines()
@@ -370,10 +371,14 @@ def test_resume_skips_complete_jobs_and_reruns_the_rest(corpus, local_run, tmp_p
 # --------------------------------------------------------------------------- a real Ray cluster on 127.0.0.1
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(count: int) -> list[int]:
+    """`count` distinct free ports: each socket is held until all are bound (a port given back at once may
+    be handed out again by the next bind: two of Ray's components on one port, and the head refuses)."""
+    with contextlib.ExitStack() as stack:
+        sockets = [stack.enter_context(socket.socket()) for _ in range(count)]
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
 
 
 @pytest.fixture(scope="module")
@@ -382,14 +387,14 @@ def ray_cluster():
     the foreground, so stopping it (SIGTERM) stops this cluster and no other Ray on the machine."""
     if not HAVE_RAY:
         pytest.skip("ray is not installed (pip install 'vggts[ray]')")
-    port = free_port()
+    port, client, agent_http, agent_grpc, runtime_env, metrics = free_ports(6)
     temp = tempfile.mkdtemp(prefix="vggts-ray-")  # short: Ray's socket paths must fit in 107 bytes
     args = [str(RAY), "start", "--head", "--block", f"--port={port}", "--node-ip-address=127.0.0.1"]
     args += ["--num-cpus=2", "--include-dashboard=false", "--disable-usage-stats", f"--temp-dir={temp}"]
     # Ports of our own, so that this cluster does not collide with another Ray on the machine.
-    args += [f"--ray-client-server-port={free_port()}", f"--dashboard-agent-listen-port={free_port()}"]
-    args += [f"--dashboard-agent-grpc-port={free_port()}", f"--runtime-env-agent-port={free_port()}"]
-    args += [f"--metrics-export-port={free_port()}"]
+    args += [f"--ray-client-server-port={client}", f"--dashboard-agent-listen-port={agent_http}"]
+    args += [f"--dashboard-agent-grpc-port={agent_grpc}", f"--runtime-env-agent-port={runtime_env}"]
+    args += [f"--metrics-export-port={metrics}"]
     log = Path(temp) / "head.log"
     # Every process of the cluster loads tests/ray_hooks/sitecustomize.py (a worker can kill itself on cue).
     pythonpath = os.pathsep.join(filter(None, [str(RAY_HOOKS), os.environ.get("PYTHONPATH")]))
