@@ -13,10 +13,9 @@ is absent from the target. `"reference"` says how the two views relate, as a job
 (frames of one clip far apart, or another clip), the source being the user's mask of the job, whose
 surroundings need not have stayed put around the object. Scoring (`evaluate_pairs`): the engine gets the
 target and the source as that reference; a pair whose target shows the object gives IoU and boundary F
-(void ignored) and counts as
-"present" for the visibility balanced accuracy (presence score > 0.5 says present); an absent target only
-counts for the balanced accuracy. `iou_presence` is the IoU of what a user keeps when trusting the presence
-score: a prediction scored ≤ 0.5 counts as an empty mask.
+(void ignored) and counts as "present" for the visibility balanced accuracy (presence score > 0.5 says
+present); an absent target only counts for the balanced accuracy. `iou_presence` is the IoU of what a user
+keeps when trusting the presence score: a prediction scored ≤ 0.5 counts as an empty mask.
 
 `stereo_pairs` and `davis_pairs` make such pairs from real data (scikit-image's Middlebury stereo pair with
 ground-truth disparity; DAVIS sequences' frames far apart in time), `write_pair_set` writes them.
