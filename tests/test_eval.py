@@ -57,6 +57,16 @@ def test_metrics_reproduce_the_official_evaluator_numbers():
     assert metrics.balanced_accuracy([1, 0], [int(0.1 > 0.5), int(0.2 > 0.5)]) == 0.5
 
 
+def test_presence_recalls_say_which_side_fails():
+    """Balanced accuracy is the mean of the two recalls; they tell "never there" from "always there"."""
+    truth, said = [1, 1, 1, 0, 0], [1, 0, 0, 0, 0]
+    there, absent = metrics.presence_recalls(truth, said)
+    assert (there, absent) == (pytest.approx(1 / 3), 1.0)
+    assert metrics.balanced_accuracy(truth, said) == pytest.approx((there + absent) / 2)
+    assert metrics.presence_recalls(truth, [1, 1, 1, 1, 1]) == (1.0, 0.0)
+    assert metrics.presence_recalls([1, 1], [0, 1]) == (0.5, None)  # no target without the object
+
+
 def test_metric_conventions():
     nothing = np.zeros((40, 60), bool)
     assert metrics.iou(nothing, nothing) == 1.0 and metrics.boundary_f(nothing, nothing) == 1.0
@@ -157,6 +167,8 @@ def test_score_perfect_predictions(tmp_path):
     # ego→exo scores frames 0 (visible) and 30 (absent); 60 is a query the exo camera did not annotate.
     assert scores["ego-exo"] == {
         "balanced_accuracy": 1.0,
+        "recall_there": 1.0,
+        "recall_absent": 1.0,
         "iou": 1.0,
         "location_error": 0.0,
         "contour_accuracy": 1.0,
@@ -168,6 +180,7 @@ def test_score_perfect_predictions(tmp_path):
     # exo→ego: the only exo query (frame 0) is visible in ego; one class only, balanced accuracy = recall.
     assert scores["exo-ego"]["frames"] == 1 and scores["exo-ego"]["iou"] == 1.0
     assert scores["exo-ego"]["balanced_accuracy"] == 1.0
+    assert (scores["exo-ego"]["recall_there"], scores["exo-ego"]["recall_absent"]) == (1.0, None)
 
 
 def test_score_reproduces_the_evaluator_on_a_file(tmp_path):

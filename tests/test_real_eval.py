@@ -203,6 +203,9 @@ def test_eval_pairs_end_to_end(tmp_path):
     overall = report["results"]["classic"]["all"]
     assert (overall["pairs"], overall["present"], overall["absent"]) == (2, 1, 1)
     assert overall["iou"] is not None and 0.0 <= overall["balanced_accuracy"] <= 1.0
+    said = [r["score"] > 0.5 for r in report["per_pair"]["classic"]]  # pair p absent, q present
+    assert (overall["recall_there"], overall["recall_absent"]) == (float(said[1]), float(not said[0]))
+    assert overall["balanced_accuracy"] == (overall["recall_there"] + overall["recall_absent"]) / 2
 
 
 def test_a_pair_set_says_how_its_views_relate(tmp_path):

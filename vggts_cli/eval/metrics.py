@@ -133,6 +133,19 @@ def balanced_accuracy(gt_exists: list[int], pred_exists: list[int]) -> float:
         return float(balanced_accuracy_score(gt_exists, pred_exists))
 
 
+def presence_recalls(gt_exists: list[int], pred_exists: list[int]) -> tuple[float | None, float | None]:
+    """The two recalls the balanced accuracy averages: the share of targets showing the object that were
+    said to show it, and of targets without it said not to; None for a class with no target. The mean
+    alone hides which side fails (an engine that never says "there" scores 0.5 on balanced data)."""
+    truth, said = np.asarray(gt_exists, bool), np.asarray(pred_exists, bool)
+
+    def recall(cls: bool) -> float | None:
+        chosen = truth == cls
+        return float((said[chosen] == cls).mean()) if chosen.any() else None
+
+    return recall(True), recall(False)
+
+
 def _same_shape(gt: np.ndarray, pred: np.ndarray) -> None:
     if gt.shape != pred.shape:
         raise ValueError(f"masks differ in size: ground truth {gt.shape}, prediction {pred.shape}")
@@ -174,13 +187,17 @@ class ScoreSheet:
         self.visible_ious.append(value)
 
     def summary(self) -> dict[str, float | int | None]:
-        """The four official metrics (plain means), the visible-pairs mIoU (×100) and the frame counts;
-        a metric with no frame to average is None."""
+        """The four official metrics (plain means), the two recalls of the visibility call
+        (`presence_recalls`), the visible-pairs mIoU (×100) and the frame counts; a metric with no frame
+        to average is None."""
         visible_miou = _mean(self.visible_ious)
+        there, absent = presence_recalls(self.gt_exists, self.pred_exists)
         return {
             "balanced_accuracy": balanced_accuracy(self.gt_exists, self.pred_exists)
             if self.gt_exists
             else None,
+            "recall_there": there,
+            "recall_absent": absent,
             "iou": _mean(self.ious),
             "location_error": _mean(self.locations),
             "contour_accuracy": _mean(self.contours),

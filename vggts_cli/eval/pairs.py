@@ -33,7 +33,7 @@ import numpy as np
 
 from vggts_cli.engines.base import Engine, Reference, ReferenceKind, View
 from vggts_cli.errors import UsageError
-from vggts_cli.eval.metrics import CONF_THRESH, balanced_accuracy
+from vggts_cli.eval.metrics import CONF_THRESH, balanced_accuracy, presence_recalls
 from vggts_cli.eval.vos import VOID, boundary_measure, jaccard, read_annotation, read_image
 
 PAIRS_FILE = "pairs.json"
@@ -323,7 +323,8 @@ def score_pair(engine: Engine, pair: Pair) -> dict:
 
 def summarize_pairs(rows: Sequence[dict]) -> dict:
     """Per-pair rows -> `{"pairs", "present", "absent", "iou", "iou_presence", "boundary_f",
-    "balanced_accuracy", "seconds_per_pair", "score"}` (means; None where nothing to average);
+    "balanced_accuracy", "recall_there", "recall_absent", "seconds_per_pair", "score"}` (means and the
+    visibility call's recalls, `presence_recalls`; None where nothing to average);
     `score` = iou. With one class only (every target absent) the balanced accuracy is that class's recall."""
     present = [r for r in rows if r["present"]]
 
@@ -333,6 +334,7 @@ def summarize_pairs(rows: Sequence[dict]) -> dict:
     labels = [int(r["present"]) for r in rows]
     said = [int(r["score"] > CONF_THRESH) for r in rows]
     seconds = [r["seconds"] for r in rows]
+    there, absent = presence_recalls(labels, said)
     out = {
         "pairs": len(rows),
         "present": len(present),
@@ -341,6 +343,8 @@ def summarize_pairs(rows: Sequence[dict]) -> dict:
         "iou_presence": mean("iou_presence"),
         "boundary_f": mean("boundary_f"),
         "balanced_accuracy": balanced_accuracy(labels, said) if rows else None,
+        "recall_there": there,
+        "recall_absent": absent,
         "seconds_per_pair": float(np.mean(seconds)) if seconds else None,
     }
     out["score"] = out["iou"]

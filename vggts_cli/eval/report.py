@@ -9,12 +9,26 @@ def _num(value: float | None, digits: int = 3) -> str:
     return "-" if value is None else f"{value:.{digits}f}"
 
 
+def _recalls(summary: dict) -> str:
+    """The visibility call's two recalls, "there/absent" (a summary from before they were kept: "-")."""
+    return f"{_num(summary.get('recall_there'), 2)}/{_num(summary.get('recall_absent'), 2)}"
+
+
+def _recalls_note(name: str) -> str:
+    """The caption's line on `_recalls`, for a table that calls the balanced accuracy `name`."""
+    return (
+        "there/absent: the share of targets showing the object called there, and of targets without it "
+        f"called absent ({name} is their mean)."
+    )
+
+
 def metrics_cell(summary: dict) -> str:
     """A multi-line cell: paper mIoU, the four Ego-Exo4D metrics, time per pair when known."""
     lines = [
         f"mIoU {_num(summary['visible_miou'], 1)} ({summary['visible_pairs']} pairs)",
         f"IoU {_num(summary['iou'])}  F {_num(summary['contour_accuracy'])}",
         f"LE {_num(summary['location_error'])}  vis {_num(summary['balanced_accuracy'])}",
+        f"there/absent {_recalls(summary)}",
     ]
     if summary.get("seconds_per_pair") is not None:
         lines.append(f"{summary['seconds_per_pair']:.3f} s/pair")
@@ -28,7 +42,7 @@ def rendered_table(result: dict) -> Table:
         caption=(
             "mIoU: mean IoU ×100 over pairs visible in both views (paper protocol). Ego-Exo4D metrics at "
             "the evaluator's size: IoU, F = contour accuracy, LE = location error (lower is better), "
-            "vis = visibility balanced accuracy."
+            "vis = visibility balanced accuracy; " + _recalls_note("vis")
         ),
         show_lines=True,
     )
@@ -47,7 +61,8 @@ def egoexo_table(scores: dict[str, dict], title: str) -> Table:
     """`egoexo.score`'s result: one row per direction, the official metrics in the evaluator's order."""
     table = Table(
         title=title,
-        caption="Plain means (not percentages) but the visible-pairs mIoU (paper protocol, ×100).",
+        caption="Plain means (not percentages) but the visible-pairs mIoU (paper protocol, ×100); the "
+        "JSON form also has the balanced accuracy's two recalls.",
     )
     columns = (
         "direction",
@@ -99,14 +114,32 @@ def pairs_table(result: dict, title: str) -> Table:
         title=title,
         caption=(
             "IoU and F over pairs whose target shows the object (void ignored); IoU|presence: a prediction "
-            "whose presence score is ≤ 0.5 counts as empty; vis = visibility balanced accuracy."
+            "whose presence score is ≤ 0.5 counts as empty; vis = visibility balanced accuracy; "
+            + _recalls_note("vis")
         ),
     )
-    columns = ("engine", "pairs", "present/absent", "IoU", "IoU|presence", "F", "vis", "s/pair")
+    columns = (
+        "engine",
+        "pairs",
+        "present/absent",
+        "IoU",
+        "IoU|presence",
+        "F",
+        "vis",
+        "there/absent",
+        "s/pair",
+    )
     for column in columns:
         table.add_column(column, justify="left" if column in ("engine", "pairs") else "right")
     for engine, groups in result["results"].items():
         for group, s in groups.items():
-            keys = ("iou", "iou_presence", "boundary_f", "balanced_accuracy", "seconds_per_pair")
-            table.add_row(engine, group, f"{s['present']}/{s['absent']}", *[_num(s[key]) for key in keys])
+            keys = ("iou", "iou_presence", "boundary_f", "balanced_accuracy")
+            table.add_row(
+                engine,
+                group,
+                f"{s['present']}/{s['absent']}",
+                *[_num(s[key]) for key in keys],
+                _recalls(s),
+                _num(s["seconds_per_pair"]),
+            )
     return table
