@@ -113,33 +113,28 @@ def pairs_table(result: dict, title: str) -> Table:
     table = Table(
         title=title,
         caption=(
-            "IoU and F over pairs whose target shows the object (void ignored); IoU|presence: a prediction "
-            "whose presence score is ≤ 0.5 counts as empty; vis = visibility balanced accuracy; "
+            "IoU and F over pairs whose target shows the object (void ignored); IoU if said there: a "
+            "prediction whose presence score is ≤ 0.5 counts as empty; vis = visibility balanced accuracy; "
             + _recalls_note("vis")
         ),
+        pad_edge=False,
     )
-    columns = (
-        "engine",
-        "pairs",
-        "present/absent",
-        "IoU",
-        "IoU|presence",
-        "F",
-        "vis",
-        "there/absent",
-        "s/pair",
-    )
-    for column in columns:
-        table.add_column(column, justify="left" if column in ("engine", "pairs") else "right")
+    # Within 80 columns, nothing cut: the headers wrap at spaces, the numbers' columns are no wider than
+    # their cells, and the recalls go under the accuracy they make up.
+    numbers = ("there / absent", "IoU", "IoU if said there", "F", "vis (there / absent)", "s/pair")
+    table.add_column("engine")
+    table.add_column("pairs", min_width=12)
+    for column in numbers:
+        table.add_column(column, justify="right", max_width=9 if column.startswith("vis") else 6)
     for engine, groups in result["results"].items():
         for group, s in groups.items():
-            keys = ("iou", "iou_presence", "boundary_f", "balanced_accuracy")
+            keys = ("iou", "iou_presence", "boundary_f")
             table.add_row(
                 engine,
                 group,
                 f"{s['present']}/{s['absent']}",
                 *[_num(s[key]) for key in keys],
-                _recalls(s),
+                f"{_num(s['balanced_accuracy'])}\n{_recalls(s)}",
                 _num(s["seconds_per_pair"]),
             )
     return table
