@@ -10,16 +10,14 @@ def _num(value: float | None, digits: int = 3) -> str:
 
 
 def _recalls(summary: dict) -> str:
-    """The visibility call's two recalls, "there/absent" (a summary from before they were kept: "-")."""
-    return f"{_num(summary.get('recall_there'), 2)}/{_num(summary.get('recall_absent'), 2)}"
+    """The visibility call's two recalls, "there/absent"."""
+    return f"{_num(summary['recall_there'], 2)}/{_num(summary['recall_absent'], 2)}"
 
 
-def _recalls_note(name: str) -> str:
-    """The caption's line on `_recalls`, for a table that calls the balanced accuracy `name`."""
-    return (
-        "there/absent: the share of targets showing the object called there, and of targets without it "
-        f"called absent ({name} is their mean)."
-    )
+RECALLS_NOTE = (
+    "there/absent: the share of targets showing the object called there, and of targets without it "
+    "called absent (vis is their mean)."
+)
 
 
 def metrics_cell(summary: dict) -> str:
@@ -42,7 +40,7 @@ def rendered_table(result: dict) -> Table:
         caption=(
             "mIoU: mean IoU ×100 over pairs visible in both views (paper protocol). Ego-Exo4D metrics at "
             "the evaluator's size: IoU, F = contour accuracy, LE = location error (lower is better), "
-            "vis = visibility balanced accuracy; " + _recalls_note("vis")
+            "vis = visibility balanced accuracy; " + RECALLS_NOTE
         ),
         show_lines=True,
     )
@@ -115,7 +113,7 @@ def pairs_table(result: dict, title: str) -> Table:
         caption=(
             "IoU and F over pairs whose target shows the object (void ignored); IoU if said there: a "
             "prediction whose presence score is ≤ 0.5 counts as empty; vis = visibility balanced accuracy; "
-            + _recalls_note("vis")
+            + RECALLS_NOTE
         ),
         pad_edge=False,
     )
