@@ -14,6 +14,7 @@ quiet machine.
 
     python benchmarks/objects.py                       # 1 s of the easy tier at full size
     python benchmarks/objects.py --seconds 0.5 --objects 1,4 --engine classic
+    python benchmarks/objects.py --model runs/lite/model.safetensors   # another model file
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ def found(out: Path) -> float:
 
 
 def seconds_per_frame(
-    rec, count: int, engine_name: str, adapt: int | None, focus: bool, folder: Path
+    rec, count: int, engine_name: str, model: str | None, adapt: int | None, focus: bool, folder: Path
 ) -> tuple[float, float]:
     """One job's wall-clock seconds per frame and the share of object-frames it found."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -72,7 +73,7 @@ def seconds_per_frame(
         engine=engine_name,
     )
     prepared = check_job(job)
-    engine = make_engine(engine_name, None, "cpu", adapt=adapt)
+    engine = make_engine(engine_name, model, "cpu", adapt=adapt)
     if hasattr(engine, "focus"):
         engine.focus = focus
     start = time.perf_counter()
@@ -89,15 +90,18 @@ def main() -> None:
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--objects", default="1,2,4,8")
     parser.add_argument("--engine", default="vggts")
+    parser.add_argument("--model", help="learned engine: a model file [default: the shipped one]")
     parser.add_argument("--adapt", type=int, default=0, help="tuning steps of the learned engine")
     parser.add_argument("--repeat", type=int, default=3, help="runs per cell, the fastest one counts")
     args = parser.parse_args()
     adapt = args.adapt if args.engine == "vggts" else None
+    model = args.model if args.engine == "vggts" else None
     counts = [int(n) for n in args.objects.split(",")]
     with tempfile.TemporaryDirectory(prefix="vggts-objects-") as tmp:
         folder = Path(tmp)
         rec = tier_videos(folder / "rec", "easy", args.seconds, args.scale)
         tuned = f", --adapt {adapt}" if adapt is not None else ""
+        tuned += f", --model {model}" if model else ""
         print(f"{args.engine}{tuned}, easy tier, {args.seconds:g} s at scale {args.scale:g}")
         print("objects | focus on: s/frame (x one), found | focus off: s/frame (x one), found")
         base: dict[bool, float] = {}
@@ -105,7 +109,7 @@ def main() -> None:
             cells = []
             for focus in (True, False):
                 runs = [
-                    seconds_per_frame(rec, count, args.engine, adapt, focus, folder / f"run{n}")
+                    seconds_per_frame(rec, count, args.engine, model, adapt, focus, folder / f"run{n}")
                     for n in range(args.repeat)
                 ]
                 spf, share = min(runs)  # deterministic: every run finds the same

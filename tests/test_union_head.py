@@ -124,6 +124,28 @@ def test_small_weights_load_strictly(head):
 def test_config_must_tile_the_feature_grid():
     with pytest.raises(ValueError):
         UnionHead(HeadConfig(img_size=40, sa_tokens=7))  # 20 is not 2 · 7
+    with pytest.raises(ValueError):
+        UnionHead(HeadConfig(img_size=40, pool=3, sa_tokens=2))  # 3 does not divide 20
+
+
+def test_a_pooled_head_sees_the_target_features_averaged(io):
+    """pool 2: the same weights on a grid of 10 × 10 cells, each the mean of 2 × 2 backbone features. A
+    target pattern that averages to zero in every cell is invisible to it; the official head sees it."""
+    weights = load_vectors("head_small.weights.safetensors")
+    pooled = UnionHead(HeadConfig(img_size=40, pool=2, sa_tokens=5)).eval()
+    pooled.load_state_dict(weights, strict=True)  # ratio 2 either way: the same weight shapes
+    official = UnionHead(SMALL).eval()
+    official.load_state_dict(weights, strict=True)
+    feat, mask, tar_points = io["in.feat_map"], io["in.src_mask"].bool(), io["in.tar_points"]
+    checker = torch.tensor([[1.0, -1.0], [-1.0, 1.0]]).repeat(10, 10)  # (20, 20), zero mean per cell
+    shifted = feat[:, 1] + 0.5 * checker
+    with torch.no_grad():
+        passes = pooled.run_passes(feat[:, 0], feat[:, 1], mask, tar_points)
+        assert passes[-1].shape == (len(feat), 40, 40)
+        close(pooled.run_passes(feat[:, 0], shifted, mask, tar_points)[-1], passes[-1])
+        before = official.run_passes(feat[:, 0], feat[:, 1], mask, tar_points)[-1]
+        after = official.run_passes(feat[:, 0], shifted, mask, tar_points)[-1]
+    assert (before - after).abs().max() > 100 * TOL
 
 
 # --------------------------------------------------------------------------------------------- points

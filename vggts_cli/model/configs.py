@@ -72,7 +72,10 @@ class TrackerConfig:
 class HeadConfig:
     """The Union Segmentation Head (`Predictor`): image size, bottleneck grid, decoder sizes."""
 
-    img_size: int = 518  # model input side; feature grid is img_size // 2 = ratio * sa_tokens
+    img_size: int = 518  # model input side; the backbone's feature grid is img_size // 2
+    # The backbone's feature grid is average-pooled by this before the head (1: the official head): the
+    # head's image tokens, and so its cost, shrink by pool². Its grid is then feature_hw = ratio * sa_tokens.
+    pool: int = 1
     sa_tokens: int = 37  # bottleneck grid side per view
     embed_dim: int = 128
     depth: int = 2
@@ -82,11 +85,11 @@ class HeadConfig:
 
     @property
     def feature_hw(self) -> int:
-        return self.img_size // 2
+        return self.img_size // 2 // self.pool
 
     @property
     def ratio(self) -> int:
-        return self.img_size // 2 // self.sa_tokens
+        return self.feature_hw // self.sa_tokens
 
 
 @dataclass(frozen=True)
@@ -169,7 +172,7 @@ VGGT_S_LITE = ModelConfig(
         num_virtual_tracks=16,
         max_scale=112,
     ),
-    head=HeadConfig(img_size=112, sa_tokens=8, embed_dim=32, depth=1, num_heads=4, passes=1),
+    head=HeadConfig(img_size=112, pool=2, sa_tokens=4, embed_dim=32, depth=1, num_heads=4, passes=1),
 )
 
 CONFIGS: dict[str, ModelConfig] = {

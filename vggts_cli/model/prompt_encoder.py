@@ -49,8 +49,8 @@ class PromptEncoder(nn.Module):
 
     Args:
         embed_dim: token width (128).
-        img_size: model input side; points are in its pixels, the feature grid is img_size // 2.
-        ratio: bottleneck ratio r (feature grid = r · sa_tokens); bottleneck width embed_dim · r.
+        img_size: model input side; points are in its pixels.
+        ratio: bottleneck ratio r (the head's feature grid is r · sa_tokens); bottleneck width embed_dim · r.
         sa_tokens: bottleneck grid side per view.
         mask_chans: hidden channels of `mask_downscaling` (16).
     """
@@ -60,7 +60,7 @@ class PromptEncoder(nn.Module):
     ) -> None:
         super().__init__()
         self.img_size = img_size
-        self.feature_hw = img_size // 2
+        self.feature_hw = ratio * sa_tokens
         self.mask_input_size = 2 * self.feature_hw
         self.sa_tokens = sa_tokens
         self.ca_pe_layer = PositionEmbeddingRandom(embed_dim // 2)
@@ -81,7 +81,7 @@ class PromptEncoder(nn.Module):
         )
 
     def dense_ca_pe(self) -> torch.Tensor:
-        """Cross-attention encoding of the side-by-side image tokens -> (1, embed_dim, h, 2h), h = img/2."""
+        """Cross-attention encoding of the side-by-side image tokens -> (1, embed_dim, h, 2h), h = r · t."""
         return self._two_views(self.ca_pe_layer.grid(self.feature_hw), self.ca_src_img_pe, self.ca_tar_img_pe)
 
     def dense_sa_pe(self) -> torch.Tensor:

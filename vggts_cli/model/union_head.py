@@ -29,10 +29,10 @@ PRESENCE_TOP_FRACTION = 1e-3  # presence_score averages the top 0.1 % of the log
 
 @dataclass
 class HeadPass:
-    """One pass of the head (img = model input side, h = img // 2).
+    """One pass of the head (img = model input side, h = img // 2 // pool: the head's feature grid).
 
     pred_logits (B, 1, img, img): bilinear from the *unclamped* low-res logits — the prediction.
-    low_res_logits (B, 1, 2img, 2img): clamped to ±32 — what the next pass is fed.
+    low_res_logits (B, 1, 4h, 4h): clamped to ±32 — what the next pass is fed.
     low_res_unclamped: the same before the clamp.
     sparse_embeddings (B, 3N, C), src_mask_embedding / tar_mask_embedding (B, C, h, h) (the latter None
     without feedback), queries (B, 1 + 3N, C) and keys (B, h·2h, C): intermediates, for checks.
@@ -72,14 +72,18 @@ def presence_score(logits: torch.Tensor) -> torch.Tensor:
 class UnionHead(nn.Module):
     """The official `Predictor(img_size, sa_tokens)`: embed_dim 128, `cfg.depth` blocks, 8 heads.
 
-    Requires img_size // 2 = ratio · sa_tokens exactly (518: 259 = 7 · 37; test vectors 40: 20 = 2 · 10).
+    Requires img_size // 2 // pool = ratio · sa_tokens exactly (518: 259 = 7 · 37; test vectors 40: 20 =
+    2 · 10; vggt-s-lite 112: 56 // 2 = 7 · 4). With `cfg.pool` > 1 (not official) the backbone's features
+    are average-pooled to that grid and the source mask area-resized to twice it.
     """
 
     def __init__(self, cfg: HeadConfig) -> None:
         super().__init__()
+        if cfg.pool < 1 or (cfg.img_size // 2) % cfg.pool:
+            raise ValueError(f"pool {cfg.pool} does not divide the feature grid {cfg.img_size // 2}")
         if cfg.ratio < 1 or cfg.feature_hw != cfg.ratio * cfg.sa_tokens:
             raise ValueError(
-                f"img_size // 2 = {cfg.feature_hw} is not a multiple of sa_tokens {cfg.sa_tokens}"
+                f"the head's grid {cfg.feature_hw} is not a multiple of sa_tokens {cfg.sa_tokens}"
             )
         if cfg.passes < 1:
             raise ValueError(f"the head needs at least one pass, got {cfg.passes}")
@@ -99,19 +103,22 @@ class UnionHead(nn.Module):
     ) -> HeadPass:
         """One official pass.
 
-        feat_map (B, 2, 128, h, h): source then target VGGT features. src_points, tar_points (B, N, 2):
-        (x, y) in input pixels. src_mask (B, img, img): {0, 1} (or bool). tar_mask_logits
-        (B, 1, 2img, 2img): the previous pass's `low_res_logits`, or None. src_points_feat (B, N, 128):
+        feat_map (B, 2, 128, h, h): source then target VGGT features (pooled to the head's grid).
+        src_points, tar_points (B, N, 2): (x, y) in input pixels. src_mask (B, img, img): {0, 1} (or
+        bool). tar_mask_logits (B, 1, 4h, 4h): the previous pass's `low_res_logits`, or None.
+        src_points_feat (B, N, 128):
         the features at the source points — **`src_point_pe` is added to it in place** (official
         behaviour; pass the same tensor to every pass of one inference).
         """
         pe = self.prompt_encoder
         src_logits = torch.where(src_mask[:, None].float() > 0.5, SOURCE_MASK_LOGIT, -SOURCE_MASK_LOGIT)
+        size = (pe.mask_input_size, pe.mask_input_size)
+        if src_logits.shape[-2:] != size:  # a pooled head: the mask's area share per cell, as ±30 logits
+            src_logits = F.interpolate(src_logits, size=size, mode="area")
         src_mask_emb = pe.embed_mask(src_logits)
         tar_mask_emb = None
         if tar_mask_logits is not None:
             # Antialiased here, unlike the plain bilinear upsampling of the prediction below.
-            size = (pe.mask_input_size, pe.mask_input_size)
             resized = F.interpolate(
                 tar_mask_logits.float(), size=size, mode="bilinear", align_corners=False, antialias=True
             )
@@ -149,18 +156,21 @@ class UnionHead(nn.Module):
         src_points: torch.Tensor | None = None,
         passes: int | None = None,
     ) -> list[torch.Tensor]:
-        """Every refinement pass's prediction: src_feat, tar_feat (B, C, h, h); src_mask (B, img, img) bool;
-        tar_points (B, N, 2) (x, y) in target input pixels -> `passes` (default `cfg.passes`) logits
-        (B, img, img).
+        """Every refinement pass's prediction: src_feat, tar_feat (B, C, img/2, img/2) backbone features;
+        src_mask (B, img, img) bool; tar_points (B, N, 2) (x, y) in target input pixels -> `passes`
+        (default `cfg.passes`) logits (B, img, img).
 
         `src_points` (B, N, 2) are the K-Means points of src_mask when the caller already has them (it
-        tracked them), else computed here. Source points and their features are computed once; pass t
-        (0-based) gets the previous pass's clamped low-res logits (none for t = 0, detached as in SAM-style
-        iterative training) and sees the point features + (t + 1)·src_point_pe.
+        tracked them), else computed here. Source points and their features (sampled at the backbone's
+        resolution, before any `cfg.pool`) are computed once; pass t (0-based) gets the previous pass's
+        clamped low-res logits (none for t = 0, detached as in SAM-style iterative training) and sees the
+        point features + (t + 1)·src_point_pe.
         """
         if src_points is None:
             src_points = self.source_points(src_mask)
         points_feat = sample_point_features(src_feat, src_points, self.cfg.img_size)
+        if self.cfg.pool > 1:
+            src_feat, tar_feat = (F.avg_pool2d(f, self.cfg.pool) for f in (src_feat, tar_feat))
         feat_map = torch.stack([src_feat, tar_feat], dim=1)
         tar_points = tar_points.float()
         feedback = None
