@@ -142,7 +142,7 @@ def _bench_model(
     generator = torch.Generator().manual_seed(0)
     images = torch.rand(1, window, 3, size, size, generator=generator).to(device)
     queries = (torch.rand(1, cfg.head.n_points, 2, generator=generator) * (size - 1)).to(device)
-    img, hw = cfg.head.img_size, cfg.head.img_size // 2  # the backbone's grid: the head pools it itself
+    img, hw = cfg.head.img_size, cfg.head.backbone_hw
     head_feats = torch.randn(2, 1, cfg.head.embed_dim, hw, hw, generator=generator).to(device)
     yy, xx = torch.meshgrid(torch.arange(img), torch.arange(img), indexing="ij")
     src_mask = (((yy - img / 2) / (img / 4)) ** 2 + ((xx - img / 2) / (img / 6)) ** 2 <= 1)[None].to(device)

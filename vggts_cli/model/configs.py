@@ -84,8 +84,14 @@ class HeadConfig:
     passes: int = 2  # refinement: pass 0 without target mask, then feedback passes
 
     @property
+    def backbone_hw(self) -> int:
+        """Side of the backbone's feature grid, which the head is given."""
+        return self.img_size // 2
+
+    @property
     def feature_hw(self) -> int:
-        return self.img_size // 2 // self.pool
+        """Side of the head's own grid: the backbone's, pooled."""
+        return self.backbone_hw // self.pool
 
     @property
     def ratio(self) -> int:

@@ -79,8 +79,8 @@ class UnionHead(nn.Module):
 
     def __init__(self, cfg: HeadConfig) -> None:
         super().__init__()
-        if cfg.pool < 1 or (cfg.img_size // 2) % cfg.pool:
-            raise ValueError(f"pool {cfg.pool} does not divide the feature grid {cfg.img_size // 2}")
+        if cfg.pool < 1 or cfg.backbone_hw % cfg.pool:
+            raise ValueError(f"pool {cfg.pool} does not divide the feature grid {cfg.backbone_hw}")
         if cfg.ratio < 1 or cfg.feature_hw != cfg.ratio * cfg.sa_tokens:
             raise ValueError(
                 f"the head's grid {cfg.feature_hw} is not a multiple of sa_tokens {cfg.sa_tokens}"
@@ -106,9 +106,8 @@ class UnionHead(nn.Module):
         feat_map (B, 2, 128, h, h): source then target VGGT features (pooled to the head's grid).
         src_points, tar_points (B, N, 2): (x, y) in input pixels. src_mask (B, img, img): {0, 1} (or
         bool). tar_mask_logits (B, 1, 4h, 4h): the previous pass's `low_res_logits`, or None.
-        src_points_feat (B, N, 128):
-        the features at the source points — **`src_point_pe` is added to it in place** (official
-        behaviour; pass the same tensor to every pass of one inference).
+        src_points_feat (B, N, 128): the features at the source points — **`src_point_pe` is added to it
+        in place** (official behaviour; pass the same tensor to every pass of one inference).
         """
         pe = self.prompt_encoder
         src_logits = torch.where(src_mask[:, None].float() > 0.5, SOURCE_MASK_LOGIT, -SOURCE_MASK_LOGIT)
