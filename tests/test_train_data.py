@@ -112,6 +112,18 @@ def test_render_is_pixel_exact() -> None:
     np.testing.assert_array_equal(mirrored[:84], mask[:, ::-1])
 
 
+def test_training_photos_hold_no_evaluation_images() -> None:
+    """The real stereo pair `vggts eval pairs` scores on is never a training photo, whatever the system has
+    installed (OpenCV's sample images are reserved for evaluation too)."""
+    from skimage import data
+
+    left = data.stereo_motorcycle()[0]
+    for name in photo_names():
+        assert name.startswith("skimage:")
+        photo = getattr(data, name.removeprefix("skimage:"))()
+        assert photo.shape != left.shape or not np.array_equal(photo, left), name
+
+
 @pytest.mark.parametrize("kind", ["adaptive", "non_adaptive"])
 def test_views_share_one_homography(kind: str) -> None:
     """Interior source-mask pixels, mapped by the homography between the two inputs, land on the target

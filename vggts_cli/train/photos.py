@@ -1,5 +1,7 @@
 """Real photographs for single-image training pairs: scikit-image's bundled sample images (they load
-offline; the optional `train` extra) and, where the system has them, OpenCV's sample images.
+offline; the optional `train` extra). Two sets of images are evaluation data and never drawn: OpenCV's
+sample images (reserved for evaluation elsewhere) and scikit-image's Middlebury stereo pair (the real
+stereo pairs of `vggts eval pairs`).
 
 Each photo is scaled to a working resolution once, kept with an anti-aliasing pyramid (for views that
 zoom far out) and its segmentation (for pseudo-objects), and cached for the life of the process.
@@ -9,7 +11,6 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -19,13 +20,11 @@ from vggts_cli.errors import VggtsError
 from vggts_cli.train.regions import Segmentation, segment
 
 # skimage.data images that ship inside the wheel (no download): natural photos, microscopy, textures.
-# stereo_motorcycle gives (left, right, disparity); the left view is used.
 SKIMAGE_PHOTOS = (
     "astronaut",
     "chelsea",
     "coffee",
     "rocket",
-    "stereo_motorcycle",
     "immunohistochemistry",
     "retina",
     "hubble_deep_field",
@@ -36,7 +35,6 @@ SKIMAGE_PHOTOS = (
     "grass",
     "gravel",
 )
-OPENCV_SAMPLES = Path("/usr/share/doc/opencv-doc/examples/data")
 WORK_SIDE = 320  # longest side of a photo as used (segmentation cost grows with its square)
 
 
@@ -57,9 +55,8 @@ class Photo:
 
 @functools.cache
 def photo_names() -> tuple[str, ...]:
-    """Every usable photo: `skimage:<name>` for the bundled images, then OpenCV sample file paths."""
-    files = sorted(p for p in OPENCV_SAMPLES.glob("*") if p.suffix.lower() in (".jpg", ".png"))
-    return tuple(f"skimage:{name}" for name in SKIMAGE_PHOTOS) + tuple(str(p) for p in files)
+    """Every training photo, as `skimage:<name>`."""
+    return tuple(f"skimage:{name}" for name in SKIMAGE_PHOTOS)
 
 
 @functools.cache
@@ -80,17 +77,9 @@ def load_photo(name: str) -> Photo:
 
 def _read(name: str) -> np.ndarray:
     """(H, W, 3) uint8 RGB of a photo name."""
-    if name.startswith("skimage:"):
-        from skimage import data
+    from skimage import data
 
-        image = getattr(data, name.removeprefix("skimage:"))()
-        if isinstance(image, tuple):
-            image = image[0]
-    else:
-        bgr = cv2.imread(name, cv2.IMREAD_COLOR)
-        if bgr is None:
-            raise VggtsError(f"{name}: cannot read this image")
-        image = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+    image = getattr(data, name.removeprefix("skimage:"))()
     if image.ndim == 2:
         image = np.repeat(image[..., None], 3, axis=2)
     return np.asarray(image[..., :3], dtype=np.uint8)
