@@ -4,10 +4,11 @@ The seed mask (the rendered object on ego frame 0) is cut into N vertical strips
 map), and `vggts propagate` (`--write rle`) runs with the shipped learned engine on the CPU. Printed per N:
 seconds per frame (both cameras' frames counted) and the ratio to one object, with focus crops on (the
 default: all objects look at a frame through one crop around them, a lost object's whole-frame search
-excepted) and off (whole frames); and the share of object-frames found (a non-empty mask): a strip the
+excepted) and off (whole frames); the share of object-frames found (a non-empty mask): a strip the
 model cannot hold is lost, and with focus a lost object looks at the whole frame on every frame, a
-backbone pass of its own. Either way the backbone pass of a frame seen through one crop is shared; the
-head and the tracker run per object. The tuning to the job's masks (`--adapt`) is off by default here:
+backbone pass of its own; and the learned engine's work, which no other load on the machine changes:
+backbone windows (batches of the engine's window of frames, 8 on the CPU) and head pairs. Either way
+the backbone pass of a frame seen through one crop is shared; the head and the tracker run per object. The tuning to the job's masks (`--adapt`) is off by default here:
 it draws a fixed number of pairs from all objects' masks, so it costs a job the same whatever the number
 of objects (`vggts bench --adapt` times it). Timings are wall-clock, the fastest of `--repeat` runs, on a
 quiet machine.
@@ -24,6 +25,7 @@ import json
 import sys
 import tempfile
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -31,6 +33,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from vggts_cli.engines.learned.engine import LearnedEngine  # noqa: E402
 from vggts_cli.engines.registry import make_engine  # noqa: E402
 from vggts_cli.jobs import PropagateJob, check_job  # noqa: E402
 from vggts_cli.masks import rle  # noqa: E402
@@ -57,10 +60,25 @@ def found(out: Path) -> float:
     return sum(bool(rle.decode(r["segmentation"]).any()) for r in records) / len(records)
 
 
-def seconds_per_frame(
+@dataclass(frozen=True)
+class Cell:
+    """One job: wall-clock seconds per frame, the share of object-frames found, and the learned engine's
+    work (machine-independent): backbone windows and head pairs (None for another engine)."""
+
+    seconds: float
+    found: float
+    windows: int | None
+    pairs: int | None
+
+    def text(self, one: Cell) -> str:
+        work = "" if self.windows is None else f", {self.windows} windows / {self.pairs} pairs"
+        return f"{self.seconds:.3f} ({self.seconds / one.seconds:.2f}x), {self.found:.0%}{work}"
+
+
+def job_cell(
     rec, count: int, engine_name: str, model: str | None, adapt: int | None, focus: bool, folder: Path
-) -> tuple[float, float]:
-    """One job's wall-clock seconds per frame and the share of object-frames it found."""
+) -> Cell:
+    """One job with `count` objects, timed and counted."""
     folder.mkdir(parents=True, exist_ok=True)
     seed = folder / f"seed{count}.png"
     cv2.imwrite(str(seed), strips(rec.truth(0, 0), count))
@@ -74,12 +92,16 @@ def seconds_per_frame(
     )
     prepared = check_job(job)
     engine = make_engine(engine_name, model, "cpu", adapt=adapt)
-    if hasattr(engine, "focus"):
+    windows, pairs = [], []
+    if isinstance(engine, LearnedEngine):
         engine.focus = focus
+        engine.model.aggregator.register_forward_hook(lambda *_: windows.append(1))
+        engine.model.head.register_forward_hook(lambda _, args, out: pairs.append(len(args[0])))
     start = time.perf_counter()
     run(prepared, engine)
     seconds = (time.perf_counter() - start) / sum(c.info.num_frames for c in prepared.cameras)
-    return seconds, found(job.out)
+    learned = isinstance(engine, LearnedEngine)
+    return Cell(seconds, found(job.out), len(windows) if learned else None, sum(pairs) if learned else None)
 
 
 def main() -> None:
@@ -103,18 +125,17 @@ def main() -> None:
         tuned = f", --adapt {adapt}" if adapt is not None else ""
         tuned += f", --model {model}" if model else ""
         print(f"{args.engine}{tuned}, easy tier, {args.seconds:g} s at scale {args.scale:g}")
-        print("objects | focus on: s/frame (x one), found | focus off: s/frame (x one), found")
-        base: dict[bool, float] = {}
+        print("objects | focus on: s/frame (x one), found, work | focus off: the same")
+        base: dict[bool, Cell] = {}
         for count in counts:
             cells = []
             for focus in (True, False):
                 runs = [
-                    seconds_per_frame(rec, count, args.engine, model, adapt, focus, folder / f"run{n}")
+                    job_cell(rec, count, args.engine, model, adapt, focus, folder / f"run{n}")
                     for n in range(args.repeat)
                 ]
-                spf, share = min(runs)  # deterministic: every run finds the same
-                base.setdefault(focus, spf)
-                cells.append(f"{spf:.3f} ({spf / base[focus]:.2f}x), {share:.0%}")
+                cell = min(runs, key=lambda c: c.seconds)  # deterministic: every run does the same work
+                cells.append(cell.text(base.setdefault(focus, cell)))
             print(f"{count:7d} | " + " | ".join(cells), flush=True)
 
 

@@ -238,6 +238,27 @@ def test_focus_follows_the_previous_mask_and_keeps_its_window(seed_ref: Referenc
     assert calls == [4, 4]
 
 
+def test_a_focusing_engine_frames_a_cameras_frames_once_it_knows_their_crop(seed_ref: Reference) -> None:
+    """Before its first frame of a camera, a focusing engine does not know the crop that camera's frames
+    will be seen through: announced frames wait, and the first frame's window frames the ones after it."""
+    model = make_tiny_model(cfg=VGGT_S_LITE)
+    engine = LearnedEngine(model, "cpu", schedule="windowed", window=4)
+    hw = (270, 480)
+    frames = [View("exo", i, _frame(*hw, seed=50 + i)[0]) for i in range(5)]
+    small = np.zeros(hw, dtype=bool)
+    small[100:120, 200:225] = True
+    calls = count_backbone_calls(model)
+    engine.prepare(seed_ref.view, frames[1:])
+    assert calls == []
+    engine.segment(frames[1], [seed_ref, Reference(frames[0], small, "temporal")])
+    # frames 1-4 through the crop around the previous mask; frame 0, never segmented, seen whole.
+    assert calls == [4, 4]
+    for n in (2, 3):
+        engine.segment(frames[n], [seed_ref, Reference(frames[n - 1], small, "temporal")])
+    engine.prepare(seed_ref.view, frames[4:])
+    assert calls == [4, 4]
+
+
 def test_objects_looking_for_a_target_share_the_crop_of_those_following_it(seed_ref: Reference) -> None:
     """One target, three objects: two follow the camera's previous masks, one lost object has looked at the
     whole frame. Where that look lands inside the followers' crop it shares their crop (one backbone

@@ -305,7 +305,10 @@ class LearnedEngine(Engine):
         # (segmented a round late, or references), and each object may see them through its own crop.
         self._job.features.resize(max(FEATURE_CACHE, 2 * len(targets)) * self._job.objects)
         self._job.announce(targets)
-        self._compute_missing(seed, [(v, self._camera_crop.get(v.camera)) for v in targets])
+        # Before a focusing engine's first frame of a camera, that camera's crop is still to be found (a
+        # first look at the whole frame): its frames wait for it rather than be framed whole and again.
+        known = [v for v in targets if not self.focus or v.camera in self._camera_crop]
+        self._compute_missing(seed, [(v, self._camera_crop.get(v.camera)) for v in known])
 
     def _compute_missing(self, seed: View, framed: Sequence[tuple[View, SquareCrop | None]]) -> None:
         """Backbone features of the framed views the cache lacks, in as few windows as they fill."""
