@@ -8,10 +8,10 @@ excepted) and off (whole frames); the share of object-frames found (a non-empty 
 model cannot hold is lost, and with focus a lost object looks at the whole frame on every frame, a
 backbone pass of its own; and the learned engine's work, which no other load on the machine changes:
 backbone windows (batches of the engine's window of frames, 8 on the CPU) and head pairs. Either way
-the backbone pass of a frame seen through one crop is shared; the head and the tracker run per object. The tuning to the job's masks (`--adapt`) is off by default here:
-it draws a fixed number of pairs from all objects' masks, so it costs a job the same whatever the number
-of objects (`vggts bench --adapt` times it). Timings are wall-clock, the fastest of `--repeat` runs, on a
-quiet machine.
+the backbone pass of a frame seen through one crop is shared; the head and the tracker run per object.
+The tuning to the job's masks (`--adapt`) is off by default here: it draws a fixed number of pairs from
+all objects' masks, so it costs a job the same whatever the number of objects (`vggts bench --adapt`
+times it). Timings are wall-clock, the fastest of `--repeat` runs, on a quiet machine.
 
     python benchmarks/objects.py                       # 1 s of the easy tier at full size
     python benchmarks/objects.py --seconds 0.5 --objects 1,4 --engine classic
