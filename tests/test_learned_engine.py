@@ -203,17 +203,27 @@ def test_an_announcement_larger_than_the_cache_is_kept_whole(seed_ref: Reference
     assert calls == batches
 
 
+EXO_HW = (270, 480)
+
+
+def _small_object_camera(count: int, seed: int) -> tuple[VGGTS, LearnedEngine, list[View], np.ndarray]:
+    """A focusing engine (window 4) on a random-weight lite model, `count` exo frames and a small object's
+    mask in them."""
+    model = make_tiny_model(cfg=VGGT_S_LITE)
+    engine = LearnedEngine(model, "cpu", schedule="windowed", window=4)
+    frames = [View("exo", i, _frame(*EXO_HW, seed=seed + i)[0]) for i in range(count)]
+    small = np.zeros(EXO_HW, dtype=bool)
+    small[100:120, 200:225] = True
+    return model, engine, frames, small
+
+
 def test_focus_follows_the_previous_mask_and_keeps_its_window(seed_ref: Reference) -> None:
     """A small object in the camera's previous frame: the target is seen through the window around it, and
     announced frames of that camera are framed by it, so a mask that still fits costs no backbone pass. When
     the object leaves the window, the target and the camera's next announced frames are framed anew in one
     backbone batch."""
-    model = make_tiny_model(cfg=VGGT_S_LITE)
-    engine = LearnedEngine(model, "cpu", schedule="windowed", window=4)
-    hw = (270, 480)
-    frames = [View("exo", i, _frame(*hw, seed=20 + i)[0]) for i in range(6)]
-    small = np.zeros(hw, dtype=bool)
-    small[100:120, 200:225] = True
+    model, engine, frames, small = _small_object_camera(6, seed=20)
+    hw = EXO_HW
     window = focus_crop(Box(200, 100, 225, 120), hw)
     assert window is not None and window.side < hw[0]
 
@@ -241,12 +251,7 @@ def test_focus_follows_the_previous_mask_and_keeps_its_window(seed_ref: Referenc
 def test_a_focusing_engine_frames_a_cameras_frames_once_it_knows_their_crop(seed_ref: Reference) -> None:
     """Before its first frame of a camera, a focusing engine does not know the crop that camera's frames
     will be seen through: announced frames wait, and the first frame's window frames the ones after it."""
-    model = make_tiny_model(cfg=VGGT_S_LITE)
-    engine = LearnedEngine(model, "cpu", schedule="windowed", window=4)
-    hw = (270, 480)
-    frames = [View("exo", i, _frame(*hw, seed=50 + i)[0]) for i in range(5)]
-    small = np.zeros(hw, dtype=bool)
-    small[100:120, 200:225] = True
+    model, engine, frames, small = _small_object_camera(5, seed=50)
     calls = count_backbone_calls(model)
     engine.prepare(seed_ref.view, frames[1:])
     assert calls == []
