@@ -93,14 +93,14 @@ def job_cell(
     prepared = check_job(job)
     engine = make_engine(engine_name, model, "cpu", adapt=adapt)
     windows, pairs = [], []
-    if isinstance(engine, LearnedEngine):
+    learned = isinstance(engine, LearnedEngine)
+    if learned:  # (with --adapt, the tuning's passes count too)
         engine.focus = focus
         engine.model.aggregator.register_forward_hook(lambda *_: windows.append(1))
         engine.model.head.register_forward_hook(lambda _, args, out: pairs.append(len(args[0])))
     start = time.perf_counter()
     run(prepared, engine)
     seconds = (time.perf_counter() - start) / sum(c.info.num_frames for c in prepared.cameras)
-    learned = isinstance(engine, LearnedEngine)
     return Cell(seconds, found(job.out), len(windows) if learned else None, sum(pairs) if learned else None)
 
 

@@ -297,7 +297,8 @@ class LearnedEngine(Engine):
 
     def prepare(self, seed: View, targets: Sequence[View]) -> None:
         """Compute the backbone features of the announced targets in batches (windowed schedule only), each
-        framed by its camera's current focus crop."""
+        framed by its camera's current focus crop; a focusing engine's frames of a camera it has not
+        segmented yet wait for their crop."""
         if self.schedule != "windowed":
             return
         self._start_job(seed)
