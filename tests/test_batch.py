@@ -265,6 +265,8 @@ def test_bad_rows_one_line_each(corpus, tmp_path):
                 json.dumps({"id": "c", **good, "engine": "magic"}),
                 json.dumps({"id": "d", **good, "engine": "classic", "adapt": 30}),
                 json.dumps({"id": "e", **good, "engine": "vggts", "adapt": 2.5}),
+                json.dumps({"id": "f", **good, "engine": "vggts", "detail": "fine"}),
+                json.dumps({"id": "g", **good, "engine": "classic", "detail": "huge"}),
             ]
         )
     )
@@ -276,10 +278,13 @@ def test_bad_rows_one_line_each(corpus, tmp_path):
         "bad.jsonl:5",
         "bad.jsonl:6",
         "bad.jsonl:7",
+        "bad.jsonl:8",
+        "bad.jsonl:9",
     ]
     assert "unknown key 'masks'" in bad[0].error and "not a JSON object" in bad[1].error
     assert "classic engine has no weights" in bad[2].error and "'magic'" in bad[3].error
     assert "adapt applies to engine vggts" in bad[4].error and "adapt takes an integer" in bad[5].error
+    assert "detail applies to engine classic" in bad[6].error and "detail 'huge' is not one" in bad[7].error
 
 
 def test_a_bad_row_stops_the_batch_before_any_work(corpus, tmp_path):

@@ -359,6 +359,8 @@ def test_rendered_rejects_unknown_tiers_and_stray_model():
     assert "--model applies to --engine vggts" in result.stderr
     result = vggts("eval", "rendered", "--engine", "classic", "--adapt", "10", code=2)
     assert "--adapt applies to --engine vggts" in result.stderr
+    result = vggts("eval", "rendered", "--engine", "vggts", "--detail", "fine", code=2)
+    assert "--detail applies to --engine classic" in result.stderr
 
 
 def test_rendered_without_scikit_image_is_refused(tmp_path):

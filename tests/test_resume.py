@@ -143,6 +143,7 @@ def test_overwrite_leaves_only_the_new_jobs_outputs(tmp_path, rec, seed):
         ("--margin", "7"),
         ("--mask-frame", "4"),
         ("--start-number", "1001"),
+        ("--detail", "fine"),  # printed only where it is given: the journal has none
     ],
 )
 def test_resume_with_other_options_is_refused(tmp_path, rec, seed, option, value):

@@ -49,6 +49,7 @@ class PropagateJob:
     model: str | None = None
     device: str = "auto"
     adapt: int | None = None  # learned engine: steps of tuning to the job's masks (None: ADAPT_STEPS)
+    detail: str | None = None  # classic engine: "normal" (None) or "fine" (engines/registry.py DETAILS)
     offsets: tuple[tuple[str, float], ...] = ()
     resume: bool = False
     overwrite: bool = False
@@ -228,6 +229,8 @@ def fingerprint(prepared: PreparedJob) -> dict:
     }
     if job.engine == "vggts":  # only where it applies: a classic job's print is unchanged
         printed["--adapt"] = ADAPT_STEPS if job.adapt is None else job.adapt
+    if job.detail not in (None, "normal"):  # only where it changes the work: earlier prints stay valid
+        printed["--detail"] = job.detail
     if any(isinstance(c.info, SequenceInfo) for c in prepared.cameras):
         printed["--fps"] = str(job.fps)  # only where it applies: a video job's print is unchanged
     return json.loads(json.dumps(printed, default=str))

@@ -6,7 +6,7 @@ first character (`{` = JSON Lines). Columns (CSV header) or keys (JSON object) m
 
     id, src, dst, mask, mask_frame, offsets, write, redact, margin, blur, pixel_size, hold, min_score,
     spread, grow, redact_objects, fill_color, overlay_color, start_number, alpha_format, engine, model,
-    adapt, fps
+    adapt, detail, fps
 
 `src` and `dst` take videos or image sequences (`fps`: their frame rate, as `--fps`).
 `id`, `src` and `mask` are required (no `dst`: one camera); an empty CSV cell takes the option's default.
@@ -57,6 +57,7 @@ COLUMNS = (
     "engine",
     "model",
     "adapt",
+    "detail",
     "fps",
 )
 REQUIRED = ("id", "src", "mask")
@@ -201,6 +202,7 @@ def _checked(job_id: str, where: str, row: dict[str, Any], base: Path, out: Path
         engine=engine,
         model=_model(engine, row.get("model"), base),
         adapt=_adapt(engine, row),
+        detail=_detail(engine, row),
         offsets=_offsets(row.get("offsets")),
         resume=resume,
         fps=DEFAULT_FPS if row.get("fps") in (None, "") else parse_fps(row["fps"], option="fps"),
@@ -271,6 +273,14 @@ def _adapt(engine: str, row: dict[str, Any]) -> int | None:
     steps = _number(row, "adapt", int, None)
     check_model([engine], None, flag="", adapt=steps)
     return steps
+
+
+def _detail(engine: str, row: dict[str, Any]) -> str | None:
+    """The detail column (the classic engine's working size), checked for its engine; None: the default."""
+    value = row.get("detail")
+    detail = str(value).strip() if value not in (None, "") else None
+    check_model([engine], None, flag="", detail=detail)
+    return detail
 
 
 def _model(engine: str, value: Any, base: Path) -> str | None:

@@ -78,14 +78,14 @@ class EngineCache:
     (camera, index), which another recording must not see."""
 
     def __init__(self) -> None:
-        self._engines: dict[tuple[str, str | None, str, int | None], Engine] = {}
+        self._engines: dict[tuple[str, str | None, str, int | None, str | None], Engine] = {}
 
     def get(self, job: PropagateJob) -> Engine:
-        key = (job.engine, job.model, job.device, job.adapt)
+        key = (job.engine, job.model, job.device, job.adapt, job.detail)
         if job.model is None:
-            return make_engine(job.engine, job.model, job.device, adapt=job.adapt)
+            return make_engine(*key[:3], adapt=job.adapt, detail=job.detail)
         if key not in self._engines:
-            self._engines[key] = make_engine(job.engine, job.model, job.device, adapt=job.adapt)
+            self._engines[key] = make_engine(*key[:3], adapt=job.adapt, detail=job.detail)
         return self._engines[key]
 
 

@@ -11,7 +11,16 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
-from vggts_cli.cli.common import ADAPT_HELP, MODEL_HELP, Device, one_line_errors, progress_bar, report
+from vggts_cli.cli.common import (
+    ADAPT_HELP,
+    DETAIL_HELP,
+    MODEL_HELP,
+    Detail,
+    Device,
+    one_line_errors,
+    progress_bar,
+    report,
+)
 from vggts_cli.fsutil import write_text
 
 if TYPE_CHECKING:
@@ -33,6 +42,7 @@ JSON_HELP = (
 EngineNames = Annotated[list[str] | None, typer.Option(metavar="NAME", help=ENGINE_HELP)]
 ModelName = Annotated[str | None, typer.Option(metavar="NAME|FILE", help=MODEL_HELP)]
 AdaptSteps = Annotated[int | None, typer.Option(metavar="STEPS", help=ADAPT_HELP, show_default=False)]
+DetailLevel = Annotated[Detail | None, typer.Option(help=DETAIL_HELP, show_default=False)]
 LearnedDevice = Annotated[Device, typer.Option(help="Where learned engines run.")]
 JsonOut = Annotated[str | None, typer.Option("--json", metavar="FILE", help=JSON_HELP)]
 
@@ -43,14 +53,18 @@ class Direction(str, Enum):
     exo_ego = "exo-ego"
 
 
-def _engines(names: list[str], model: str | None, device: str, adapt: int | None = None) -> dict[str, Engine]:
-    """Name -> Engine for each distinct `--engine`; `--model` and `--adapt` go to the learned engine only."""
+def _engines(
+    names: list[str], model: str | None, device: str, adapt: int | None, detail: Detail | None
+) -> dict[str, Engine]:
+    """Name -> Engine for each distinct `--engine`; `--model` and `--adapt` go to the learned engine only,
+    `--detail` to the classic one."""
     from vggts_cli.engines.registry import check_model, make_engine
 
     names = list(dict.fromkeys(names))
-    check_model(names, model, adapt=adapt)
-    learned = {"model": model, "adapt": adapt}
-    return {name: make_engine(name, device=device, **(learned if name == "vggts" else {})) for name in names}
+    level = None if detail is None else detail.value
+    check_model(names, model, adapt=adapt, detail=level)
+    options = {"vggts": {"model": model, "adapt": adapt}, "classic": {"detail": level}}
+    return {name: make_engine(name, device=device, **options.get(name, {})) for name in names}
 
 
 def _require_photos() -> None:
@@ -121,6 +135,7 @@ def rendered(
     model: ModelName = None,
     device: LearnedDevice = Device.auto,
     adapt: AdaptSteps = None,
+    detail: DetailLevel = None,
     pairs: Annotated[int, typer.Option(metavar="N", min=1, help="Rendered ego/exo pairs per tier.")] = 40,
     tiers: Annotated[
         str, typer.Option(metavar="LIST", help="Comma list of tiers: easy, medium, hard.")
@@ -150,7 +165,7 @@ def rendered(
 
     tier_list = parse_tiers(tiers)
     _require_photos()
-    engines = _engines(engine or _default_engines(), model, device.value, adapt)
+    engines = _engines(engine or _default_engines(), model, device.value, adapt, detail)
     total = len(tier_list) * pairs * 2 * len(engines) * queries_per_pair(wide)
     result = _counted("pairs", total, lambda tick: evaluate_rendered(engines, tier_list, pairs, tick, wide))
     _emit(result, json_out, rendered_table(result))
@@ -177,6 +192,7 @@ def vos(
     model: ModelName = None,
     device: LearnedDevice = Device.auto,
     adapt: AdaptSteps = None,
+    detail: DetailLevel = None,
     max_frames: Annotated[
         int | None,
         typer.Option(
@@ -198,7 +214,7 @@ def vos(
     from vggts_cli.eval.vos import engine_calls, evaluate_vos, sequence_names
 
     names = sequence_names(data, sequences)
-    engines = _engines(engine or _default_engines(), model, device.value, adapt)
+    engines = _engines(engine or _default_engines(), model, device.value, adapt, detail)
     total = engine_calls(data, names, max_frames) * len(engines)
     result = _counted("frames", total, lambda tick: evaluate_vos(engines, data, names, max_frames, tick))
     _emit(result, json_out, vos_table(result))
@@ -218,6 +234,7 @@ def pairs(
     model: ModelName = None,
     device: LearnedDevice = Device.auto,
     adapt: AdaptSteps = None,
+    detail: DetailLevel = None,
     json_out: JsonOut = None,
 ) -> None:
     """Score engines on real two-view pairs: the mask in view A, the object (or its absence) in view B.
@@ -231,7 +248,7 @@ def pairs(
     from vggts_cli.eval.report import pairs_table
 
     pair_list = load_pairs(data)
-    engines = _engines(engine or _default_engines(), model, device.value, adapt)
+    engines = _engines(engine or _default_engines(), model, device.value, adapt, detail)
     total = len(pair_list) * len(engines)
     result = _counted("pairs", total, lambda tick: evaluate_pairs(engines, pair_list, tick))
     result = {"data": str(data), "pairs": len(pair_list), **result}
@@ -293,6 +310,7 @@ def run(
     model: ModelName = None,
     device: Annotated[Device, typer.Option(help="Where the model runs.")] = Device.auto,
     adapt: AdaptSteps = None,
+    detail: DetailLevel = None,
     relations: Annotated[
         Path | None,
         typer.Option(
@@ -319,7 +337,7 @@ def run(
     directions = DIRECTIONS if direction is Direction.both else (direction.value,)
     names = read_take_names(relations) if relations is not None else None
     truth = GroundTruth.load(gt)
-    seg_engine = _engines([engine], model, device.value, adapt)[engine]
+    seg_engine = _engines([engine], model, device.value, adapt, detail)[engine]
     predictor = EgoExoPredictor(truth, takes, seg_engine, directions, names)
     submission = _counted("queries", predictor.segment_calls(), predictor.run)
     write_text(out, json.dumps(submission) + "\n")

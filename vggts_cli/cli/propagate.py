@@ -8,7 +8,16 @@ from typing import Annotated
 
 import typer
 
-from vggts_cli.cli.common import ADAPT_HELP, MODEL_HELP, Device, one_line_errors, progress_bar, report
+from vggts_cli.cli.common import (
+    ADAPT_HELP,
+    DETAIL_HELP,
+    MODEL_HELP,
+    Detail,
+    Device,
+    one_line_errors,
+    progress_bar,
+    report,
+)
 from vggts_cli.engines.registry import default_engine
 from vggts_cli.jobs import DEFAULT_WRITE, PreparedJob, PropagateJob, check_job, parse_list, parse_offsets
 from vggts_cli.pipeline.run import CameraSummary
@@ -146,6 +155,7 @@ Engine = Annotated[
 Model = Annotated[str | None, typer.Option(metavar="NAME|FILE", help=MODEL_HELP)]
 DeviceOpt = Annotated[Device, typer.Option(help="Where the model runs.")]
 Adapt = Annotated[int | None, typer.Option(metavar="STEPS", help=ADAPT_HELP, show_default=False)]
+DetailOpt = Annotated[Detail | None, typer.Option(help=DETAIL_HELP, show_default=False)]
 Offset = Annotated[
     list[str] | None,
     typer.Option(
@@ -194,6 +204,7 @@ def propagate(
     model: Model = None,
     device: DeviceOpt = Device.auto,
     adapt: Adapt = None,
+    detail: DetailOpt = None,
     offset: Offset = None,
     resume: Resume = False,
     overwrite: Overwrite = False,
@@ -224,6 +235,7 @@ def propagate(
         model=model,
         device=device.value,
         adapt=adapt,
+        detail=None if detail is None else detail.value,
         offsets=parse_offsets(offset or []),
         resume=resume,
         overwrite=overwrite,
@@ -238,7 +250,7 @@ def _run(prepared: PreparedJob) -> list[CameraSummary]:
     from vggts_cli.pipeline.run import run
 
     job = prepared.job
-    seg_engine = make_engine(job.engine, job.model, job.device, adapt=job.adapt)
+    seg_engine = make_engine(job.engine, job.model, job.device, adapt=job.adapt, detail=job.detail)
     total = sum(c.info.num_frames for c in prepared.cameras)
     with progress_bar() as bar:
         tasks = {

@@ -12,6 +12,7 @@ from vggts_cli.errors import UsageError
 from vggts_cli.weights import REAL_VALIDATION_RESULTS
 
 ENGINES = ("classic", "vggts")
+DETAILS = ("normal", "fine")  # the classic engine's working size: fixed, or grown for small objects
 
 
 def default_engine() -> str:
@@ -33,10 +34,23 @@ def default_engine() -> str:
 
 
 def check_model(
-    engines: Sequence[str], model: str | None, flag: str = "--", adapt: int | None = None
+    engines: Sequence[str],
+    model: str | None,
+    flag: str = "--",
+    adapt: int | None = None,
+    detail: str | None = None,
 ) -> None:
-    """A model and its tuning serve the learned engine only: refuse them given without it (`flag`: how
-    options are spelled where they came from, "--" on the command line, "" in a batch manifest)."""
+    """A model and its tuning serve the learned engine only, a detail level the classic engine only: refuse
+    them given without it (`flag`: how options are spelled where they came from, "--" on the command line,
+    "" in a batch manifest)."""
+    if detail is not None:
+        if detail not in DETAILS:
+            raise UsageError(f"{flag}detail {detail!r} is not one of {', '.join(DETAILS)}")
+        if "classic" not in engines:
+            raise UsageError(
+                f"{flag}detail applies to {flag}engine classic; the learned engine's input size is its "
+                "model's"
+            )
     if "vggts" in engines:
         if adapt is not None and adapt < 0:
             raise UsageError(f"{flag}adapt {adapt}: steps must be 0 (off) or more")
@@ -53,15 +67,17 @@ def make_engine(
     device: str = "auto",
     schedule: str = "windowed",
     adapt: int | None = None,
+    detail: str | None = None,
 ) -> Engine:
     """Build the engine `name`; `model` (a name or a model file; None = the shipped default), `device`,
     `schedule` ("windowed" or "pair", see engines/learned/engine.py) and `adapt` (steps of tuning to each
-    job's masks; None = ADAPT_STEPS) serve the learned engine."""
-    check_model([name], model, adapt=adapt)
+    job's masks; None = ADAPT_STEPS) serve the learned engine, `detail` (one of DETAILS; None = "normal")
+    the classic one."""
+    check_model([name], model, adapt=adapt, detail=detail)
     if name == "classic":
-        from vggts_cli.engines.classic.engine import ClassicEngine
+        from vggts_cli.engines.classic.engine import FINE_OBJECT_PX, ClassicEngine
 
-        return ClassicEngine()
+        return ClassicEngine(object_px=FINE_OBJECT_PX if detail == "fine" else None)
     if name == "vggts":
         from vggts_cli.engines.learned.adapt import AdaptConfig
         from vggts_cli.engines.learned.engine import LearnedEngine

@@ -26,18 +26,19 @@ STATE_DIR = ".vggts"  # OUT/.vggts/ holds the journal
 
 
 def _difference(out: Path, header: object, fingerprint: dict) -> str:
-    """One line naming the first option whose value differs from the journal's."""
-    if not isinstance(header, dict) or set(header) != set(fingerprint):
+    """One line naming the first option whose value differs from the journal's (an option printed only
+    where it applies, such as --detail, is null where it is not printed)."""
+    if not isinstance(header, dict) or not all(str(k).startswith("--") for k in [*header, *fingerprint]):
         return f"{out} holds a job of another vggts version or kind; use another --out or --overwrite"
-    option = next(k for k in fingerprint if header[k] != fingerprint[k])
+    option = next(k for k in {**header, **fingerprint} if header.get(k) != fingerprint.get(k))
     if option in ("--src", "--dst"):
         return (
             f"{option} is not the input the journal in {out} was made from (other file or content); "
             "pass the same inputs or use --overwrite"
         )
     return (
-        f"{option} differs from the journal in {out} ({json.dumps(header[option])} there, "
-        f"{json.dumps(fingerprint[option])} now); pass the same options or use --overwrite"
+        f"{option} differs from the journal in {out} ({json.dumps(header.get(option))} there, "
+        f"{json.dumps(fingerprint.get(option))} now); pass the same options or use --overwrite"
     )
 
 
