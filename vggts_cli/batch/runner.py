@@ -83,10 +83,15 @@ class EngineCache:
     def get(self, job: PropagateJob) -> Engine:
         key = (job.engine, job.model, job.device, job.adapt, job.detail)
         if job.model is None:
-            return make_engine(*key[:3], adapt=job.adapt, detail=job.detail)
+            return _engine_of(job)
         if key not in self._engines:
-            self._engines[key] = make_engine(*key[:3], adapt=job.adapt, detail=job.detail)
+            self._engines[key] = _engine_of(job)
         return self._engines[key]
+
+
+def _engine_of(job: PropagateJob) -> Engine:
+    """A new engine for `job`'s engine options."""
+    return make_engine(job.engine, job.model, job.device, adapt=job.adapt, detail=job.detail)
 
 
 def run_job(

@@ -53,6 +53,27 @@ class WorkingFrame:
     detail: np.ndarray | None = None
     regions: dict = field(default_factory=dict)
 
+    # Tolerances in working pixels, fractions of the working size.
+    @property
+    def fb_px(self) -> float:
+        """How far a forward-backward flow round trip may miss and still count as consistent."""
+        return max(1.0, 0.004 * self.side)
+
+    @property
+    def astray_px(self) -> float:
+        """How far a pixel's own flow may leave the object's motion before it counts as background."""
+        return max(1.0, 0.003 * self.side)
+
+    @property
+    def band_px(self) -> int:
+        """The band around an outline that GrabCut re-decides (and the gaps closed)."""
+        return max(3, round(0.015 * self.side))
+
+    @property
+    def flow_reach_px(self) -> int:
+        """The least margin of the flow's window around the object: a frame's motion."""
+        return round(0.1 * self.side)
+
 
 @dataclass(frozen=True)
 class _Candidate:
@@ -159,9 +180,9 @@ class ClassicEngine(Engine):
         # The mask stays soft until it is scaled to the target's size: thresholding at working size would
         # round the object's sub-pixel motion away on every frame and the track would lag behind it.
         prob = _vote(candidates)
-        prob = _settle(prob, _clean(prob >= 0.5, _band_px(side)))
+        prob = _settle(prob, _clean(prob >= 0.5, tgt.band_px))
         if self.grabcut and (prob >= 0.5).any():
-            prob = _settle(prob, self._refine(tgt.rgb, prob >= 0.5, _band_px(side)))
+            prob = _settle(prob, self._refine(tgt.rgb, prob >= 0.5, tgt.band_px))
         score = _presence(candidates, prob >= 0.5)
         if score < self.min_score:
             return Prediction(empty.mask, score)
@@ -344,7 +365,7 @@ class ClassicEngine(Engine):
         """
         around = bbox(mask >= 0.5)
         assert around is not None  # the caller passes a non-empty reference
-        window = around.grow(max(round(0.1 * tgt.side), round(0.25 * around.size)), *mask.shape).slices
+        window = around.grow(max(tgt.flow_reach_px, round(0.25 * around.size)), *mask.shape).slices
         obj = mask[window]
         src_gray = np.ascontiguousarray(src.gray[window])
         tgt_gray = np.ascontiguousarray(tgt.gray[window])
@@ -357,7 +378,7 @@ class ClassicEngine(Engine):
         grid_y, grid_x = np.indices(obj.shape, dtype=np.float32)
         land_x, land_y = grid_x + forward[..., 0], grid_y + forward[..., 1]
         round_trip = forward + cv2.remap(backward, land_x, land_y, cv2.INTER_LINEAR)
-        consistent = np.hypot(round_trip[..., 0], round_trip[..., 1]) < max(1.0, 0.004 * tgt.side)
+        consistent = np.hypot(round_trip[..., 0], round_trip[..., 1]) < tgt.fb_px
         landed = cv2.remap(tgt_colour, land_x, land_y, cv2.INTER_LINEAR, borderValue=(-255.0,) * 3)
         reliable = consistent & (np.abs(landed - src_colour).max(axis=2) < self._photo_levels)
         inside = obj >= 0.5
@@ -379,8 +400,7 @@ class ClassicEngine(Engine):
         alike = np.abs(arrived[ys, xs] - src_colour[ys, xs]).max(axis=1) < self._photo_levels
         # A pixel whose own flow is reliable but leaves the object's motion is background the mask took in
         # by mistake: it is dropped rather than dragged along (and spread) with the object.
-        astray_px = max(1.0, 0.003 * tgt.side)
-        astray = reliable[ys, xs] & (np.hypot(*(forward[ys, xs] - motion[ys, xs]).T) > astray_px)
+        astray = reliable[ys, xs] & (np.hypot(*(forward[ys, xs] - motion[ys, xs]).T) > tgt.astray_px)
         weight = obj[ys, xs] * (alike & ~astray)
         mass = _splat(to_x, to_y, weight, obj.shape)
 
@@ -424,12 +444,6 @@ class ClassicEngine(Engine):
         # GrabCut may leak into a background of the same colours: keep it only when it stays close.
         ratio = refined.sum() / mask.sum()
         return refined if 0.7 < ratio < 1.4 else mask
-
-
-def _band_px(side: int) -> int:
-    """The width of the band around an outline that is re-decided (and of the gaps closed), in pixels of a
-    working size `side`."""
-    return max(3, round(0.015 * side))
 
 
 def _disk(radius: int) -> np.ndarray:
