@@ -112,7 +112,8 @@ class ClassicEngine(Engine):
             stay lost; the colour models put the outline back on the object's edges (~1.6x the time).
         max_features: keypoints kept per region.
         min_inliers: inliers needed to accept a map (its confidence is full at FULL_INLIERS).
-        min_score: below this presence score the object is reported absent (empty mask).
+        min_score: below this presence score the object is reported absent (empty mask), unless the
+            camera's own flow still carries it (the mask is then kept, with its low score).
         anchor_weight: vote of a seed/cross match relative to the temporal flow at equal confidence; above 1
             a confident anchor overrides the flow where they disagree (the flow's drift at the outline),
             while the flow alone decides wherever no match is found.
@@ -184,7 +185,11 @@ class ClassicEngine(Engine):
         if self.grabcut and (prob >= 0.5).any():
             prob = _settle(prob, self._refine(tgt.rgb, prob >= 0.5, tgt.band_px))
         score = _presence(candidates, prob >= 0.5)
-        if score < self.min_score:
+        # Doubt alone does not end a track: a blurred, turning or half-hidden object scores low while the
+        # camera's own flow still carries it, and an empty mask here would lose it for good (the next frame
+        # has no temporal reference). The flow ends a track itself by carrying none of its pixels.
+        tracked = any(c.match is None for c in candidates)
+        if score < self.min_score and not tracked:
             return Prediction(empty.mask, score)
         full = cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR)
         return Prediction(full >= 0.5, score)
