@@ -44,7 +44,7 @@ def segment(rec: TierVideos, engine: str, out: Path) -> list[Path]:
     job = PropagateJob(
         src=rec.videos[0],
         dsts=rec.videos[1:],
-        mask=mask,
+        masks=(mask,),
         out=out,
         write=("rle",),
         engine=engine,
