@@ -97,6 +97,7 @@ FULL_INLIERS = 30
 # resolution). Chosen on 17 DAVIS train clips (J 0.587 -> 0.675; 160 px: 0.659), checked on 13 others.
 FINE_OBJECT_PX = 320
 SIDE_STEP = 64  # a grown working size is a multiple of this (or the frame's long side): frames are reused
+GMM_SEEDS = 50  # pixels of each side GrabCut's colour models (5 components each) are seeded from, at least
 
 
 class ClassicEngine(Engine):
@@ -109,7 +110,7 @@ class ClassicEngine(Engine):
             (flow, outline) at the cost of time. None: always `work_size`.
         grabcut: refine the fused mask with GrabCut in a band around its outline. On by default: flow only
             carries the pixels it is given, so a part of the object lost once (or background taken in) would
-            stay lost; the colour models put the outline back on the object's edges (~1.6x the time).
+            stay lost; the colour models put the outline back on the object's edges.
         max_features: keypoints kept per region.
         min_inliers: inliers needed to accept a map (its confidence is full at FULL_INLIERS).
         min_score: below this presence score the object is reported absent (empty mask), unless the
@@ -442,8 +443,19 @@ class ClassicEngine(Engine):
         crop = labels[y0:y1, x0:x1].copy()
         if not (crop == cv2.GC_BGD).any():
             return mask  # the object fills the frame: no background to model
+        image = np.ascontiguousarray(rgb[y0:y1, x0:x1])
         bgd, fgd = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
-        cv2.grabCut(np.ascontiguousarray(rgb[y0:y1, x0:x1]), crop, None, bgd, fgd, 2, cv2.GC_INIT_WITH_MASK)
+        # Most of GrabCut's cost is the k-means that seeds its colour models, over every pixel of the crop:
+        # seeded from every other pixel, the models (learned again from all of them in the one iteration)
+        # come out as good, and one iteration from our labels does as well as two (17 DAVIS train clips:
+        # J 0.621 -> 0.622, 0.683 -> 0.682 with --detail fine; GrabCut's time halved).
+        seeds = np.ascontiguousarray(crop[::2, ::2])
+        said_object = (seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)
+        mode = cv2.GC_INIT_WITH_MASK
+        if min(np.count_nonzero(said_object), np.count_nonzero(~said_object)) >= GMM_SEEDS:
+            cv2.grabCut(np.ascontiguousarray(image[::2, ::2]), seeds, None, bgd, fgd, 0, mode)
+            mode = cv2.GC_EVAL  # the models as seeded, re-learned from the crop's labels first
+        cv2.grabCut(image, crop, None, bgd, fgd, 1, mode)
         refined = mask.copy()
         refined[y0:y1, x0:x1] = (crop == cv2.GC_FGD) | (crop == cv2.GC_PR_FGD)
         # GrabCut may leak into a background of the same colours: keep it only when it stays close.
