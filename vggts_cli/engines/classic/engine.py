@@ -94,7 +94,8 @@ SURE = 0.5  # a match this confident ends the search for better ones
 # inliers are evidence, weighed as such, rather than none.
 FULL_INLIERS = 30
 # `--detail fine`: a call works at the size where the object is at least this long (up to the frame's full
-# resolution). Chosen on 17 DAVIS train clips (J 0.587 -> 0.675; 160 px: 0.659), checked on 13 others.
+# resolution). Chosen on 17 DAVIS train clips (J 0.622 -> 0.682; 160 px: 0.656, 480 px: 0.676), checked on
+# 13 others.
 FINE_OBJECT_PX = 320
 SIDE_STEP = 64  # a grown working size is a multiple of this (or the frame's long side): frames are reused
 GMM_SEEDS = 50  # pixels of each side GrabCut's colour models (5 components each) are seeded from, at least
@@ -450,9 +451,9 @@ class ClassicEngine(Engine):
         # come out as good, and one iteration from our labels does as well as two (17 DAVIS train clips:
         # J 0.621 -> 0.622, 0.683 -> 0.682 with --detail fine; GrabCut's time halved).
         seeds = np.ascontiguousarray(crop[::2, ::2])
-        said_object = (seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)
+        on_object = (seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)
         mode = cv2.GC_INIT_WITH_MASK
-        if min(np.count_nonzero(said_object), np.count_nonzero(~said_object)) >= GMM_SEEDS:
+        if min(np.count_nonzero(on_object), np.count_nonzero(~on_object)) >= GMM_SEEDS:
             cv2.grabCut(np.ascontiguousarray(image[::2, ::2]), seeds, None, bgd, fgd, 0, mode)
             mode = cv2.GC_EVAL  # the models as seeded, re-learned from the crop's labels first
         cv2.grabCut(image, crop, None, bgd, fgd, 1, mode)
