@@ -89,10 +89,7 @@ def spinning_ball(frames: int, blur: int, spin: float, seed: int = 0):
     for t in range(frames):
         turn = cv2.getRotationMatrix2D((radius, radius), spin * t, 1.0)
         spun = cv2.warpAffine(texture, turn, (2 * radius, 2 * radius), borderMode=cv2.BORDER_REFLECT)
-        image, mask = wide[:, t : t + width].copy(), np.zeros((height, width), bool)
-        x, y = 150 + 6 * t, 150 + 3 * t
-        image[y : y + 2 * radius, x : x + 2 * radius][disk > 0] = spun[disk > 0]
-        mask[y : y + 2 * radius, x : x + 2 * radius] = disk > 0
+        image, mask = composite(wide[:, t : t + width], (spun, disk > 0), 150 + 6 * t, 150 + 3 * t)
         if t:
             smeared = cv2.filter2D(image, -1, kernel)
             share = cv2.filter2D(mask.astype(np.float32), -1, kernel)[..., None]

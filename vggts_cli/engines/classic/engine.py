@@ -87,6 +87,11 @@ class _Candidate:
     match: Match | None = None
     verified: float = 0.0
 
+    @property
+    def from_flow(self) -> bool:
+        """Whether the camera's own flow carried this candidate (only matches have a map)."""
+        return self.match is None
+
 
 SURE = 0.5  # a match this confident ends the search for better ones
 # A map is accepted from min_inliers on (a homography needs 4 points: 6 leave it checked by two more), but its
@@ -190,7 +195,7 @@ class ClassicEngine(Engine):
         # Doubt alone does not end a track: a blurred, turning or half-hidden object scores low while the
         # camera's own flow still carries it, and an empty mask here would lose it for good (the next frame
         # has no temporal reference). The flow ends a track itself by carrying none of its pixels.
-        tracked = any(c.match is None for c in candidates)
+        tracked = any(c.from_flow for c in candidates)
         if score < self.min_score and not tracked:
             return Prediction(empty.mask, score)
         full = cv2.resize(prob, (width, height), interpolation=cv2.INTER_LINEAR)
@@ -451,17 +456,22 @@ class ClassicEngine(Engine):
         # come out as good, and one iteration from our labels does as well as two (17 DAVIS train clips:
         # J 0.621 -> 0.622, 0.683 -> 0.682 with --detail fine; GrabCut's time halved).
         seeds = np.ascontiguousarray(crop[::2, ::2])
-        on_object = (seeds == cv2.GC_FGD) | (seeds == cv2.GC_PR_FGD)
+        on_object = _said_object(seeds)
         mode = cv2.GC_INIT_WITH_MASK
         if min(np.count_nonzero(on_object), np.count_nonzero(~on_object)) >= GMM_SEEDS:
             cv2.grabCut(np.ascontiguousarray(image[::2, ::2]), seeds, None, bgd, fgd, 0, mode)
             mode = cv2.GC_EVAL  # the models as seeded, re-learned from the crop's labels first
         cv2.grabCut(image, crop, None, bgd, fgd, 1, mode)
         refined = mask.copy()
-        refined[y0:y1, x0:x1] = (crop == cv2.GC_FGD) | (crop == cv2.GC_PR_FGD)
+        refined[y0:y1, x0:x1] = _said_object(crop)
         # GrabCut may leak into a background of the same colours: keep it only when it stays close.
         ratio = refined.sum() / mask.sum()
         return refined if 0.7 < ratio < 1.4 else mask
+
+
+def _said_object(labels: np.ndarray) -> np.ndarray:
+    """The pixels GrabCut `labels` (h, w) uint8 put on the object, surely or probably: (h, w) bool."""
+    return (labels == cv2.GC_FGD) | (labels == cv2.GC_PR_FGD)
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -574,8 +584,8 @@ def presence_features(candidates: Sequence[_Candidate], mask: np.ndarray) -> tup
     coverage and detail agreement (zeros without a match), the fused `mask`'s (h, w) bool agreement with
     the area the candidates expected (1 within 2x of it, falling to 0 as it shrinks or grows further),
     and the flow's confidence."""
-    matches = [c for c in candidates if c.match is not None]
-    flows = [c.confidence for c in candidates if c.match is None]
+    matches = [c for c in candidates if not c.from_flow]
+    flows = [c.confidence for c in candidates if c.from_flow]
     weights = np.array([c.confidence for c in candidates])
     expected = float(np.dot(weights, [c.prob.sum() for c in candidates]) / max(weights.sum(), 1e-9))
     area = float(mask.sum())
