@@ -103,6 +103,7 @@ FULL_INLIERS = 30
 # 13 others.
 FINE_OBJECT_PX = 320
 SIDE_STEP = 64  # a grown working size is a multiple of this (or the frame's long side): frames are reused
+MIN_BACKGROUND_PX = 50  # reliable background pixels that give the background's motion in a flow window
 GMM_SEEDS = 50  # pixels of each side GrabCut's colour models (5 components each) are seeded from, at least
 
 
@@ -372,8 +373,10 @@ class ClassicEngine(Engine):
         little more behind its object on every frame. So the object's motion is taken from its interior pixels
         whose flow is forward–backward consistent and whose colour matches where they land, spread over the
         object (normalized convolution), and every object pixel that lands on its own colour is splatted
-        forward along it; the flow votes background wherever none landed (the object left, or is occluded
-        there). The flow is only computed in a window around the object, large enough for a frame's motion.
+        forward along it — or along its own flow, where that is reliable and follows neither the object's
+        motion nor the background's (a limb swinging on its own); the flow votes background wherever none
+        landed (the object left, or is occluded there). The flow is only computed in a window around the
+        object, large enough for a frame's motion.
         """
         around = bbox(mask >= 0.5)
         assert around is not None  # the caller passes a non-empty reference
@@ -408,12 +411,23 @@ class ClassicEngine(Engine):
         # Sampled over the whole window, not as one (N, 1) map: remap takes maps under 32767 rows.
         moved_x, moved_y = grid_x + motion[..., 0], grid_y + motion[..., 1]
         arrived = cv2.remap(tgt_colour, moved_x, moved_y, cv2.INTER_LINEAR, borderValue=(-255.0,) * 3)
-        to_x, to_y = moved_x[ys, xs], moved_y[ys, xs]
+        own = forward[ys, xs]
         alike = np.abs(arrived[ys, xs] - src_colour[ys, xs]).max(axis=1) < self._photo_levels
-        # A pixel whose own flow is reliable but leaves the object's motion is background the mask took in
-        # by mistake: it is dropped rather than dragged along (and spread) with the object.
-        astray = reliable[ys, xs] & (np.hypot(*(forward[ys, xs] - motion[ys, xs]).T) > tgt.astray_px)
-        weight = obj[ys, xs] * (alike & ~astray)
+        # A pixel whose own flow is reliable but leaves the object's motion is either background the mask
+        # took in by mistake (it moves as the background does: dropped rather than dragged along with the
+        # object) or a part with a motion of its own, a swinging leg or arm (carried along its own flow,
+        # which its colour already confirmed). Without background to tell them apart, the former.
+        off_object = np.hypot(*(own - motion[ys, xs]).T)
+        leaves = reliable[ys, xs] & (off_object > tgt.astray_px)
+        backdrop = _background_motion(forward, reliable, inside, tgt.band_px)
+        if backdrop is None:
+            astray, apart = leaves, np.zeros_like(leaves)
+        else:
+            closer = np.hypot(*(own - backdrop).T) < off_object
+            astray, apart = leaves & closer, leaves & ~closer
+        to_x = np.where(apart, xs + own[:, 0], moved_x[ys, xs])
+        to_y = np.where(apart, ys + own[:, 1], moved_y[ys, xs])
+        weight = obj[ys, xs] * ((alike | apart) & ~astray)
         mass = _splat(to_x, to_y, weight, obj.shape)
 
         # Chance agreement of unrelated textures is well above 0; map it to no confidence.
@@ -487,6 +501,17 @@ def _object_motion(flow: np.ndarray, support: np.ndarray, size: int) -> np.ndarr
     mean = (flow * support[..., None]).sum(axis=(0, 1)) / support.sum()
     spread = cv2.blur(flow * support[..., None], (box, box))
     return (spread + 1e-3 * mean) / (cv2.blur(support, (box, box)) + 1e-3)[..., None]
+
+
+def _background_motion(
+    flow: np.ndarray, reliable: np.ndarray, inside: np.ndarray, band_px: int
+) -> np.ndarray | None:
+    """The background's motion (2,) in a flow window: the median `flow` (h, w, 2) of the `reliable` (h, w)
+    bool pixels farther than `band_px` from the object `inside` (h, w) bool; None with under
+    MIN_BACKGROUND_PX of them (the object fills its window)."""
+    outside = cv2.dilate(inside.astype(np.uint8), _disk(band_px)) == 0
+    samples = flow[outside & reliable]
+    return np.median(samples, axis=0) if len(samples) >= MIN_BACKGROUND_PX else None
 
 
 def _splat(xs: np.ndarray, ys: np.ndarray, weights: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
