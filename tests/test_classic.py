@@ -98,10 +98,10 @@ def spinning_ball(frames: int, blur: int, spin: float, seed: int = 0):
     return out
 
 
-def swinging_limb(frames: int, swing: int, seed: int = 0):
-    """A body crossing a panning background, (+3, +2) px a frame, with a thin limb (12 × 90 px, its own
-    texture) hanging from its side that slides `swing` px a frame down along itself: a leg or an arm with
-    a motion of its own.
+def swinging_limb(frames: int, swing: int, camouflage: bool = False, seed: int = 0):
+    """A body crossing a panning background, (+3, +2) px a frame, with a thin limb (12 × 90 px) hanging from
+    its side that slides `swing` px a frame down along itself: a leg or an arm with a motion of its own. Its
+    texture is its own, or with `camouflage` a patch of the background (a leg the colour of the ground).
 
     Returns a list of (image (480, 640, 3) uint8, mask (480, 640) bool, the limb's mask (480, 640) bool)."""
     rng = np.random.default_rng(seed)
@@ -110,6 +110,8 @@ def swinging_limb(frames: int, swing: int, seed: int = 0):
     body = sprite(120, seed + 1)
     texture = cv2.GaussianBlur(rng.normal(0, 1, (90, 12, 3)).astype(np.float32), (0, 0), 1.0)
     texture = np.clip(np.array([40, 90, 210]) + 50 * texture / texture.std(), 0, 255).astype(np.uint8)
+    if camouflage:
+        texture = wide[60:150, 500:512].copy()
     out = []
     for t in range(frames):
         x, y = 200 + 3 * t, 150 + 2 * t
@@ -220,8 +222,19 @@ def test_a_limb_with_its_own_motion_stays_in_the_track():
     frames = swinging_limb(12, swing=3)
     predictions = track(ClassicEngine(), [(image, mask) for image, mask, _ in frames])
     kept = [(p.mask & limb).sum() / limb.sum() for p, (*_, limb) in zip(predictions, frames[1:], strict=True)]
-    # Observed: 0.51-0.95 of the limb on every frame; the whole object's IoU 0.92 at least.
+    # Observed: 0.49-0.95 of the limb on every frame; the whole object's IoU 0.92 at least.
     assert min(kept) > 0.4
+
+
+def test_grabcut_keeps_a_thin_part_in_the_backgrounds_colours():
+    # A limb textured like the background, moving with the body (unlike the panning background). GrabCut,
+    # judging its band by colour alone, cut it off on frame 1 (observed: 0.02 of it kept, then 0). The flow's
+    # evidence that it moves with the object keeps it.
+    frames = swinging_limb(12, swing=0, camouflage=True)
+    predictions = track(ClassicEngine(), [(image, mask) for image, mask, _ in frames])
+    kept = [(p.mask & limb).sum() / limb.sum() for p, (*_, limb) in zip(predictions, frames[1:], strict=True)]
+    # Observed: 0.63-0.97 of the limb on every frame; the whole object's IoU 0.93 at least.
+    assert min(kept) > 0.5
 
 
 def test_cross_view_follows_a_perspective_warp():

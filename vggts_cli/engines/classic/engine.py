@@ -78,14 +78,16 @@ class WorkingFrame:
 @dataclass(frozen=True)
 class _Candidate:
     """A reference mask carried into the target: `prob` (h, w) float32 in [0, 1], its per-pixel vote `weight`
-    (h, w) float32, its overall `confidence` in [0, 1], and for a match its evidence: the checked map and
-    how well the detail it brings agrees with the target's (`verified`, in [0, 1])."""
+    (h, w) float32, its overall `confidence` in [0, 1]; for a match its evidence: the checked map and how
+    well the detail it brings agrees with the target's (`verified`, in [0, 1]); for the flow the pixels it
+    carried surely (`carried`, (h, w) bool, None for a match), which GrabCut may not take away."""
 
     prob: np.ndarray
     weight: np.ndarray
     confidence: float
     match: Match | None = None
     verified: float = 0.0
+    carried: np.ndarray | None = None
 
     @property
     def from_flow(self) -> bool:
@@ -103,6 +105,7 @@ FULL_INLIERS = 30
 # 13 others.
 FINE_OBJECT_PX = 320
 SIDE_STEP = 64  # a grown working size is a multiple of this (or the frame's long side): frames are reused
+CARRIED_COVER = 0.99  # a pixel the flow carried surely is covered in full (one splat sums to 1)
 MIN_BACKGROUND_PX = 50  # reliable background pixels that give the background's motion in a flow window
 GMM_SEEDS = 50  # pixels of each side GrabCut's colour models (5 components each) are seeded from, at least
 
@@ -191,7 +194,11 @@ class ClassicEngine(Engine):
         prob = _vote(candidates)
         prob = _settle(prob, _clean(prob >= 0.5, tgt.band_px))
         if self.grabcut and (prob >= 0.5).any():
-            prob = _settle(prob, self._refine(tgt.rgb, prob >= 0.5, tgt.band_px))
+            carried = np.zeros(prob.shape, bool)
+            for candidate in candidates:
+                if candidate.carried is not None:
+                    carried |= candidate.carried
+            prob = _settle(prob, self._refine(tgt.rgb, prob >= 0.5, carried, tgt.band_px))
         score = _presence(candidates, prob >= 0.5)
         # Doubt alone does not end a track: a blurred, turning or half-hidden object scores low while the
         # camera's own flow still carries it, and an empty mask here would lose it for good (the next frame
@@ -429,6 +436,16 @@ class ClassicEngine(Engine):
         to_y = np.where(apart, ys + own[:, 1], moved_y[ys, xs])
         weight = obj[ys, xs] * ((alike | apart) & ~astray)
         mass = _splat(to_x, to_y, weight, obj.shape)
+        # What the flow carried surely: pixels covered in full by reliable object pixels that move unlike the
+        # background (the motion itself says "object"). GrabCut keeps them: judged by colour alone in its
+        # band, a thin part (a leg, an arm) whose colours the background also has was cut off a little more
+        # on every frame, and a track shrank to the object's core. A background patch the mask took in gives
+        # no such evidence where it moves as the background does, so it stays GrabCut's to decide.
+        carried = np.zeros(mask.shape, bool)
+        if backdrop is not None:
+            moves = np.hypot(to_x - xs - backdrop[0], to_y - ys - backdrop[1]) > tgt.astray_px
+            surely = _splat(to_x, to_y, weight * (reliable[ys, xs] & moves), obj.shape)
+            carried[window] = surely >= CARRIED_COVER
 
         # Chance agreement of unrelated textures is well above 0; map it to no confidence.
         agreement = float(weight.sum() / obj[ys, xs].sum())
@@ -438,13 +455,14 @@ class ClassicEngine(Engine):
         prob, votes = np.zeros_like(mask), np.zeros_like(mask)
         prob[window] = np.minimum(mass, 1.0)
         votes[window] = confidence
-        return _Candidate(prob, votes, confidence)
+        return _Candidate(prob, votes, confidence, carried=carried)
 
     # ------------------------------------------------------------------ refinement
 
-    def _refine(self, rgb: np.ndarray, mask: np.ndarray, band_px: int) -> np.ndarray:
+    def _refine(self, rgb: np.ndarray, mask: np.ndarray, carried: np.ndarray, band_px: int) -> np.ndarray:
         """Re-decide the pixels of `mask` (h, w) bool within a `band_px` band around its outline by GrabCut
-        on `rgb` (h, w, 3) uint8; the rest stays sure foreground / background."""
+        on `rgb` (h, w, 3) uint8; the rest, and the pixels of `mask` the flow `carried` (h, w) bool surely,
+        stay sure foreground / background."""
         band = _disk(band_px)
         mask_u8 = mask.astype(np.uint8)
         inner = cv2.erode(mask_u8, band) > 0
@@ -454,7 +472,7 @@ class ClassicEngine(Engine):
         labels = np.full(mask.shape, cv2.GC_BGD, dtype=np.uint8)
         labels[outer] = cv2.GC_PR_BGD
         labels[mask] = cv2.GC_PR_FGD
-        labels[inner] = cv2.GC_FGD
+        labels[inner | (carried & mask)] = cv2.GC_FGD
         # Work on a crop with a margin of sure background so the colour models see both sides.
         x, y, w, h = cv2.boundingRect(outer.astype(np.uint8))
         margin = 3 * band_px
