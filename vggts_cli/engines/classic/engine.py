@@ -11,8 +11,9 @@ Each reference is carried into the target as a soft candidate mask with a confid
   inliers, their spread and how well the object's detail agrees in both views.
 The candidates vote per pixel, weighted by confidence: the anchors (seed, cross) keep the temporal track from
 drifting, and the temporal track gives the shape where no single transform fits. GrabCut then redraws the
-outline on the object's colour edges, in a band around it. All the work happens at a small working size;
-per-frame work (grayscale, keypoints) is cached because the same reference frames come back on every call.
+outline on the object's colour edges, in a band around it, but for the pixels the flow carried surely. All
+the work happens at a small working size; per-frame work (grayscale, keypoints) is cached because the
+same reference frames come back on every call.
 Everything is deterministic: a resumed job reproduces the same masks.
 """
 
@@ -101,8 +102,8 @@ SURE = 0.5  # a match this confident ends the search for better ones
 # inliers are evidence, weighed as such, rather than none.
 FULL_INLIERS = 30
 # `--detail fine`: a call works at the size where the object is at least this long (up to the frame's full
-# resolution). Chosen on 17 DAVIS train clips (J 0.622 -> 0.682; 160 px: 0.656, 480 px: 0.676), checked on
-# 13 others.
+# resolution). Chosen on 17 DAVIS train clips (J 0.688 -> 0.711; 160 px: 0.704, 480 px: 0.704), checked on
+# 13 others (0.652 -> 0.659).
 FINE_OBJECT_PX = 320
 SIDE_STEP = 64  # a grown working size is a multiple of this (or the frame's long side): frames are reused
 CARRIED_COVER = 0.99  # a pixel the flow carried surely is covered in full (one splat sums to 1)
