@@ -62,7 +62,10 @@ def test_a_correction_is_output_as_given_and_holds_around_it(cli, rec, poor, tmp
     assert result.exit_code == 0, result.output
     before, after = _ious(rec, 0, _masks(plain, "ego")), _ious(rec, 0, _masks(fixed, "ego"))
     np.testing.assert_array_equal(_masks(fixed, "ego")[FIX], rec.truth(0, FIX))
-    assert after[FIX + 1 :].mean() > before[FIX + 1 :].mean() + 0.3  # the fix holds after it
+    # The fix holds after it. Without it the half seed stays half (IoU ~0.5) for a while, then the classic
+    # engine grows it into the other half (observed 0.52 on frame 22, 0.97 on 29; mean 0.66 after the fix).
+    assert after[FIX + 1 :].min() > 0.9
+    assert after[FIX + 1 :].mean() > before[FIX + 1 :].mean() + 0.2
     near = slice((FIX + 1) // 2, FIX)  # frames nearer to the fix than to the seed come back from it
     assert after[near].mean() > before[near].mean() + 0.1
 
